@@ -1,0 +1,1 @@
+"""sagemaker-reranker: a SageMaker-hosted cross-encoder reranker for LangChain."""
