@@ -1,0 +1,26 @@
+"""The ``sagemaker-reranker`` command line: package, serve locally, deploy and operate.
+
+Each command lives in the module of its concern; this file only groups them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from sagemaker_reranker.deploy.package_command import package_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sagemaker-reranker")
+def main() -> None:
+    """Serve a Hugging Face cross-encoder reranker from Amazon SageMaker.
+
+    \b
+    Typical flow:
+      sagemaker-reranker package --model BAAI/bge-reranker-base -o model.tar.gz
+      sagemaker-reranker serve --model-data model.tar.gz          # local, offline
+      sagemaker-reranker deploy my-reranker --model-data model.tar.gz --role ARN
+    """
+
+
+main.add_command(package_command)

@@ -1,0 +1,433 @@
+"""SageMaker inference handler for a Hugging Face cross-encoder reranker.
+
+This file becomes ``code/inference.py`` inside ``model.tar.gz``. It is self-contained: it
+imports only torch, transformers, sagemaker_inference and the standard library, because the
+serving container loads it alone.
+
+Wire contract (request ``application/json``)::
+
+    {"pairs": [[query, doc], ...]}          # the default client handler
+    {"text_pairs": [[query, doc], ...]}     # the stock langchain_community handler
+    {"query": q, "texts": [doc, ...]}       # TEI /rerank style
+
+Response ``application/json``: ``{"scores": [float, ...]}``, raw logits in input order.
+
+Settings (environment variables, read by ``model_fn``):
+
+RERANKER_MODEL_ID, RERANKER_MODEL_REVISION
+    hub model to download when ``model_dir`` holds no weights (the seed's behaviour).
+RERANKER_DTYPE
+    float32 | float16 | bfloat16; default fp16 on CUDA, fp32 on CPU.
+RERANKER_TRUST_REMOTE_CODE
+    ``1`` allows model code from the hub; off by default.
+RERANKER_MAX_LENGTH
+    tokens per pair after truncation (default 512, capped by the model's limit).
+RERANKER_BATCH_TOKENS
+    padded tokens per micro-batch (defaults below, measured).
+RERANKER_MAX_PAIRS, RERANKER_MAX_TOKENS
+    per-request caps (413 above them), so one request cannot hold an instance for minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from sagemaker_inference.errors import GenericInferenceToolkitError
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "BAAI/bge-reranker-base"
+DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_PAIRS = 1024
+# Real (unpadded) tokens per request. 256k tokens is ~2 s of bge-reranker-base on an A10G
+# but minutes on a small CPU; the deploy command lowers it for CPU instance types.
+DEFAULT_MAX_TOKENS = 262_144
+# Padded tokens per micro-batch. Chosen from bench/ runs: on a 2-core CPU, throughput is
+# flat from 4k to 16k padded tokens per batch and a single batch wins below ~8k, so 8192 keeps
+# small uniform requests (20 chunks of ~130 tokens) in one batch while long mixed requests are
+# cut where padding would waste work. On a GPU larger batches keep the device busy.
+DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768}
+
+JSON = "application/json"
+WARMUP_PAIR = ("warm-up query", "warm-up document")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Handler settings, read once from the environment by ``model_fn``."""
+
+    model_id: str
+    revision: str | None
+    dtype: str | None
+    trust_remote_code: bool
+    max_length: int
+    batch_tokens: int | None
+    max_pairs: int
+    max_tokens: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            model_id=env.get("RERANKER_MODEL_ID", DEFAULT_MODEL_ID),
+            revision=env.get("RERANKER_MODEL_REVISION") or None,
+            dtype=env.get("RERANKER_DTYPE") or None,
+            trust_remote_code=env.get("RERANKER_TRUST_REMOTE_CODE", "0") == "1",
+            max_length=_env_int("RERANKER_MAX_LENGTH", DEFAULT_MAX_LENGTH),
+            batch_tokens=_env_int("RERANKER_BATCH_TOKENS", 0) or None,
+            max_pairs=_env_int("RERANKER_MAX_PAIRS", DEFAULT_MAX_PAIRS),
+            max_tokens=_env_int("RERANKER_MAX_TOKENS", DEFAULT_MAX_TOKENS),
+        )
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def plan_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Cut pair indices into micro-batches whose padded size stays within ``budget`` tokens.
+
+    Indices are sorted longest first, so each batch pads to its first element and similar
+    lengths share a batch. A pair longer than the budget gets a batch of its own. Everything
+    that fits in one padded batch stays one batch: splitting small uniform requests only
+    shrinks the matrix products.
+    """
+    if not lengths:
+        return []
+    if max(lengths) * len(lengths) <= budget:
+        return [list(range(len(lengths)))]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # The first index of ``current`` is its longest, so the padded size is known.
+        if current and lengths[current[0]] * (len(current) + 1) > budget:
+            batches.append(current)
+            current = []
+        current.append(index)
+    batches.append(current)
+    return batches
+
+
+# --------------------------------------------------------------------------- model
+
+
+class Reranker:
+    """A tokenizer and a sequence-classification model that score (query, document) pairs."""
+
+    def __init__(self, tokenizer, model, device: torch.device, settings: Settings) -> None:
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = device
+        self.settings = settings
+        self.max_length = min(settings.max_length, model_max_length(tokenizer, model.config))
+        self.batch_tokens = settings.batch_tokens or DEFAULT_BATCH_TOKENS.get(
+            device.type, DEFAULT_BATCH_TOKENS["cpu"]
+        )
+        self.pair_overhead = tokenizer.num_special_tokens_to_add(pair=True)
+
+    def tokenize(self, pairs: Sequence[Sequence[str]]) -> list[dict]:
+        """Tokenize without padding; truncate the document first, keeping the query.
+
+        ``only_second`` raises for the whole call when any single query is too long to
+        leave room for its document, so pairs with such queries use ``longest_first``.
+        """
+        unique = list(dict.fromkeys(query for query, _ in pairs))
+        ids = self.tokenizer(unique, add_special_tokens=False, truncation=False)["input_ids"]
+        room = self.max_length - self.pair_overhead
+        fits = {query: len(query_ids) < room for query, query_ids in zip(unique, ids, strict=True)}
+        groups: dict[str, list[int]] = {"only_second": [], "longest_first": []}
+        for index, (query, _) in enumerate(pairs):
+            groups["only_second" if fits[query] else "longest_first"].append(index)
+        encoded: list[dict] = [{}] * len(pairs)
+        for strategy, indices in groups.items():
+            if not indices:
+                continue
+            batch = self.tokenizer(
+                [pairs[i][0] for i in indices],
+                [pairs[i][1] for i in indices],
+                truncation=strategy,
+                max_length=self.max_length,
+                padding=False,
+            )
+            for row, index in enumerate(indices):
+                encoded[index] = {key: values[row] for key, values in batch.items()}
+        return encoded
+
+    def score(self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None) -> list[float]:
+        """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
+        if not pairs:
+            return []
+        encoded = self.tokenize(pairs)
+        lengths = [len(item["input_ids"]) for item in encoded]
+        total = sum(lengths)
+        if max_tokens is not None and total > max_tokens:
+            raise GenericInferenceToolkitError(
+                413,
+                f"request has {total} tokens after truncation, over the limit of {max_tokens} "
+                "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
+            )
+        scores: list[float] = [0.0] * len(pairs)
+        with torch.inference_mode():
+            for batch in plan_batches(lengths, self.batch_tokens):
+                features = self.tokenizer.pad(
+                    [encoded[i] for i in batch], padding=True, return_tensors="pt"
+                ).to(self.device)
+                logits = self.model(**features, return_dict=True).logits
+                for index, value in zip(batch, logits[:, 0].float().tolist(), strict=True):
+                    scores[index] = value
+        for index, value in enumerate(scores):
+            if not math.isfinite(value):
+                raise GenericInferenceToolkitError(
+                    500, f"model produced a non-finite score ({value}) for pair {index}"
+                )
+        return scores
+
+
+def model_max_length(tokenizer, config) -> int:
+    """The longest input the model accepts: position embeddings and the tokenizer's limit."""
+    limit = getattr(config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
+    if config.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}:
+        # RoBERTa-style positions start after the padding index.
+        limit -= (config.pad_token_id or 0) + 1
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer_limit and tokenizer_limit < 1_000_000:
+        limit = min(limit, tokenizer_limit)
+    return limit
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX)."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_dtype(requested: str | None, device: torch.device) -> torch.dtype:
+    """fp16 on CUDA, fp32 on CPU; an explicit request wins unless the CPU would crawl."""
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+    if requested:
+        name = aliases.get(requested.lower(), requested.lower())
+        if name not in names:
+            raise ValueError(f"RERANKER_DTYPE must be one of {sorted(names)}, got {requested!r}")
+        if device.type == "cpu" and name == "bfloat16" and not cpu_has_native_bf16():
+            logger.warning(
+                "RERANKER_DTYPE=bfloat16 ignored: this CPU has no native bf16 "
+                "(avx512_bf16/amx_bf16), where bf16 runs many times slower; using float32"
+            )
+            return torch.float32
+        if device.type == "cpu" and name == "float16":
+            logger.warning("RERANKER_DTYPE=float16 is slow on CPU; using float32")
+            return torch.float32
+        return names[name]
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def has_weights(model_dir: str) -> bool:
+    """Whether ``model_dir`` holds a model config and weights baked into the archive."""
+    if not model_dir or not os.path.isfile(os.path.join(model_dir, "config.json")):
+        return False
+    weight_suffixes = (".safetensors", ".bin", ".pt", ".pth")
+    return any(name.endswith(weight_suffixes) for name in os.listdir(model_dir))
+
+
+def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
+    """Load tokenizer and model from ``model_dir``, or from the hub when none are baked in."""
+    settings = settings or Settings.from_env()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = choose_dtype(settings.dtype, device)
+    if has_weights(model_dir):
+        source, revision = model_dir, None
+    else:
+        source, revision = settings.model_id, settings.revision
+        logger.info("no weights in %s; loading %s from the hub", model_dir, source)
+    options = {"revision": revision, "trust_remote_code": settings.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{source} has no fast tokenizer (tokenizer.json); one is required")
+    # transformers 5 defaults to dtype="auto"; 4.x knows only torch_dtype. Pass it explicitly.
+    model = _load_model(source, dtype, options)
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{source} has {model.config.num_labels} output labels; a reranker has exactly 1"
+        )
+    model.to(device).eval()
+    reranker = Reranker(tokenizer, model, device, settings)
+    logger.info(
+        "loaded %s on %s (%s), max_length=%d, batch_tokens=%d",
+        source,
+        device,
+        dtype,
+        reranker.max_length,
+        reranker.batch_tokens,
+    )
+    return reranker
+
+
+def _load_model(source: str, dtype: torch.dtype, options: dict):
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, **options)
+    except TypeError:  # transformers < 4.56 names it torch_dtype
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, torch_dtype=dtype, **options
+        )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def parse_request(body: bytes | str, content_type: str | None) -> list[tuple[str, str]]:
+    """Validate a request body and return its (query, document) pairs."""
+    media_type = (content_type or JSON).split(";")[0].strip().lower()
+    if media_type != JSON:
+        raise GenericInferenceToolkitError(
+            415, f"unsupported content type {content_type!r}; send {JSON}"
+        )
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise GenericInferenceToolkitError(
+                400, f"request body is not valid UTF-8 (byte {error.start})"
+            ) from None
+    if not body.strip():
+        raise GenericInferenceToolkitError(400, "request body is empty; send a JSON object")
+    try:
+        payload = json.loads(body, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise GenericInferenceToolkitError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as error:  # NaN / Infinity literals
+        raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
+    return pairs_from_payload(payload)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+SHAPES = "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or {'query': q, 'texts': [doc, ...]}"  # noqa: E501
+
+
+def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
+    """Accept the three request shapes of the wire contract; name the first problem found."""
+    if not isinstance(payload, dict):
+        raise GenericInferenceToolkitError(
+            400, f"expected a JSON object, got {_type_name(payload)}; send {SHAPES}"
+        )
+    keys = set(payload)
+    if keys == {"pairs"} or keys == {"text_pairs"}:
+        (key,) = keys
+        return _pairs(payload[key], key)
+    if keys == {"query", "texts"}:
+        query, texts = payload["query"], payload["texts"]
+        if not isinstance(query, str):
+            raise GenericInferenceToolkitError(
+                400, f"'query' must be a string, got {_type_name(query)}"
+            )
+        if not isinstance(texts, list):
+            raise GenericInferenceToolkitError(
+                400, f"'texts' must be a list of strings, got {_type_name(texts)}"
+            )
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise GenericInferenceToolkitError(
+                    400, f"texts[{index}] must be a string, got {_type_name(text)}"
+                )
+        return [(query, text) for text in texts]
+    known = {"pairs", "text_pairs", "query", "texts"}
+    unknown = sorted(keys - known)
+    problem = f"unknown key(s) {unknown}" if unknown else f"keys {sorted(keys)} do not fit"
+    raise GenericInferenceToolkitError(400, f"{problem}; send {SHAPES}")
+
+
+def _pairs(items: object, key: str) -> list[tuple[str, str]]:
+    if not isinstance(items, list):
+        raise GenericInferenceToolkitError(
+            400, f"'{key}' must be a list of [query, document] pairs, got {_type_name(items)}"
+        )
+    pairs = []
+    for index, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != 2:
+            size = f"{len(item)} items" if isinstance(item, list) else _type_name(item)
+            raise GenericInferenceToolkitError(
+                400, f"{key}[{index}] must be [query, document] (2 strings), got {size}"
+            )
+        for position, text in enumerate(item):
+            if not isinstance(text, str):
+                raise GenericInferenceToolkitError(
+                    400, f"{key}[{index}][{position}] must be a string, got {_type_name(text)}"
+                )
+        pairs.append((item[0], item[1]))
+    return pairs
+
+
+def _type_name(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def check_accept(accept: str | None) -> None:
+    """Only JSON responses exist; ``*/*`` and no preference mean JSON."""
+    for option in (accept or JSON).split(","):
+        media_type = option.split(";")[0].strip().lower()
+        if media_type in {JSON, "*/*", "application/*", ""}:
+            return
+    raise GenericInferenceToolkitError(406, f"unsupported accept {accept!r}; accept {JSON}")
+
+
+# --------------------------------------------------------------------------- SageMaker hooks
+
+
+def model_fn(model_dir: str, context=None) -> Reranker:
+    """Load the reranker and run one warm-up pass before the endpoint reports healthy."""
+    reranker = load_reranker(model_dir)
+    reranker.score([WARMUP_PAIR])
+    return reranker
+
+
+def transform_fn(reranker: Reranker, input_data, content_type, accept, context=None):
+    """Score one request; every client error is a ``GenericInferenceToolkitError``."""
+    check_accept(accept)
+    pairs = parse_request(input_data, content_type)
+    limit = reranker.settings.max_pairs
+    if len(pairs) > limit:
+        raise GenericInferenceToolkitError(
+            413,
+            f"request has {len(pairs)} pairs, over the limit of {limit} (RERANKER_MAX_PAIRS); "
+            "split it into smaller requests",
+        )
+    scores = reranker.score(pairs, max_tokens=reranker.settings.max_tokens)
+    logger.debug("scored %d pairs", len(pairs))
+    return json.dumps({"scores": scores}).encode("utf-8"), JSON

@@ -1,1 +1,0 @@
-"""sagemaker-reranker: a SageMaker-hosted cross-encoder reranker for LangChain."""
