@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 from sagemaker_inference.errors import GenericInferenceToolkitError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -268,15 +268,20 @@ def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
         source, revision = settings.model_id, settings.revision
         logger.info("no weights in %s; loading %s from the hub", model_dir, source)
     options = {"revision": revision, "trust_remote_code": settings.trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    except OSError as error:
+        where = f"{source}@{revision}" if revision else source
+        raise OSError(f"cannot load the tokenizer of {where}: {error}") from error
     if not tokenizer.is_fast:
         raise ValueError(f"{source} has no fast tokenizer (tokenizer.json); one is required")
-    # transformers 5 defaults to dtype="auto"; 4.x knows only torch_dtype. Pass it explicitly.
-    model = _load_model(source, dtype, options)
-    if model.config.num_labels != 1:
+    config = AutoConfig.from_pretrained(source, **options)
+    if config.num_labels != 1:
         raise ValueError(
-            f"{source} has {model.config.num_labels} output labels; a reranker has exactly 1"
+            f"{source} has {config.num_labels} output labels; a reranker has exactly 1"
         )
+    # transformers 5 defaults to dtype="auto"; 4.x knows only torch_dtype. Pass it explicitly.
+    model = _load_model(source, dtype, {**options, "config": config})
     model.to(device).eval()
     reranker = Reranker(tokenizer, model, device, settings)
     logger.info(
