@@ -1,0 +1,23 @@
+"""LangChain client for a reranker behind a SageMaker endpoint."""
+
+from sagemaker_reranker.client.compressor import SagemakerRerank
+from sagemaker_reranker.client.content_handlers import (
+    ContentHandler,
+    HFTextClassificationHandler,
+    PairsHandler,
+    TEIHandler,
+    TextPairsHandler,
+)
+from sagemaker_reranker.client.cross_encoder import SagemakerEndpointCrossEncoder
+from sagemaker_reranker.client.errors import RerankerEndpointError
+
+__all__ = [
+    "ContentHandler",
+    "HFTextClassificationHandler",
+    "PairsHandler",
+    "RerankerEndpointError",
+    "SagemakerEndpointCrossEncoder",
+    "SagemakerRerank",
+    "TEIHandler",
+    "TextPairsHandler",
+]

@@ -1,0 +1,141 @@
+"""``RerankerEndpointError``: every endpoint failure, with the endpoint's real status and message.
+
+The SageMaker runtime reports a container's error as ``ModelError`` (HTTP 424) carrying the
+container's ``OriginalStatusCode`` and ``OriginalMessage``. The Hugging Face container on AWS
+turns every handler error into a 400 whose message wraps the handler's own error, for example
+``{"code": 400, "message": "(413, 'request has 2000 pairs ...', '...')"}``. This module parses
+that back, so users see ``status=413`` and the handler's message rather than an opaque 400.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+from botocore.exceptions import ClientError
+
+# Statuses that mean "too busy now, try again later"; never a verdict on the request itself.
+THROTTLING_STATUSES = frozenset({429, 503})
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "ModelNotReadyException",
+    }
+)
+_WRAPPED = re.compile(r"^\((\d{3}),\s*(['\"])(.*)", re.DOTALL)
+
+
+class RerankerEndpointError(RuntimeError):
+    """A failed reranker call: the endpoint's status and message, and the AWS request id.
+
+    ``status`` and ``message`` are the real cause (unwrapped from the container's error when
+    it wrapped one); ``error_code``, ``http_status``, ``original_status`` and
+    ``original_message`` are what the runtime itself reported. ``retryable`` is true only for
+    throttling and connection failures before the request was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        endpoint_name: str | None = None,
+        error_code: str | None = None,
+        http_status: int | None = None,
+        original_status: int | None = None,
+        original_message: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.endpoint_name = endpoint_name
+        self.error_code = error_code
+        self.http_status = http_status
+        self.original_status = original_status
+        self.original_message = original_message
+        self.retryable = retryable
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"endpoint {self.endpoint_name!r}" if self.endpoint_name else "endpoint"
+        status = f" ({self.status})" if self.status is not None else ""
+        request = f" [request id {self.request_id}]" if self.request_id else ""
+        return f"{where} failed{status}: {self.message}{request}"
+
+    @classmethod
+    def from_client_error(
+        cls, error: ClientError, endpoint_name: str | None = None
+    ) -> RerankerEndpointError:
+        """Build the error from botocore's ``ClientError``, unwrapping the container's message."""
+        response = error.response
+        details = response.get("Error", {})
+        code = details.get("Code") or None
+        runtime_message = details.get("Message") or str(error)
+        metadata = response.get("ResponseMetadata", {})
+        http_status = metadata.get("HTTPStatusCode")
+        original_status = _as_int(response.get("OriginalStatusCode"))
+        original_message = response.get("OriginalMessage")
+        status, message = unwrap_container_error(
+            original_status if original_status is not None else http_status,
+            original_message if original_message is not None else runtime_message,
+        )
+        retryable = code in THROTTLING_CODES or (
+            code == "ModelError" and original_status in THROTTLING_STATUSES
+        )
+        if code != "ModelError" and http_status in THROTTLING_STATUSES:
+            retryable = True
+        return cls(
+            message,
+            status=status,
+            request_id=metadata.get("RequestId"),
+            endpoint_name=endpoint_name,
+            error_code=code,
+            http_status=http_status,
+            original_status=original_status,
+            original_message=original_message,
+            retryable=retryable,
+        )
+
+
+def unwrap_container_error(status: int | None, message: str) -> tuple[int | None, str]:
+    """The handler's own (status, message) inside a container's error body, when one is there.
+
+    Understands the model server's JSON body (``{"code", "type", "message"}``), TEI's
+    (``{"error", "error_type"}``) and the Hugging Face toolkit's ``"(413, 'msg', 'msg')"``
+    rendering of ``GenericInferenceToolkitError``. Anything else is returned unchanged.
+    """
+    text = message.strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("message", body.get("error"))
+        if isinstance(inner, str):
+            text = inner.strip()
+            if status is None and isinstance(body.get("code"), int):
+                status = body["code"]
+    match = _WRAPPED.match(text)
+    if not match:
+        return status, text
+    try:
+        parts = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        # Truncated by the runtime: keep what follows the status, minus the opening quote.
+        return int(match.group(1)), match.group(3).rstrip(")'\" ")
+    if isinstance(parts, tuple) and len(parts) >= 2 and isinstance(parts[1], str):
+        return int(parts[0]), parts[1]
+    return status, text
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,116 @@
+"""Request planning: cut pairs into requests that respect the endpoint's limits.
+
+A request holds at most ``max_pairs`` pairs and ``max_tokens`` estimated tokens, and its
+serialised body is at most ``max_bytes``: the body is measured after serialisation (a chunk
+whose body comes out too large, e.g. from JSON escapes, is halved and measured again), never
+guessed. Pairs stay in input order inside a request, so scores go back by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+Pair = tuple[str, str]
+Serialize = Callable[[Sequence[Pair]], bytes]
+
+# The server truncates each pair to the model's max length (512 for bge-reranker-base), so
+# no pair costs more than this many tokens however long its document.
+TOKENS_PER_PAIR_CAP = 512
+# UTF-8 bytes per token, on the low side: English word pieces average ~4 bytes and CJK
+# characters 3, so bytes / 3 overestimates tokens and the server's token cap is not hit.
+BYTES_PER_TOKEN = 3
+# JSON punctuation around one pair: ["", ""], plus the separator.
+PAIR_SYNTAX_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits; every one is a hard cap."""
+
+    max_pairs: int
+    max_bytes: int
+    max_tokens: int
+
+    def __post_init__(self) -> None:
+        for name in ("max_pairs", "max_bytes", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One planned request: the input positions it scores, and its serialised body."""
+
+    indices: Sequence[int]
+    body: bytes
+
+
+def text_bytes(text: str) -> int:
+    """UTF-8 size of ``text``; ``isascii`` is O(1), so ASCII text costs no encoding."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def plan_requests(
+    pairs: Sequence[Pair], limits: Limits, serialize: Serialize, one_query: bool = False
+) -> list[Request]:
+    """Cut ``pairs`` into requests within ``limits``; ``one_query`` groups pairs by query."""
+    requests: list[Request] = []
+    for group in _groups(pairs, one_query):
+        for indices in _chunks(pairs, group, limits):
+            requests.extend(_serialized(pairs, indices, limits.max_bytes, serialize))
+    return requests
+
+
+def _groups(pairs: Sequence[Pair], one_query: bool) -> list[Sequence[int]]:
+    if not one_query:
+        return [range(len(pairs))]
+    by_query: dict[str, list[int]] = {}
+    for index, (query, _) in enumerate(pairs):
+        by_query.setdefault(query, []).append(index)
+    return list(by_query.values())
+
+
+def _chunks(pairs: Sequence[Pair], group: Sequence[int], limits: Limits) -> Iterator[Sequence[int]]:
+    """Greedy cut of ``group`` by pair count, estimated bytes and estimated tokens."""
+    start = 0
+    count = size = tokens = 0
+    for position, index in enumerate(group):
+        query, document = pairs[index]
+        pair_bytes = text_bytes(query) + text_bytes(document) + PAIR_SYNTAX_BYTES
+        pair_tokens = min(TOKENS_PER_PAIR_CAP, pair_bytes // BYTES_PER_TOKEN + 3)
+        if count and (
+            count == limits.max_pairs
+            or size + pair_bytes > limits.max_bytes
+            or tokens + pair_tokens > limits.max_tokens
+        ):
+            yield group[start:position]
+            start, count, size, tokens = position, 0, 0, 0
+        count += 1
+        size += pair_bytes
+        tokens += pair_tokens
+    if count:
+        yield group[start:]
+
+
+def _serialized(
+    pairs: Sequence[Pair], indices: Sequence[int], max_bytes: int, serialize: Serialize
+) -> Iterator[Request]:
+    """Serialise a chunk; halve it while its measured body is over ``max_bytes``."""
+    if isinstance(indices, range):
+        chunk = pairs[indices.start : indices.stop]
+    else:
+        chunk = [pairs[i] for i in indices]
+    body = serialize(chunk)
+    if len(body) <= max_bytes:
+        yield Request(indices, body)
+        return
+    if len(indices) == 1:
+        raise ValueError(
+            f"pair {indices[0]} alone serialises to {len(body)} bytes, over the request limit "
+            f"of {max_bytes} bytes; shorten it (the model reads only its first "
+            f"{TOKENS_PER_PAIR_CAP} tokens anyway)"
+        )
+    middle = len(indices) // 2
+    yield from _serialized(pairs, indices[:middle], max_bytes, serialize)
+    yield from _serialized(pairs, indices[middle:], max_bytes, serialize)
