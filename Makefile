@@ -1,0 +1,44 @@
+# Every install goes through constraints.txt (torch==2.13.0, the CPU wheel).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL ?= BAAI/bge-reranker-base
+ARCHIVE ?= model.tar.gz
+ENDPOINT ?=
+ROLE ?= $(SAGEMAKER_ROLE)
+
+.PHONY: install test demo lint package deploy bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,sdk]'
+	touch $(STAMP)
+
+test: install  ## ruff, then the whole suite (slow tiers included, as in CI)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+demo: install  ## package the model, serve it locally, rerank the seed query through LangChain
+	$(BIN)/python -m sagemaker_reranker.deploy.demo --model $(MODEL)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+package: install
+	$(BIN)/sagemaker-reranker package --model $(MODEL) -o $(ARCHIVE) --force
+
+deploy: package  ## make deploy ENDPOINT=my-reranker ROLE=arn:aws:iam::123456789012:role/SageMakerRole
+	@test -n "$(ENDPOINT)" || { echo "ENDPOINT=<endpoint name> is required"; exit 2; }
+	@test -n "$(ROLE)" || { echo "ROLE=<execution role ARN> (or SAGEMAKER_ROLE) is required"; exit 2; }
+	$(BIN)/sagemaker-reranker deploy $(ENDPOINT) --model-data $(ARCHIVE) --role $(ROLE)
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .venv-mms .pytest_cache .ruff_cache $(ARCHIVE)
