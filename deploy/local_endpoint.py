@@ -1,0 +1,316 @@
+"""``LocalEndpoint``: the packaged handler behind a local, SageMaker-faithful endpoint.
+
+Prepares the model directory as SageMaker would (safe extraction of ``model.tar.gz``, or a
+bare model directory with the packaged handler laid over it in a temp dir), starts the
+local server process on a free loopback port, waits until a real invocation succeeds, and
+always stops the process and removes its temp dirs::
+
+    with LocalEndpoint(model_data="model.tar.gz") as endpoint:
+        runtime = endpoint.runtime_client()
+        runtime.invoke_endpoint(EndpointName=endpoint.endpoint_name, Body=b'{"pairs": []}')
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from sagemaker_reranker.deploy.archive import copy_handler, extract_archive
+from sagemaker_reranker.deploy.local_server import INVOCATION_TIMEOUT, MAX_BODY_BYTES, SERVERS
+
+HANDLER = Path("code") / "inference.py"
+PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")
+
+
+class LocalEndpointError(RuntimeError):
+    """The local server could not be started (the message says why)."""
+
+
+def prepare_model_dir(
+    workdir: Path, model_data: Path | None = None, model_dir: Path | None = None
+) -> Path:
+    """The directory SageMaker would see as ``/opt/ml/model``, built inside ``workdir``.
+
+    An archive is extracted (refusing entries that escape). A model directory that carries
+    ``code/inference.py`` is used as it is; one without gets the packaged handler through a
+    temp overlay of links, so the user's directory is never written to.
+    """
+    if (model_data is None) == (model_dir is None):
+        raise ValueError("pass exactly one of model_data (model.tar.gz) or model_dir")
+    target = workdir / "model"
+    if model_data is not None:
+        if not Path(model_data).is_file():
+            raise LocalEndpointError(f"model archive {model_data} does not exist")
+        target.mkdir()
+        return extract_archive(Path(model_data), target)
+    source = Path(model_dir).resolve()
+    if not source.is_dir():
+        raise LocalEndpointError(f"model directory {model_dir} does not exist")
+    if (source / HANDLER).is_file():
+        return source
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.name != "code":
+            (target / entry.name).symlink_to(entry)
+    copy_handler(target)
+    return target
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+class LocalEndpoint:
+    """A local endpoint process for ``model_data`` (model.tar.gz) or ``model_dir``.
+
+    ``server`` picks the model container: ``inprocess`` (sagemaker_inference's handler
+    service) or ``mms`` (multi-model-server). A model that fails to load leaves the endpoint
+    up with ``/ping`` unhealthy; ``health()`` gives the reason. ``log_path`` names the
+    server's log file when ``log`` is not given (tests read it); pass ``log=sys.stderr`` to
+    stream it instead.
+    """
+
+    def __init__(
+        self,
+        model_data: str | Path | None = None,
+        model_dir: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        server: str = "inprocess",
+        invocation_timeout: float = INVOCATION_TIMEOUT,
+        endpoint_name: str = "local-reranker",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        start_timeout: float = 300.0,
+        log=None,
+    ) -> None:
+        if server not in SERVERS:
+            raise ValueError(f"unknown server {server!r}; choose one of {SERVERS}")
+        self.model_data = Path(model_data) if model_data is not None else None
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        if (self.model_data is None) == (self.model_dir is None):
+            raise ValueError("pass exactly one of model_data (model.tar.gz) or model_dir")
+        self.env = dict(env or {})
+        self.server = server
+        self.invocation_timeout = invocation_timeout
+        self.endpoint_name = endpoint_name
+        self.host = host
+        self.port = port
+        self.max_body_bytes = max_body_bytes
+        self.start_timeout = start_timeout
+        self.startup_seconds: float | None = None
+        self._log = log
+        self._workdir: Path | None = None
+        self._process: subprocess.Popen | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LocalEndpoint:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and wait until it answers a real invocation (or reports failure)."""
+        started = time.perf_counter()
+        self._workdir = Path(tempfile.mkdtemp(prefix="reranker-local-"))
+        try:
+            model = prepare_model_dir(self._workdir, self.model_data, self.model_dir)
+            self._spawn(model)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.perf_counter() - started
+
+    def _spawn(self, model: Path) -> None:
+        workdir = self._workdir
+        ready = workdir / "port"
+        command = [
+            sys.executable,
+            "-m",
+            "sagemaker_reranker.deploy.local_server",
+            "--model-dir",
+            str(model),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--endpoint-name",
+            self.endpoint_name,
+            "--invocation-timeout",
+            str(self.invocation_timeout),
+            "--max-body-bytes",
+            str(self.max_body_bytes),
+            "--server",
+            self.server,
+            "--ready-file",
+            str(ready),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        for key, value in self.env.items():
+            command += ["--env", f"{key}={value}"]
+        env = dict(os.environ)
+        env.update(self.env)
+        # SageMaker imports the handler as the top-level module ``inference`` from code/.
+        env["PYTHONPATH"] = str(model / "code")
+        env["SAGEMAKER_PROGRAM"] = HANDLER.name
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        tmp = workdir / "tmp"
+        tmp.mkdir()
+        env["TMPDIR"] = str(tmp)
+        output = self._log if self._log is not None else open(self.log_path, "wb")  # noqa: SIM115
+        try:
+            self._process = subprocess.Popen(
+                command,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
+        finally:
+            if self._log is None:
+                output.close()
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            self._check_alive("before listening")
+            if time.monotonic() > deadline:
+                raise LocalEndpointError("the local server did not start listening within 60 s")
+            time.sleep(0.05)
+        self.port = int(ready.read_text(encoding="utf-8"))
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self._check_alive("while loading the model")
+            status, _ = self.ping()
+            if status == 500:
+                return  # model_fn failed: stay up, health() says why
+            if status == 200:
+                answer = self.request("POST", "/invocations", PROBE)
+                if answer[0] == 200:
+                    return
+                raise LocalEndpointError(
+                    f"the endpoint is healthy but a valid invocation failed with {answer[0]}: "
+                    f"{answer[1][:300]!r}"
+                )
+            time.sleep(0.1)
+        raise LocalEndpointError(f"the model did not load within {self.start_timeout:g} s")
+
+    def _check_alive(self, when: str) -> None:
+        code = self._process.poll() if self._process else None
+        if code is not None:
+            raise LocalEndpointError(
+                f"the local server exited with code {code} {when}:\n{self.log_tail()}"
+            )
+
+    def stop(self) -> None:
+        """Stop the server process (TERM, then KILL) and remove the temp dirs."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if process is not None and self.port and port_open(self.host, self.port):
+            raise LocalEndpointError(f"port {self.port} still open after the server stopped")
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    # ----------------------------------------------------------------- access
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def log_path(self) -> Path:
+        return self._workdir / "server.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self._log is not None or self._workdir is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One plain HTTP request: (status, body, headers with lower-case names)."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            all_headers = {"Content-Type": "application/json", **(headers or {})}
+            connection.request(method, path, body=body, headers=all_headers)
+            response = connection.getresponse()
+            data = response.read()
+            return response.status, data, {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            connection.close()
+
+    def ping(self) -> tuple[int, dict]:
+        status, body, _ = self.request("GET", "/ping")
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, {"reason": body.decode("utf-8", errors="replace")}
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, reason) as ``/ping`` reports it."""
+        status, payload = self.ping()
+        return status == 200, str(payload.get("reason", ""))
+
+    def runtime_client(self, **config):
+        """A boto3 ``sagemaker-runtime`` client for this endpoint.
+
+        Dummy credentials and a region are set because botocore signs every request and
+        raises NoCredentialsError/NoRegionError before it ever reaches 127.0.0.1.
+        """
+        import boto3
+        from botocore.config import Config
+
+        options = {
+            "read_timeout": self.invocation_timeout + 10,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        }
+        options.update(config)
+        return boto3.session.Session(
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            region_name="us-east-1",
+        ).client("sagemaker-runtime", endpoint_url=self.url, config=Config(**options))

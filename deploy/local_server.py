@@ -1,0 +1,600 @@
+"""Local mode server: the SageMaker container contract and runtime API in front of a backend.
+
+The server runs as its own process (``python -m sagemaker_reranker.deploy.local_server``),
+started by ``LocalEndpoint`` or ``sagemaker-reranker serve`` with ``cwd`` set to a private
+temp dir and ``PYTHONPATH=<model>/code``: SageMaker imports the handler as the module
+``inference``, which this repository's own ``inference/`` folder would shadow in-process.
+
+Routes, as an endpoint's container and the runtime in front of it answer them:
+
+``GET /ping``
+    200 once ``model_fn`` (and its warm-up) succeeded; 503 while loading; 500 with the reason
+    when the model failed to load (the server stays up, as SageMaker's health check sees it).
+``POST /invocations``
+    the container contract: the handler's status, body and content type as they are.
+``POST /endpoints/{name}/invocations``
+    the ``sagemaker-runtime`` InvokeEndpoint API, so boto3 with ``endpoint_url`` works
+    unchanged: 200 passes the body through; a handler error becomes ``ModelError`` (424).
+
+Bodies over ``max_body_bytes`` (6 MiB, the real-time limit) are refused with 413 before the
+handler sees them; an invocation running past ``invocation_timeout`` (60 s on AWS) is
+reported as the runtime reports it while the worker finishes in the background.
+
+Backends implement :class:`Backend`. ``inprocess`` (here) runs ``code/inference.py`` through
+``sagemaker_inference``'s real handler service in this process; ``mms``
+(``sagemaker_reranker.deploy.mms.MmsBackend``) runs it under multi-model-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote
+
+logger = logging.getLogger("sagemaker_reranker.local")
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's real-time payload limit
+INVOCATION_TIMEOUT = 60.0  # seconds a container has to answer on AWS
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+SERVERS = ("inprocess", "mms")
+VARIANT = "AllTraffic"
+CONTAINER = "primary"  # how the runtime names a single container in its messages
+JSON = "application/json"
+
+
+# --------------------------------------------------------------------------- backend interface
+
+
+@dataclass(frozen=True)
+class BackendResponse:
+    """What the model container answered to one invocation."""
+
+    status: int
+    body: bytes
+    content_type: str
+    custom_attributes: str | None = None
+
+
+class InvocationTimeout(Exception):
+    """The backend did not answer within the invocation timeout (the work may still run)."""
+
+
+class Backend(Protocol):
+    """A model container behind the local runtime front.
+
+    ``start`` loads the model and never raises: a failure is recorded and reported by
+    ``health`` as ``(False, reason)``. ``invoke`` is called from many threads at once and
+    returns the container's answer, handler errors included, or raises ``InvocationTimeout``
+    after ``timeout`` seconds. ``stop`` releases everything ``start`` acquired.
+    """
+
+    def start(self) -> None: ...
+
+    def health(self) -> tuple[bool, str]: ...
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        timeout: float,
+    ) -> BackendResponse: ...
+
+    def stop(self) -> None: ...
+
+
+def make_backend(kind: str, model_dir: Path, env: dict[str, str]) -> Backend:
+    """The backend ``kind`` (one of ``SERVERS``) serving the extracted model in ``model_dir``.
+
+    ``env`` holds the user's ``--env`` settings (already in this process's environment) for
+    backends that start the handler in another process.
+    """
+    if kind == "inprocess":
+        return InProcessBackend(model_dir)
+    if kind == "mms":
+        from sagemaker_reranker.deploy.mms import MmsBackend  # needs Java; import only on demand
+
+        return MmsBackend(model_dir=model_dir, env=env)
+    raise ValueError(f"unknown server {kind!r}; choose one of {SERVERS}")
+
+
+# --------------------------------------------------------------------------- in-process backend
+
+
+class HandlerContext:
+    """The part of multi-model-server's ``mms.context.Context`` that handlers use.
+
+    MMS keeps one context per worker and swaps in each request's headers before calling the
+    handler service; ``sagemaker_inference`` stores the first context it sees and passes that
+    object to ``transform_fn`` on every later call, so it must be this same, updated object.
+    """
+
+    def __init__(self, model_dir: str) -> None:
+        self.system_properties = {"model_dir": model_dir, "gpu_id": None, "batch_size": 1}
+        self.request_processor: list[RequestProcessor] = []
+
+    def begin(self, headers: dict[str, str]) -> None:
+        """Start a new request: its headers in, no response status or headers yet."""
+        self.request_processor = [RequestProcessor(headers)]
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.request_processor[idx].get_request_properties().get(key)
+
+    def set_response_header(self, idx: int, key: str, value: str) -> None:
+        self.request_processor[idx].response_headers[key.lower()] = value
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.set_response_header(idx, "content-type", value)
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.request_processor[idx].status = code
+
+
+class RequestProcessor:
+    """One request's headers and the response status and headers the handler sets."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+        self.status = 200
+        self.response_headers: dict[str, str] = {}
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self._headers
+
+
+def _client_safe_transformer():
+    """``sagemaker_inference``'s Transformer with one change: its error responses.
+
+    The stock ``handle_error`` puts a Python traceback in the response body. And the toolkit
+    decodes ``application/json`` bodies to ``str`` itself, before ``transform_fn`` runs, so
+    a client's invalid UTF-8 raises ``UnicodeDecodeError`` inside the toolkit, which it
+    reports as a 500 (likewise a ``RecursionError`` from nesting): client errors, so 400.
+    Everything else (dispatch, decoding, content types) stays the toolkit's own code.
+    """
+    from sagemaker_inference.errors import GenericInferenceToolkitError
+    from sagemaker_inference.transformer import Transformer
+
+    class ClientSafeTransformer(Transformer):
+        @staticmethod
+        def handle_error(context, inference_exception, trace):
+            error = sys.exc_info()[1]  # called from inside Transformer.transform's except
+            if isinstance(error, UnicodeDecodeError):
+                inference_exception = GenericInferenceToolkitError(
+                    400, f"request body is not valid UTF-8 (byte {error.start})"
+                )
+            elif isinstance(error, RecursionError):
+                inference_exception = GenericInferenceToolkitError(
+                    400, "request body is nested too deeply"
+                )
+            status = inference_exception.status_code
+            if status >= 500:
+                logger.warning("handler error %d: %s", status, type(error).__name__)
+                logger.debug("%s", trace)
+            context.set_response_status(code=status, phrase=inference_exception.phrase)
+            return [inference_exception.message]
+
+    return ClientSafeTransformer()
+
+
+class InProcessBackend:
+    """``code/inference.py`` run by ``sagemaker_inference``'s ``DefaultHandlerService``.
+
+    One worker thread owns the handler service and its context and serves requests one at a
+    time from a queue, as one MMS worker does (the model's tokenizer is not safe to share
+    between threads). A request that times out leaves the worker to finish it; later requests
+    wait behind it within their own timeout.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        from sagemaker_inference.default_handler_service import DefaultHandlerService
+
+        self._context = HandlerContext(str(model_dir))
+        self._service = DefaultHandlerService(transformer=_client_safe_transformer())
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+        self._failure: str | None = "model not loaded"
+
+    def start(self) -> None:
+        try:
+            self._worker.submit(self._service.initialize, self._context).result()
+        except Exception as error:  # any model_fn failure: report it, keep serving /ping
+            self._failure = f"model_fn failed: {type(error).__name__}: {error}"
+            logger.error("%s", self._failure)
+            logger.debug("%s", traceback.format_exc())
+        else:
+            self._failure = None
+
+    def health(self) -> tuple[bool, str]:
+        return (self._failure is None, self._failure or "healthy")
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        timeout: float,
+    ) -> BackendResponse:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        headers[CUSTOM_ATTRIBUTES] = custom_attributes
+        headers = {key: value for key, value in headers.items() if value is not None}
+        future = self._worker.submit(self._handle, body, headers)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()  # only stops it if still queued; a running forward pass finishes
+            raise InvocationTimeout(f"no answer within {timeout:g} s") from None
+
+    def _handle(self, body: bytes, headers: dict[str, str]) -> BackendResponse:
+        self._context.begin(headers)
+        (result,) = self._service.handle([{"body": body}], self._context)
+        processor = self._context.request_processor[0]
+        response_headers = processor.response_headers
+        return BackendResponse(
+            status=processor.status,
+            body=result if isinstance(result, bytes) else str(result).encode("utf-8"),
+            content_type=response_headers.get("content-type", "text/plain; charset=utf-8"),
+            custom_attributes=response_headers.get(CUSTOM_ATTRIBUTES.lower()),
+        )
+
+    def stop(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- HTTP front
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    endpoint_name: str
+    invocation_timeout: float = INVOCATION_TIMEOUT
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, JSON or raw body, extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] | None = None
+    close: bool = False
+
+    @classmethod
+    def json(cls, status: int, payload: dict, **kwargs) -> Reply:
+        return cls(status, json.dumps(payload).encode("utf-8"), JSON, **kwargs)
+
+
+class LocalServer(ThreadingHTTPServer):
+    """A threaded HTTP server holding the backend and its load state."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], backend: Backend, config: FrontConfig) -> None:
+        super().__init__(address, RequestHandler)
+        self.backend = backend
+        self.config = config
+        self.loaded = threading.Event()
+
+    def load(self) -> None:
+        """Load the model (in the background, so /ping can say 'loading' meanwhile)."""
+        started = time.perf_counter()
+        self.backend.start()
+        self.loaded.set()
+        ok, reason = self.backend.health()
+        seconds = time.perf_counter() - started
+        if ok:
+            logger.info("model loaded in %.1f s; ready", seconds)
+        else:
+            logger.error("model failed to load after %.1f s: %s", seconds, reason)
+
+    def state(self) -> tuple[str, str]:
+        """``("loading" | "healthy" | "failed", reason)``."""
+        if not self.loaded.is_set():
+            return "loading", "model is loading"
+        ok, reason = self.backend.health()
+        return ("healthy", reason) if ok else ("failed", reason)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """Routes one connection's requests; writes one access-log line per request."""
+
+    server: LocalServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    timeout = 60  # seconds a client may take to send its request
+    server_version = "sagemaker-reranker-local"
+
+    def do_GET(self) -> None:
+        self._serve(self._ping if self.path.split("?")[0] == "/ping" else self._not_found)
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/invocations":
+            self._serve(self._container_invocation)
+            return
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "endpoints" and parts[3] == "invocations":
+            name = unquote(parts[2])
+            self._serve(lambda: self._runtime_invocation(name))
+            return
+        self._serve(self._not_found)
+
+    def _serve(self, route) -> None:
+        started = time.perf_counter()
+        self.pairs: int | None = None
+        reply = route()
+        self._send(reply)
+        # SageMaker pings every few seconds; only invocations make the access log at INFO.
+        level = logging.DEBUG if self.command == "GET" else logging.INFO
+        logger.log(
+            level,
+            "%s %s %d pairs=%s %.1fms",
+            self.command,
+            self.path.split("?")[0],
+            reply.status,
+            "-" if self.pairs is None else self.pairs,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for key, value in (reply.headers or {}).items():
+            self.send_header(key, value)
+        if reply.close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args) -> None:
+        """Silence the stdlib's own log line; ``_serve`` writes one without query strings."""
+
+    # ----------------------------------------------------------------- routes
+
+    def _not_found(self) -> Reply:
+        self._drain()
+        return Reply.json(404, {"message": f"no route for {self.command} {self.path}"})
+
+    def _ping(self) -> Reply:
+        state, reason = self.server.state()
+        status = {"healthy": 200, "loading": 503, "failed": 500}[state]
+        return Reply.json(status, {"status": state, "reason": reason})
+
+    def _container_invocation(self) -> Reply:
+        body, refusal = self._read_body()
+        if refusal is not None:
+            return Reply.json(refusal[0], {"message": refusal[1]}, close=True)
+        state, reason = self.server.state()
+        if state != "healthy":
+            return Reply.json(503, {"message": f"model is not ready ({state}): {reason}"})
+        try:
+            answer = self._invoke(body)
+        except InvocationTimeout:
+            return Reply.json(408, {"message": self._timeout_message()})
+        headers = self._attributes_header(answer)
+        return Reply(answer.status, answer.body, answer.content_type, headers)
+
+    def _runtime_invocation(self, name: str) -> Reply:
+        request_id = str(uuid.uuid4())
+        ids = {"x-amzn-RequestId": request_id}
+        served = self.server.config.endpoint_name
+        if name != served:
+            self._drain()
+            message = f"Endpoint {name} of account 000000000000 not found."
+            return _runtime_error(400, "ValidationError", message, ids, close=True)
+        body, refusal = self._read_body()
+        if refusal is not None:
+            # The runtime answers an oversized body with a bare 413 (boto3: ClientError '413').
+            return Reply.json(refusal[0], {"message": refusal[1]}, headers=ids, close=True)
+        state, reason = self.server.state()
+        if state == "loading":
+            message = f"Endpoint {name} is still loading its model. Wait and try again."
+            return _runtime_error(429, "ModelNotReadyException", message, ids)
+        if state == "failed":
+            message = f"Endpoint {name} is not in service: {reason}"
+            return _runtime_error(400, "ValidationError", message, ids)
+        try:
+            answer = self._invoke(body)
+        except InvocationTimeout:
+            return self._model_error(0, self._timeout_message(), ids, kind="server")
+        if answer.status >= 400:
+            text = answer.body.decode("utf-8", errors="replace")
+            kind = "client" if answer.status < 500 else "server"
+            return self._model_error(answer.status, text, ids, kind=kind)
+        headers = {**ids, "x-Amzn-Invoked-Production-Variant": VARIANT}
+        headers.update(self._attributes_header(answer) or {})
+        return Reply(answer.status, answer.body, answer.content_type, headers)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _read_body(self) -> tuple[bytes, tuple[int, str] | None]:
+        """The request body, or a refusal decided from Content-Length alone (never read)."""
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b"", (411, "Content-Length is required")
+        try:
+            length = int(raw)
+        except ValueError:
+            return b"", (400, f"invalid Content-Length {raw[:40]!r}")
+        limit = self.server.config.max_body_bytes
+        if length < 0:
+            return b"", (400, f"invalid Content-Length {length}")
+        if length > limit:
+            return b"", (413, f"HTTP content length exceeded {limit} bytes.")
+        return self.rfile.read(length), None
+
+    def _drain(self) -> None:
+        """Mark the connection for closing: a body we will not read must not be parsed next."""
+        if self.headers.get("Content-Length") not in (None, "0"):
+            self.close_connection = True
+
+    def _invoke(self, body: bytes) -> BackendResponse:
+        answer = self.server.backend.invoke(
+            body,
+            self.headers.get("Content-Type"),
+            self.headers.get("Accept"),
+            self.headers.get(CUSTOM_ATTRIBUTES),
+            self.server.config.invocation_timeout,
+        )
+        if answer.status == 200 and answer.content_type.startswith(JSON):
+            self.pairs = _count_scores(answer.body)
+        return answer
+
+    def _timeout_message(self) -> str:
+        timeout = self.server.config.invocation_timeout
+        return (
+            f"Your invocation timed out while waiting for a response from container {CONTAINER}"
+            f" (invocation timeout {timeout:g} s)."
+        )
+
+    def _model_error(self, status: int, message: str, ids: dict[str, str], kind: str) -> Reply:
+        """The runtime's ModelError: the container's status and message wrapped in a 424."""
+        name = self.server.config.endpoint_name
+        log_stream = (
+            f"arn:aws:logs:local:000000000000:log-group:/aws/sagemaker/Endpoints/{name}"
+            f":log-stream:{VARIANT}/local"
+        )
+        wrapped = (
+            f'Received {kind} error ({status}) from {CONTAINER} with message "{message}". '
+            "See the local server's log for more information."
+        )
+        return _runtime_error(
+            424,
+            "ModelError",
+            wrapped,
+            ids,
+            OriginalStatusCode=status,
+            OriginalMessage=message,
+            LogStreamArn=log_stream,
+        )
+
+    @staticmethod
+    def _attributes_header(answer: BackendResponse) -> dict[str, str] | None:
+        if answer.custom_attributes is None:
+            return None
+        return {CUSTOM_ATTRIBUTES: answer.custom_attributes}
+
+
+def _runtime_error(
+    status: int, code: str, message: str, headers: dict[str, str], close: bool = False, **fields
+) -> Reply:
+    """An error as the runtime's rest-json protocol sends it (botocore reads the header)."""
+    headers = {**headers, "x-amzn-ErrorType": f"{code}:"}
+    payload = {"ErrorCode": code, "Message": message, **fields}
+    return Reply.json(status, payload, headers=headers, close=close)
+
+
+def _count_scores(body: bytes) -> int | None:
+    try:
+        scores = json.loads(body).get("scores")
+    except (ValueError, AttributeError):
+        return None
+    return len(scores) if isinstance(scores, list) else None
+
+
+# --------------------------------------------------------------------------- process entry
+
+
+def bind_warning(host: str) -> str | None:
+    """A warning when ``host`` is not a loopback address: the endpoint has no authentication."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"binding to {host}: anyone who can reach this address can call the model (the local "
+        "server has no authentication); use the default 127.0.0.1 unless you mean it"
+    )
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``K=V`` strings into a dict; a clear error for anything else."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not key.replace("_", "a").isalnum():
+            raise ValueError(f"--env expects NAME=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Local SageMaker endpoint process.")
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--endpoint-name", default="local-reranker")
+    parser.add_argument("--invocation-timeout", type=float, default=INVOCATION_TIMEOUT)
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
+    parser.add_argument("--server", choices=SERVERS, default="inprocess")
+    parser.add_argument("--env", action="append", default=[])
+    parser.add_argument("--ready-file", type=Path, help="write the bound port here when ready")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process goes away")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bind, load the model in the background, serve until SIGTERM/SIGINT or parent exit."""
+    args = _arguments(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    env = parse_env(args.env)
+    os.environ.update(env)
+    warning = bind_warning(args.host)
+    if warning:
+        logger.warning("%s", warning)
+    config = FrontConfig(args.endpoint_name, args.invocation_timeout, args.max_body_bytes)
+    backend = make_backend(args.server, args.model_dir, env)
+    try:
+        server = LocalServer((args.host, args.port), backend, config)
+    except OSError as error:
+        logger.error("cannot listen on %s:%d: %s", args.host, args.port, error.strerror)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    port = server.server_address[1]
+    logger.info("listening on http://%s:%d (endpoint %s)", args.host, port, config.endpoint_name)
+    if args.ready_file:
+        partial = args.ready_file.with_suffix(".partial")
+        partial.write_text(str(port), encoding="utf-8")
+        partial.replace(args.ready_file)
+    threading.Thread(target=server.load, name="load", daemon=True).start()
+    while not stop.wait(0.5):
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            logger.warning("parent process %d exited; shutting down", args.parent_pid)
+            break
+    logger.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    backend.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
