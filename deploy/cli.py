@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from sagemaker_reranker.deploy.package_command import package_command
+from sagemaker_reranker.deploy.serve_command import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,3 +25,4 @@ def main() -> None:
 
 
 main.add_command(package_command)
+main.add_command(serve_command)

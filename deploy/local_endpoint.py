@@ -249,6 +249,10 @@ class LocalEndpoint:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
+    def wait(self) -> int:
+        """Block until the server process exits on its own; its exit code."""
+        return self._process.wait()
+
     # ----------------------------------------------------------------- access
 
     @property

@@ -422,8 +422,14 @@ def model_fn(model_dir: str, context=None) -> Reranker:
     return reranker
 
 
-def transform_fn(reranker: Reranker, input_data, content_type, accept, context=None):
-    """Score one request; every client error is a ``GenericInferenceToolkitError``."""
+def transform_fn(reranker: Reranker, input_data, content_type, accept, context=None) -> bytes:
+    """Score one request; every client error is a ``GenericInferenceToolkitError``.
+
+    Returns the JSON body alone, not ``(body, content_type)``: the Hugging Face container's
+    handler service hands the return value to the model server as is, which rejects a tuple
+    ("Unsupported model output data type", 503 on every call); ``sagemaker_inference`` takes
+    either and answers with the request's accept (``application/json`` when none).
+    """
     check_accept(accept)
     pairs = parse_request(input_data, content_type)
     limit = reranker.settings.max_pairs
@@ -435,4 +441,19 @@ def transform_fn(reranker: Reranker, input_data, content_type, accept, context=N
         )
     scores = reranker.score(pairs, max_tokens=reranker.settings.max_tokens)
     logger.debug("scored %d pairs", len(pairs))
-    return json.dumps({"scores": scores}).encode("utf-8"), JSON
+    echo_custom_attributes(context)
+    return json.dumps({"scores": scores}).encode("utf-8")
+
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def echo_custom_attributes(context) -> None:
+    """Send the caller's ``CustomAttributes`` back (e.g. a trace id): the runtime returns
+    only what the container sets, and this handler has nothing of its own to add."""
+    processors = getattr(context, "request_processor", None)
+    if not processors:
+        return
+    for key, value in processors[0].get_request_properties().items():
+        if key.lower() == CUSTOM_ATTRIBUTES.lower():
+            context.set_response_header(0, CUSTOM_ATTRIBUTES, value)
