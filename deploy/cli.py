@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import click
 
+from sagemaker_reranker.deploy.endpoint_commands import (
+    delete_command,
+    deploy_command,
+    list_command,
+    status_command,
+    update_command,
+)
 from sagemaker_reranker.deploy.package_command import package_command
 from sagemaker_reranker.deploy.serve_command import serve_command
 
@@ -26,3 +33,8 @@ def main() -> None:
 
 main.add_command(package_command)
 main.add_command(serve_command)
+main.add_command(deploy_command)
+main.add_command(update_command)
+main.add_command(status_command)
+main.add_command(list_command)
+main.add_command(delete_command)

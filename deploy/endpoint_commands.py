@@ -1,0 +1,224 @@
+"""``deploy``, ``update``, ``status``, ``list`` and ``delete``: the endpoint's life cycle."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from sagemaker_reranker.deploy import endpoints
+from sagemaker_reranker.deploy.artifacts import (
+    DEFAULT_PYTORCH,
+    DEFAULT_TRANSFORMERS,
+    image_uri,
+    resolve_model_data,
+)
+from sagemaker_reranker.deploy.aws import Aws, DeployError, note
+from sagemaker_reranker.deploy.aws_options import Result, aws_command
+from sagemaker_reranker.deploy.spec import (
+    DEFAULT_INSTANCE,
+    DeployOptions,
+    DeploySpec,
+    build_spec,
+    check_endpoint_name,
+    check_options,
+)
+
+DEFAULT_TIMEOUT = 3600
+
+
+def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``deploy`` and ``update`` share (update takes the same inputs)."""
+    options = [
+        click.argument("name"),
+        click.option(
+            "--model-data",
+            required=True,
+            help="model.tar.gz from `package` (uploaded under its sha256), or an s3:// URI.",
+        ),
+        click.option(
+            "--role",
+            envvar="SAGEMAKER_ROLE",
+            help="Execution role ARN the endpoint runs as (default: SAGEMAKER_ROLE).",
+        ),
+        click.option(
+            "--instance-type",
+            help=f"Instance type [default: {DEFAULT_INSTANCE}; none when serverless].",
+        ),
+        click.option("--instance-count", type=int, default=1, show_default=True),
+        click.option("--image-uri", help="Container image; default: the Hugging Face PyTorch one."),
+        click.option("--transformers-version", default=DEFAULT_TRANSFORMERS, show_default=True),
+        click.option("--pytorch-version", default=DEFAULT_PYTORCH, show_default=True),
+        click.option("--serverless-memory", type=int, help="Serverless: memory in MB (1024-6144)."),
+        click.option("--serverless-concurrency", type=int, help="Serverless: max concurrency."),
+        click.option("--env", multiple=True, help="Model env K=V (e.g. RERANKER_MAX_PAIRS=512)."),
+        click.option(
+            "--vpc-subnets", multiple=True, help="Subnet id (repeat); with --security-groups."
+        ),
+        click.option("--security-groups", multiple=True, help="Security group id (repeat)."),
+        click.option("--kms-key", help="KMS key for the upload and the instance storage volume."),
+        click.option("--tag", "tags", multiple=True, help="Extra tag K=V (repeat)."),
+        click.option(
+            "--network-isolation/--no-network-isolation",
+            default=None,
+            help="Default: on when the archive has the weights baked in.",
+        ),
+        click.option("--bucket", help="Upload bucket (default: sagemaker-{region}-{account})."),
+        click.option("--no-wait", is_flag=True, help="Return once the change has started."),
+        click.option(
+            "--timeout",
+            type=int,
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
+    """Check the options, find the image, upload the archive: everything before SageMaker."""
+    role = params.pop("role")
+    if not role:
+        raise DeployError("no execution role: pass --role ARN or set SAGEMAKER_ROLE")
+    model_data, bucket = params.pop("model_data"), params.pop("bucket")
+    options = DeployOptions(**params)
+    placement = check_options(options, role)
+    image = options.image_uri or image_uri(
+        aws.region, options.transformers_version, options.pytorch_version, placement.instance_type
+    )
+    data = resolve_model_data(aws, model_data, bucket, options.kms_key)
+    spec = build_spec(options, placement, data, image, role)
+    for notice in spec.notices:
+        note(f"note: {notice}")
+    return spec
+
+
+def _report(outcome: dict[str, Any], spec: DeploySpec) -> Result:
+    data = {
+        **outcome,
+        "image": spec.image,
+        "model_data": spec.model_data.uri,
+        "archive_sha256": spec.model_data.sha256,
+        "network_isolation": spec.isolation,
+        "instance_type": spec.instance_type,
+        "serverless": spec.serverless,
+    }
+    lines = [
+        f"endpoint  {outcome['endpoint']}: {outcome['action']} ({outcome['status']})",
+        f"config    {outcome['config']}",
+        f"image     {spec.image}",
+        f"data      {spec.model_data.uri}",
+        f"isolation {'on' if spec.isolation else 'off'}",
+    ]
+    if outcome.get("removed"):
+        lines.append(f"removed   {', '.join(outcome['removed'])}")
+    return data, lines
+
+
+@aws_command("deploy")
+@deployment_options
+def deploy_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
+    """Create a reranker endpoint from a packaged model (idempotent).
+
+    Uploads a local archive under its sha256 (skipped when already there), creates the
+    model, endpoint config and endpoint, and waits until it is InService. Running the same
+    command again changes nothing; to change a live endpoint, use `update`.
+
+    \b
+    Examples:
+      sagemaker-reranker deploy my-reranker --model-data model.tar.gz \\
+          --role arn:aws:iam::123456789012:role/SageMakerRole
+      sagemaker-reranker deploy my-reranker --model-data model.tar.gz \\
+          --instance-type ml.m5.xlarge --dry-run
+    """
+    spec = _prepare(aws, params)
+    outcome = endpoints.deploy(aws, spec, wait=not no_wait, timeout=timeout)
+    return _report(outcome, spec)
+
+
+@aws_command("update")
+@deployment_options
+def update_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
+    """Blue/green update of a live endpoint to a new archive or settings.
+
+    Creates a new model and endpoint config, switches the endpoint to them (autoscaled
+    instance counts are kept), waits until it is InService on the new config, then deletes
+    the old ones. If the update fails, the old config keeps serving.
+
+    \b
+    Example:
+      sagemaker-reranker update my-reranker --model-data model-v2.tar.gz \\
+          --role arn:aws:iam::123456789012:role/SageMakerRole
+    """
+    spec = _prepare(aws, params)
+    outcome = endpoints.update(aws, spec, wait=not no_wait, timeout=timeout)
+    return _report(outcome, spec)
+
+
+@aws_command("status")
+@click.argument("name")
+def status_command(aws: Aws, name: str) -> Result:
+    """Show an endpoint's state, instances, image, archive and autoscaling.
+
+    \b
+    Example:
+      sagemaker-reranker status my-reranker --json
+    """
+    info = endpoints.status(aws, name)
+    lines = [f"{key:<18}{value}" for key, value in info.items() if key != "variants"]
+    for variant in info["variants"]:
+        where = variant["serverless"] or f"{variant['instances']} x {variant['instance_type']}"
+        lines.append(f"{'variant':<18}{variant['variant']}: {where} (model {variant['model']})")
+    return info, lines
+
+
+@aws_command("list")
+@click.option("--name-contains", help="Only endpoints whose name contains this.")
+def list_command(aws: Aws, name_contains: str | None) -> Result:
+    """List the endpoints in the region with their status.
+
+    \b
+    Example:
+      sagemaker-reranker list --name-contains reranker
+    """
+    rows = endpoints.list_endpoints(aws, name_contains)
+    lines = [f"{row['endpoint']:<40}{row['status']:<16}{row['created']}" for row in rows]
+    return rows, lines or ["no endpoints"]
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm(name: str, yes: bool, dry_run: bool) -> None:
+    if yes or dry_run:
+        return
+    if not stdin_is_tty():
+        raise DeployError(f"refusing to delete {name} without confirmation: pass --yes")
+    click.confirm(f"Delete endpoint {name}, its configs and models?", abort=True, err=True)
+
+
+@aws_command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete_command(aws: Aws, name: str, yes: bool) -> Result:
+    """Delete an endpoint with its autoscaling, endpoint configs and models.
+
+    Works on partly-deleted state: whatever is already gone is skipped. Asks first unless
+    --yes; without a terminal (scripts, CI) --yes is required.
+
+    \b
+    Example:
+      sagemaker-reranker delete my-reranker --yes
+    """
+    check_endpoint_name(name)
+    _confirm(name, yes, aws.dry_run)
+    outcome = endpoints.delete(aws, name)
+    removed = outcome["removed"]
+    lines = [f"deleted {item}" for item in removed] or [f"nothing named {name} to delete"]
+    return outcome, lines

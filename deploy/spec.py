@@ -1,0 +1,346 @@
+"""The desired deployment: validated options turned into SageMaker requests, names and tags.
+
+Names are derived from the endpoint name and a digest of everything the model and endpoint
+config contain, so a re-run with the same inputs finds the resources it made, and any change
+gets fresh ones (which is what lets ``update`` be blue/green).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagemaker_reranker.deploy.artifacts import ModelData
+from sagemaker_reranker.deploy.aws import DeployError
+
+TAG_PREFIX = "sagemaker-reranker:"
+ENDPOINT_TAG = TAG_PREFIX + "endpoint"
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+INSTANCE_RE = re.compile(r"^ml\.([a-z]+)(\d+[a-z]*)\.(\d*x?large|medium|small|\d+xlarge)$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TAG_VALUE_BAD = re.compile(r"[^\w\s.:/=+\-@]")
+DIGEST_LENGTH = 10
+VARIANT = "AllTraffic"
+DEFAULT_INSTANCE = "ml.g5.xlarge"
+SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_REQUEST_BYTES = 4_000_000
+# CPU scoring of long pairs is slow: cap the tokens one request may carry.
+CPU_MAX_TOKENS = 32768
+SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
+
+
+def instance_kind(instance_type: str) -> str:
+    """``gpu`` for g*/p* families, ``neuron`` for inf*/trn*, else ``cpu``."""
+    match = INSTANCE_RE.match(instance_type)
+    if not match:
+        raise DeployError(
+            f"{instance_type!r} is not a SageMaker instance type (expected e.g. ml.g5.xlarge)"
+        )
+    family = match.group(1)
+    if family in ("inf", "trn"):
+        return "neuron"
+    return "gpu" if family in ("g", "p") else "cpu"
+
+
+def instance_vcpus(instance_type: str) -> int:
+    """vCPUs from the size name: large=2, xlarge=4, Nxlarge=4N (the EC2 convention)."""
+    size = instance_type.rsplit(".", 1)[-1]
+    if size in SIZE_VCPUS:
+        return SIZE_VCPUS[size]
+    multiple = size.removesuffix("xlarge")
+    return 4 * int(multiple) if multiple.isdigit() else 2
+
+
+def cpu_env(vcpus: int) -> dict[str, str]:
+    """One worker per 4 vCPUs, each with its share of threads: no oversubscription."""
+    workers = max(1, vcpus // 4)
+    return {
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
+        "RERANKER_MAX_TOKENS": str(CPU_MAX_TOKENS),
+    }
+
+
+def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise DeployError(f"{what} {value!r} is not KEY=VALUE")
+        pairs[key] = val
+    return pairs
+
+
+def tag_value(value: str | None) -> str:
+    """Tag values allow letters, digits, spaces and ``_.:/=+-@`` up to 256 characters."""
+    return TAG_VALUE_BAD.sub("_", value or "none")[:256]
+
+
+def check_endpoint_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise DeployError(
+            f"{name!r} is not a valid endpoint name: letters, digits and single hyphens, "
+            "at most 63 characters, starting with a letter or digit"
+        )
+
+
+@dataclass
+class DeployOptions:
+    """What the user asked for, as given on the command line."""
+
+    name: str
+    instance_type: str | None = None
+    instance_count: int = 1
+    image_uri: str | None = None
+    transformers_version: str = "4.51.3"
+    pytorch_version: str = "2.6.0"
+    serverless_memory: int | None = None
+    serverless_concurrency: int | None = None
+    env: tuple[str, ...] = ()
+    vpc_subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    kms_key: str | None = None
+    tags: tuple[str, ...] = ()
+    network_isolation: bool | None = None
+
+    @property
+    def serverless(self) -> bool:
+        return self.serverless_memory is not None or self.serverless_concurrency is not None
+
+
+@dataclass
+class DeploySpec:
+    """Everything SageMaker will be asked to create, with the notices the choices produced."""
+
+    endpoint: str
+    model_data: ModelData
+    role: str
+    image: str
+    instance_type: str | None
+    instance_count: int
+    serverless: dict[str, int] | None
+    env: dict[str, str]
+    vpc: dict[str, list[str]] | None
+    kms_key: str | None
+    isolation: bool
+    user_tags: dict[str, str]
+    notices: list[str] = field(default_factory=list)
+
+    def _container(self) -> dict[str, Any]:
+        return {
+            "Image": self.image,
+            "ModelDataUrl": self.model_data.uri,
+            "Environment": dict(sorted(self.env.items())),
+            "Mode": "SingleModel",
+        }
+
+    def _variant(self, model_name: str, instance_count: int | None = None) -> dict[str, Any]:
+        variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": model_name}
+        if self.serverless:
+            variant["ServerlessConfig"] = dict(self.serverless)
+        else:
+            variant.update(
+                InstanceType=self.instance_type,
+                InitialInstanceCount=instance_count or self.instance_count,
+                InitialVariantWeight=1.0,
+            )
+        return variant
+
+    @property
+    def digest(self) -> str:
+        """A digest of the model and the endpoint config (not of their names or tags)."""
+        content = {
+            "container": self._container(),
+            "role": self.role,
+            "isolation": self.isolation,
+            "vpc": self.vpc,
+            "variant": self._variant(""),
+            "kms": self.kms_key,
+        }
+        blob = json.dumps(content, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:DIGEST_LENGTH]
+
+    @property
+    def resource_name(self) -> str:
+        """``{endpoint}-{digest}``, within SageMaker's 63 characters; model and config share it."""
+        return f"{self.endpoint[: 63 - DIGEST_LENGTH - 1].rstrip('-')}-{self.digest}"
+
+    @property
+    def model_name(self) -> str:
+        return self.resource_name
+
+    @property
+    def config_name(self) -> str:
+        return self.resource_name
+
+    def tags(self) -> list[dict[str, str]]:
+        """Ours (endpoint, archive sha256, model revision and source, digest), then the user's."""
+        manifest = self.model_data.manifest
+        ours = {
+            ENDPOINT_TAG: self.endpoint,
+            TAG_PREFIX + "archive-sha256": tag_value(self.model_data.sha256),
+            TAG_PREFIX + "revision": tag_value(manifest.revision if manifest else None),
+            TAG_PREFIX + "source": tag_value(manifest.source if manifest else None),
+            TAG_PREFIX + "digest": self.digest,
+        }
+        merged = {**ours, **self.user_tags}
+        return [{"Key": key, "Value": value} for key, value in merged.items()]
+
+    def model_request(self) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "ModelName": self.model_name,
+            "PrimaryContainer": self._container(),
+            "ExecutionRoleArn": self.role,
+            "EnableNetworkIsolation": self.isolation,
+            "Tags": self.tags(),
+        }
+        if self.vpc:
+            request["VpcConfig"] = self.vpc
+        return request
+
+    def config_request(self, instance_count: int | None = None) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "EndpointConfigName": self.config_name,
+            "ProductionVariants": [self._variant(self.model_name, instance_count)],
+            "Tags": self.tags(),
+        }
+        if self.kms_key:
+            request["KmsKeyId"] = self.kms_key
+        return request
+
+    def endpoint_request(self) -> dict[str, Any]:
+        return {
+            "EndpointName": self.endpoint,
+            "EndpointConfigName": self.config_name,
+            "Tags": self.tags(),
+        }
+
+
+def _base_env(options: DeployOptions, model_data: ModelData, kind: str) -> dict[str, str]:
+    env = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
+    if kind == "cpu":
+        vcpus = 2 if options.serverless else instance_vcpus(options.instance_type or "")
+        env.update(cpu_env(vcpus))
+    manifest = model_data.manifest
+    if manifest and not manifest.weights:
+        env["RERANKER_MODEL_ID"] = manifest.source
+        if manifest.revision:
+            env["RERANKER_MODEL_REVISION"] = manifest.revision
+    env.update(user_env(options))
+    return env
+
+
+def user_env(options: DeployOptions) -> dict[str, str]:
+    """``--env K=V`` pairs, which override the defaults above."""
+    env = parse_pairs(options.env, "--env")
+    for key in env:
+        if not ENV_KEY_RE.match(key):
+            raise DeployError(f"--env {key!r} is not a valid environment variable name")
+    return env
+
+
+def _check_serverless(options: DeployOptions, notices: list[str]) -> dict[str, int]:
+    if options.instance_type:
+        raise DeployError("serverless endpoints have no instance type: drop --instance-type")
+    if options.vpc_subnets or options.security_groups:
+        raise DeployError("serverless endpoints cannot run in a VPC: drop --vpc-subnets")
+    memory = options.serverless_memory or 4096
+    if memory not in SERVERLESS_MEMORY:
+        raise DeployError(
+            f"--serverless-memory {memory} must be one of {', '.join(map(str, SERVERLESS_MEMORY))}"
+        )
+    concurrency = options.serverless_concurrency or 5
+    if not 1 <= concurrency <= 200:
+        raise DeployError(f"--serverless-concurrency {concurrency} must be between 1 and 200")
+    notices.append(
+        "serverless: CPU only, requests up to 4 MB — create the client with "
+        f"SagemakerEndpointCrossEncoder(..., max_request_bytes={SERVERLESS_MAX_REQUEST_BYTES:_})"
+    )
+    return {"MemorySizeInMB": memory, "MaxConcurrency": concurrency}
+
+
+def _isolation(options: DeployOptions, model_data: ModelData, notices: list[str]) -> bool:
+    """On when the weights are baked in; off for serverless (unsupported) or a hub download."""
+    if options.serverless:
+        if options.network_isolation is not False:
+            notices.append("serverless endpoints do not support network isolation: turned off")
+        return False
+    if options.network_isolation is not None:
+        return options.network_isolation
+    if model_data.weights is False:
+        notices.append(
+            "the archive has no weights (the endpoint downloads them at start): "
+            "network isolation off"
+        )
+        return False
+    if model_data.weights is None:
+        notices.append(
+            "archive contents unknown (not made by `package`): network isolation on; "
+            "pass --no-network-isolation if it downloads its weights"
+        )
+    return True
+
+
+@dataclass
+class Placement:
+    """Where the model runs, decided (and validated) before anything is uploaded."""
+
+    instance_type: str | None
+    serverless: dict[str, int] | None
+    kind: str
+    notices: list[str]
+
+
+def check_options(options: DeployOptions, role: str) -> Placement:
+    """Reject bad combinations before any AWS call; pick the instance type."""
+    check_endpoint_name(options.name)
+    if not ROLE_RE.match(role):
+        raise DeployError(f"--role {role!r} is not an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
+    if options.instance_count < 1:
+        raise DeployError("--instance-count must be at least 1")
+    if bool(options.vpc_subnets) != bool(options.security_groups):
+        raise DeployError("--vpc-subnets and --security-groups go together: pass both")
+    parse_pairs(options.tags, "--tag")
+    user_env(options)
+    notices: list[str] = []
+    serverless = _check_serverless(options, notices) if options.serverless else None
+    instance_type = None if serverless else (options.instance_type or DEFAULT_INSTANCE)
+    kind = "cpu" if serverless else instance_kind(instance_type or "")
+    if kind == "neuron" and not options.image_uri:
+        raise DeployError(
+            f"{instance_type} needs a Neuron-compiled model and image: pass --image-uri, "
+            "or choose a GPU (ml.g5.xlarge) or CPU (ml.m5.xlarge) instance type"
+        )
+    return Placement(instance_type, serverless, kind, notices)
+
+
+def build_spec(
+    options: DeployOptions, placement: Placement, model_data: ModelData, image: str, role: str
+) -> DeploySpec:
+    """Turn checked options and the uploaded archive into the requests to send."""
+    notices = list(placement.notices)
+    vpc = None
+    if options.vpc_subnets:
+        vpc = {
+            "Subnets": list(options.vpc_subnets),
+            "SecurityGroupIds": list(options.security_groups),
+        }
+    return DeploySpec(
+        endpoint=options.name,
+        model_data=model_data,
+        role=role,
+        image=image,
+        instance_type=placement.instance_type,
+        instance_count=options.instance_count,
+        serverless=placement.serverless,
+        env=_base_env(options, model_data, placement.kind),
+        vpc=vpc,
+        kms_key=options.kms_key,
+        isolation=_isolation(options, model_data, notices),
+        user_tags=parse_pairs(options.tags, "--tag"),
+        notices=notices,
+    )
