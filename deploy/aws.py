@@ -22,7 +22,15 @@ from botocore.exceptions import ClientError
 
 # How often a wait polls Describe*; SageMaker changes state in minutes, not seconds.
 POLL_SECONDS = 15.0
-PENDING = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "InProgress"}
+PENDING = {
+    "Creating",
+    "Updating",
+    "SystemUpdating",
+    "RollingBack",
+    "Deleting",
+    "InProgress",
+    "Stopping",
+}
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound"}
 
 

@@ -14,6 +14,8 @@ from sagemaker_reranker.deploy.endpoint_commands import (
     status_command,
     update_command,
 )
+from sagemaker_reranker.deploy.iam_policy import iam_policy_command
+from sagemaker_reranker.deploy.ops_commands import autoscale_command, batch_command, invoke_command
 from sagemaker_reranker.deploy.package_command import package_command
 from sagemaker_reranker.deploy.serve_command import serve_command
 
@@ -38,3 +40,7 @@ main.add_command(update_command)
 main.add_command(status_command)
 main.add_command(list_command)
 main.add_command(delete_command)
+main.add_command(invoke_command)
+main.add_command(autoscale_command)
+main.add_command(batch_command)
+main.add_command(iam_policy_command)

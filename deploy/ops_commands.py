@@ -1,0 +1,274 @@
+"""``invoke``, ``autoscale`` and ``batch``: using and sizing a deployed reranker."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sagemaker_reranker.deploy import autoscaling
+from sagemaker_reranker.deploy.artifacts import parse_s3_uri
+from sagemaker_reranker.deploy.aws import Aws, DeployError, PlannedCall, wait_until_settled
+from sagemaker_reranker.deploy.aws_options import Result, aws_command
+from sagemaker_reranker.deploy.spec import (
+    DEFAULT_INSTANCE,
+    VARIANT,
+    check_endpoint_name,
+    instance_kind,
+)
+
+PREVIEW_CHARS = 80
+
+
+def read_documents(docs_file: Path | None, docs: tuple[str, ...]) -> list[str]:
+    """``--doc`` texts plus ``--docs FILE``: a JSON list of strings, else one per non-empty line."""
+    documents = list(docs)
+    if docs_file is not None:
+        try:
+            text = docs_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise DeployError(f"cannot read --docs {docs_file}: {error}") from None
+        if text.lstrip().startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DeployError(f"--docs {docs_file} is not valid JSON: {error}") from None
+            if not isinstance(loaded, list) or not all(isinstance(d, str) for d in loaded):
+                raise DeployError(f"--docs {docs_file} must be a JSON list of strings")
+            documents.extend(loaded)
+        else:
+            documents.extend(line for line in text.splitlines() if line.strip())
+    if not documents:
+        raise DeployError("no documents: pass --docs FILE or --doc TEXT (repeatable)")
+    return documents
+
+
+def _preview(document: str) -> str:
+    first = (document.strip().splitlines() or [""])[0]
+    return first if len(first) <= PREVIEW_CHARS else first[: PREVIEW_CHARS - 1] + "…"
+
+
+@aws_command("invoke")
+@click.argument("name")
+@click.option("--query", "-q", required=True, help="The search query.")
+@click.option(
+    "--docs",
+    "docs_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File of documents: a JSON list of strings, or one document per line.",
+)
+@click.option("--doc", "docs", multiple=True, help="A document (repeat).")
+@click.option("--top-n", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--endpoint-url", help="Runtime URL, e.g. http://127.0.0.1:8080 for `sagemaker-reranker serve`."
+)
+def invoke_command(
+    aws: Aws,
+    name: str,
+    query: str,
+    docs_file: Path | None,
+    docs: tuple[str, ...],
+    top_n: int,
+    endpoint_url: str | None,
+) -> Result:
+    """Rerank documents for a query with a deployed (or local) endpoint.
+
+    \b
+    Examples:
+      sagemaker-reranker invoke my-reranker -q "What is the plan for the economy?" \\
+          --docs passages.txt --top-n 3
+      sagemaker-reranker invoke local-reranker -q "capital of France" \\
+          --doc "Paris is the capital of France." --doc "Berlin is in Germany." \\
+          --endpoint-url http://127.0.0.1:8080
+    """
+    documents = read_documents(docs_file, docs)
+    if aws.dry_run:
+        call = PlannedCall(
+            "sagemaker-runtime", "invoke_endpoint", {"EndpointName": name, "pairs": len(documents)}
+        )
+        aws.planned.append(call)
+        aws.echo(f"[dry-run] would call {call.describe()}")
+        return [], []
+    from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
+
+    try:
+        model = SagemakerEndpointCrossEncoder(
+            endpoint_name=name,
+            region_name=aws.region,
+            credentials_profile_name=aws.profile,
+            endpoint_url=endpoint_url,
+        )
+        try:
+            ranked = model.rerank(query, documents, top_n)
+        finally:
+            model.close()
+    except (RerankerEndpointError, ValueError) as error:
+        raise DeployError(str(error)) from None
+    rows = [
+        {"rank": rank, "index": index, "score": score, "document": documents[index]}
+        for rank, (index, score) in enumerate(ranked, start=1)
+    ]
+    lines = [f"{'rank':>4}  {'score':>9}  document"]
+    lines += [f"{r['rank']:>4}  {r['score']:>9.4f}  {_preview(r['document'])}" for r in rows]
+    return rows, lines
+
+
+def _check_scalable(aws: Aws, name: str, variant: str) -> None:
+    endpoint = aws.find("sagemaker", "describe_endpoint", EndpointName=name)
+    if endpoint is None:
+        raise DeployError(f"no endpoint {name} in {aws.region}")
+    config = aws.read(
+        "sagemaker", "describe_endpoint_config", EndpointConfigName=endpoint["EndpointConfigName"]
+    )
+    variants = {v["VariantName"]: v for v in config["ProductionVariants"]}
+    if variant not in variants:
+        raise DeployError(f"endpoint {name} has no variant {variant} (has {', '.join(variants)})")
+    if "ServerlessConfig" in variants[variant]:
+        raise DeployError(
+            f"{name} is serverless: it scales by itself (set --serverless-concurrency instead)"
+        )
+
+
+@aws_command("autoscale")
+@click.argument("name")
+@click.option("--min", "minimum", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max", "maximum", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--target-invocations",
+    type=click.FloatRange(min=1),
+    default=100,
+    show_default=True,
+    help="Target invocations per instance per minute.",
+)
+@click.option("--variant", default=VARIANT, show_default=True)
+@click.option("--off", is_flag=True, help="Remove the scaling policy and the scalable target.")
+def autoscale_command(
+    aws: Aws,
+    name: str,
+    minimum: int,
+    maximum: int,
+    target_invocations: float,
+    variant: str,
+    off: bool,
+) -> Result:
+    """Scale an endpoint's instances on invocations per instance (target tracking).
+
+    \b
+    Examples:
+      sagemaker-reranker autoscale my-reranker --min 1 --max 4 --target-invocations 100
+      sagemaker-reranker autoscale my-reranker --off
+    """
+    check_endpoint_name(name)
+    if off:
+        scaling = autoscaling.current(aws, name, variant)
+        if scaling is None:
+            return {"endpoint": name, "autoscaling": None}, [f"{name}: no autoscaling to remove"]
+        autoscaling.remove(aws, scaling)
+        return {"endpoint": name, "autoscaling": None}, [f"{name}: autoscaling removed"]
+    if minimum > maximum:
+        raise DeployError(f"--min {minimum} is above --max {maximum}")
+    _check_scalable(aws, name, variant)
+    autoscaling.register(aws, name, variant, minimum, maximum)
+    autoscaling.put_target_tracking(aws, name, variant, target_invocations)
+    data = {
+        "endpoint": name,
+        "autoscaling": {"variant": variant, "min": minimum, "max": maximum},
+        "target_invocations_per_instance": target_invocations,
+    }
+    line = (
+        f"{name}/{variant}: {minimum}-{maximum} instances, "
+        f"target {target_invocations:g} invocations per instance per minute"
+    )
+    return data, [line]
+
+
+def transform_request(
+    job_name: str,
+    model_name: str,
+    input_uri: str,
+    output_uri: str,
+    instance_type: str,
+    instance_count: int,
+) -> dict[str, Any]:
+    """One JSON request per input line (SingleRecord: MultiRecord would pack several lines)."""
+    return {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "BatchStrategy": "SingleRecord",
+        "MaxPayloadInMB": 6,
+        "MaxConcurrentTransforms": 1,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": "application/json",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": output_uri,
+            "Accept": "application/json",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+    }
+
+
+@aws_command("batch")
+@click.option("--model-name", required=True, help="A SageMaker model (see `status NAME`).")
+@click.option("--input", "input_uri", required=True, help="s3:// prefix of JSON-lines files.")
+@click.option("--output", "output_uri", required=True, help="s3:// prefix for the results.")
+@click.option("--instance-type", default=DEFAULT_INSTANCE, show_default=True)
+@click.option("--instance-count", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--job-name", help="Default: MODEL-YYYYmmdd-HHMMSS.")
+@click.option("--no-wait", is_flag=True, help="Return once the job has started.")
+@click.option("--timeout", type=int, default=6 * 3600, show_default=True, help="Seconds to wait.")
+def batch_command(
+    aws: Aws,
+    model_name: str,
+    input_uri: str,
+    output_uri: str,
+    instance_type: str,
+    instance_count: int,
+    job_name: str | None,
+    no_wait: bool,
+    timeout: int,
+) -> Result:
+    """Score a corpus too large for one endpoint with a Batch Transform job.
+
+    Each input line is one request body, e.g. {"query": "...", "texts": ["...", "..."]};
+    each output line holds its {"scores": [...]}, in the same order.
+
+    \b
+    Example:
+      sagemaker-reranker batch --model-name my-reranker-3655e5297b \\
+          --input s3://my-bucket/rerank/in/ --output s3://my-bucket/rerank/out/
+    """
+    parse_s3_uri(input_uri)
+    parse_s3_uri(output_uri)
+    instance_kind(instance_type)
+    if aws.find("sagemaker", "describe_model", ModelName=model_name) is None:
+        raise DeployError(
+            f"no model {model_name} in {aws.region}; `status NAME` shows an endpoint's model"
+        )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    job = job_name or f"{model_name[:46].rstrip('-')}-{stamp}"
+    request = transform_request(
+        job, model_name, input_uri, output_uri, instance_type, instance_count
+    )
+    aws.write("sagemaker", "create_transform_job", **request)
+    data = {"job": job, "model": model_name, "output": output_uri, "status": "InProgress"}
+    if aws.dry_run or no_wait:
+        return data, [f"transform job {job}: started; output in {output_uri}"]
+    final = wait_until_settled(
+        lambda: aws.read("sagemaker", "describe_transform_job", TransformJobName=job),
+        "TransformJobStatus",
+        f"transform job {job}",
+        timeout,
+        f"follow it with: aws sagemaker describe-transform-job --transform-job-name {job}",
+    )
+    status = final["TransformJobStatus"]
+    if status != "Completed":
+        reason = final.get("FailureReason") or "no reason given"
+        raise DeployError(f"transform job {job} {status}: {reason}")
+    return {**data, "status": status}, [f"transform job {job}: Completed; output in {output_uri}"]
