@@ -331,7 +331,25 @@ def parse_request(body: bytes | str, content_type: str | None) -> list[tuple[str
         raise GenericInferenceToolkitError(400, "malformed JSON: nested too deeply") from None
     except ValueError as error:  # NaN / Infinity literals
         raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
-    return pairs_from_payload(payload)
+    pairs = pairs_from_payload(payload)
+    _check_unicode(pairs)
+    return pairs
+
+
+def _check_unicode(pairs: list[tuple[str, str]]) -> None:
+    """JSON escapes can spell lone surrogates (``"\\ud800"``), which are no text: the
+    tokenizer fails on them with a TypeError (a 500), so name them as the client's error."""
+    for index, pair in enumerate(pairs):
+        for position, text in enumerate(pair):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                code = ord(text[error.start])
+                raise GenericInferenceToolkitError(
+                    400,
+                    f"pair {index} {('query', 'document')[position]} holds an unpaired surrogate "
+                    f"\\u{code:04x} at character {error.start}; send valid Unicode",
+                ) from None
 
 
 def _reject_constant(name: str):
