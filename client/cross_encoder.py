@@ -334,11 +334,10 @@ def score_problem(scores: object, expected: int) -> str | None:
         return f"expected a list of scores, got {type(scores).__name__}"
     if len(scores) != expected:
         return f"expected {expected} scores, got {len(scores)}; refusing to guess which is which"
-    try:
-        if all(map(math.isfinite, scores)):
-            return None
-    except TypeError:
-        pass
+    if all(type(value) is float or type(value) is int for value in scores) and all(
+        map(math.isfinite, scores)
+    ):
+        return None
     for index, value in enumerate(scores):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"score {index} is not a number: {value!r:.40}"
