@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import click
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.archive import Manifest, file_sha256, read_manifest
@@ -29,7 +31,11 @@ class ModelData:
     uri: str
     sha256: str | None
     manifest: Manifest | None
-    uploaded: bool = False
+    local: Path | None = None
+    """The local archive still to upload (None when ``uri`` was given)."""
+    kms_key: str | None = None
+    own_bucket: bool = False
+    """True for the default bucket, which ``upload`` creates when missing."""
 
     @property
     def weights(self) -> bool | None:
@@ -79,20 +85,24 @@ def ensure_bucket(aws: Aws, bucket: str, create: bool) -> bool:
 def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None:
     size = archive.stat().st_size
     if aws.dry_run:
-        aws.write("s3", "upload_file", Filename=str(archive), Bucket=bucket, Key=key, **extra)
-        return
-    with click.progressbar(
-        length=size, label=f"uploading {archive.name}", file=click.get_text_stream("stderr")
-    ) as bar:
         aws.write(
-            "s3",
-            "upload_file",
-            Filename=str(archive),
-            Bucket=bucket,
-            Key=key,
-            ExtraArgs=extra,
-            Callback=bar.update,
+            "s3", "upload_file", Filename=str(archive), Bucket=bucket, Key=key, ExtraArgs=extra
         )
+        return
+    with click.progressbar(length=size, label=f"uploading {archive.name}", file=sys.stderr) as bar:
+        try:
+            aws.write(
+                "s3",
+                "upload_file",
+                Filename=str(archive),
+                Bucket=bucket,
+                Key=key,
+                ExtraArgs=extra,
+                Callback=bar.update,
+            )
+        except S3UploadFailedError as error:
+            # s3transfer wraps the service's error (e.g. AccessDenied) in its own message.
+            raise DeployError(f"upload to s3://{bucket}/{key} failed: {error}") from None
 
 
 def _local_manifest(archive: Path) -> Manifest | None:
@@ -102,29 +112,39 @@ def _local_manifest(archive: Path) -> Manifest | None:
         raise DeployError(f"{archive} is not a model.tar.gz archive ({error})") from None
 
 
-def upload_archive(aws: Aws, archive: Path, bucket: str | None, kms_key: str | None) -> ModelData:
-    """Upload a local archive under a key made from its sha256; skip it when already there."""
+def locate_archive(aws: Aws, archive: Path, bucket: str | None, kms_key: str | None) -> ModelData:
+    """Where a local archive goes: a key made from its sha256. Reads only; see ``upload``."""
     if not archive.is_file():
         raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
     manifest = _local_manifest(archive)
     sha256 = file_sha256(archive)
     target = bucket or default_bucket(aws)
-    existed = ensure_bucket(aws, target, create=bucket is None)
-    key = f"{KEY_PREFIX}/{sha256}/model.tar.gz"
-    uri = f"s3://{target}/{key}"
-    if existed and aws.find("s3", "head_object", Bucket=target, Key=key):
-        note(f"{uri} already uploaded (same sha256): skipping the upload")
-        return ModelData(uri, sha256, manifest)
-    metadata = {"sha256": sha256}
-    if manifest:
-        metadata.update(weights=str(manifest.weights).lower(), source=manifest.source)
-        if manifest.revision:
-            metadata["revision"] = manifest.revision
+    uri = f"s3://{target}/{KEY_PREFIX}/{sha256}/model.tar.gz"
+    return ModelData(uri, sha256, manifest, local=archive, kms_key=kms_key, own_bucket=not bucket)
+
+
+def upload(aws: Aws, data: ModelData) -> None:
+    """Upload a local archive unless the same bytes (same sha256 key) are already there.
+
+    Called only when a model is about to be created, so an unchanged or refused deploy
+    uploads nothing.
+    """
+    if data.local is None:
+        return
+    bucket, key = parse_s3_uri(data.uri)
+    existed = ensure_bucket(aws, bucket, create=data.own_bucket)
+    if existed and aws.find("s3", "head_object", Bucket=bucket, Key=key):
+        note(f"{data.uri} already uploaded (same sha256): skipping the upload")
+        return
+    metadata = {"sha256": data.sha256 or ""}
+    if data.manifest:
+        metadata.update(weights=str(data.manifest.weights).lower(), source=data.manifest.source)
+        if data.manifest.revision:
+            metadata["revision"] = data.manifest.revision
     extra: dict = {"Metadata": metadata, "ContentType": "application/gzip"}
-    if kms_key:
-        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
-    _upload(aws, archive, target, key, extra)
-    return ModelData(uri, sha256, manifest, uploaded=not aws.dry_run)
+    if data.kms_key:
+        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=data.kms_key)
+    _upload(aws, data.local, bucket, key, extra)
 
 
 def remote_archive(aws: Aws, uri: str) -> ModelData:
@@ -149,7 +169,7 @@ def resolve_model_data(
 ) -> ModelData:
     if model_data.startswith("s3://"):
         return remote_archive(aws, model_data)
-    return upload_archive(aws, Path(model_data), bucket, kms_key)
+    return locate_archive(aws, Path(model_data), bucket, kms_key)
 
 
 def image_uri(region: str, transformers: str, pytorch: str, instance_type: str | None) -> str:

@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -32,6 +34,12 @@ PENDING = {
     "Stopping",
 }
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound"}
+
+
+@lru_cache(maxsize=1)
+def _shared_loader() -> botocore.loaders.Loader:
+    """One loader per process: service models are parsed once, not once per command."""
+    return botocore.loaders.create_loader()
 
 
 class DeployError(Exception):
@@ -74,7 +82,9 @@ class Aws:
     def session(self) -> boto3.Session:
         # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is honoured here too.
         region = self.region_option or os.environ.get("AWS_REGION") or None
-        return boto3.Session(profile_name=self.profile, region_name=region)
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _shared_loader())
+        return boto3.Session(botocore_session=core, profile_name=self.profile, region_name=region)
 
     @cached_property
     def region(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy import autoscaling
+from sagemaker_reranker.deploy.artifacts import upload
 from sagemaker_reranker.deploy.aws import Aws, DeployError, is_not_found, note, wait_until_settled
 from sagemaker_reranker.deploy.spec import DIGEST_LENGTH, ENDPOINT_TAG, VARIANT, DeploySpec
 
@@ -22,6 +23,14 @@ def _ensure(aws: Aws, kind: str, name: str, request: dict[str, Any]) -> bool:
         return False
     aws.write("sagemaker", f"create_{kind}", **request)
     return True
+
+
+def _create_model(aws: Aws, spec: DeploySpec) -> None:
+    """Upload the archive (unless already there), then create the model unless it exists."""
+    if aws.find("sagemaker", "describe_model", ModelName=spec.model_name):
+        return
+    upload(aws, spec.model_data)
+    aws.write("sagemaker", "create_model", **spec.model_request())
 
 
 def _name_key(kind: str) -> str:
@@ -65,7 +74,7 @@ def deploy(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
         note(f"endpoint {spec.endpoint} is {current['EndpointStatus']}: resuming the wait")
         action = "resumed"
     else:
-        _ensure(aws, "model", spec.model_name, spec.model_request())
+        _create_model(aws, spec)
         _ensure(aws, "endpoint_config", spec.config_name, spec.config_request())
         aws.write("sagemaker", "create_endpoint", **spec.endpoint_request())
         action = "created"
@@ -166,7 +175,7 @@ def _start_update(
     elif scaling:
         # Keep the instance count autoscaling chose instead of the config's initial count.
         params["RetainAllVariantProperties"] = True
-    _ensure(aws, "model", spec.model_name, spec.model_request())
+    _create_model(aws, spec)
     _ensure(aws, "endpoint_config", spec.config_name, spec.config_request(count))
     aws.write("sagemaker", "update_endpoint", **params)
     return removed

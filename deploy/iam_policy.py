@@ -142,6 +142,7 @@ def execution_role_trust() -> dict[str, Any]:
         "Version": "2012-10-17",
         "Statement": [
             {
+                "Sid": "SageMakerAssumesRole",
                 "Effect": "Allow",
                 "Principal": {"Service": "sagemaker.amazonaws.com"},
                 "Action": "sts:AssumeRole",
