@@ -1,0 +1,444 @@
+"""The model-server tier: ``code/inference.py`` under multi-model-server, as on AWS.
+
+The AWS Hugging Face inference image serves a model archive with multi-model-server (MMS,
+Java) and ``sagemaker_huggingface_inference_toolkit``'s handler service. ``MmsBackend`` runs
+that same stack from the tier's own virtualenv (``mms_venv``; transformers 4.x, as in the
+image), started the way the image starts it but without its ``serve`` entry point, which
+writes ``/etc/sagemaker-mms.properties`` and binds 0.0.0.0: here a private run directory
+holds the config (both addresses on 127.0.0.1), temp files, pid file and logs, and is removed
+on ``stop``.
+
+Differences the caller sees (the AWS image behaves the same way): every handler error is a
+400 whose message wraps the original (``(413, '...')``), and the response's content type is
+the request's accept. A model directory without ``code/inference.py`` gets the toolkit's
+default ``pipeline`` (set ``HF_TASK``), as on AWS.
+
+``python -m sagemaker_reranker.deploy.mms build-venv`` builds the virtualenv ahead of time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from sagemaker_reranker.deploy.local_server import (
+    CUSTOM_ATTRIBUTES,
+    JSON,
+    BackendResponse,
+    InvocationTimeout,
+)
+from sagemaker_reranker.deploy.mms_venv import MmsVenvError, default_venv_dir, ensure_venv
+
+logger = logging.getLogger(__name__)
+
+HANDLER_SERVICE = "sagemaker_huggingface_inference_toolkit.handler_service"
+PROBE = json.dumps({"pairs": [["model server probe", "readiness check"]]}).encode("utf-8")
+PORTS = (20000, 32000)  # MMS refuses ports from 32767 up
+MODEL_NAME = "model"  # the name the container gives its single model
+START_TIMEOUT = 300.0
+WORKER_DEATHS = 3  # a worker that died this often before answering will not come up
+# Environment of this process that must not leak into the tier's Python.
+FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
+EXCEPTION_LINE = re.compile(r" - ([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$")
+
+
+def java_command() -> str | None:
+    """The ``java`` MMS will run: ``$JAVA_HOME/bin/java`` or the one on ``PATH``."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        candidate = Path(home) / "bin" / "java"
+        return str(candidate) if os.access(candidate, os.X_OK) else None
+    return shutil.which("java")
+
+
+def unavailable_reason() -> str | None:
+    """Why this tier cannot run on this machine (None when it can): only a missing Java."""
+    if java_command() is None:
+        return (
+            "no Java runtime (multi-model-server needs Java 17: apt-get install "
+            "openjdk-17-jre-headless, or set JAVA_HOME)"
+        )
+    return None
+
+
+class MmsBackend:
+    """The model container as multi-model-server with the Hugging Face handler service.
+
+    Implements ``local_server.Backend``. ``start`` is ready only after a real invocation of
+    ``probe`` succeeded (MMS answers ``/ping`` before the model has loaded, and while a
+    failing worker restarts). ``env`` is the model's environment (``--env``); the
+    container's ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1 here) and
+    ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s) apply.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        env: dict[str, str] | None = None,
+        venv: Path | None = None,
+        probe: bytes = PROBE,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.model_dir = Path(model_dir).absolute()
+        self.env = dict(env or {})
+        self.venv = Path(venv) if venv else default_venv_dir()
+        self.probe = probe
+        self.start_timeout = start_timeout
+        self.run_dir: Path | None = None
+        self.port: int | None = None
+        self.management_port: int | None = None
+        self.startup_seconds: float | None = None
+        self._java_pid: int | None = None
+        self._failure: str | None = "model server not started"
+
+    # ----------------------------------------------------------------- Backend
+
+    def start(self) -> None:
+        """Start MMS and wait for the first good invocation; record any failure."""
+        started = time.perf_counter()
+        try:
+            reason = unavailable_reason()
+            if reason:
+                raise StartFailure(reason)
+            venv = ensure_venv(self.venv)
+            self._launch(venv)
+            self._wait_ready(started + self.start_timeout)
+        except (StartFailure, MmsVenvError, OSError, subprocess.SubprocessError) as error:
+            self._failure = str(error)
+            logger.error("multi-model-server failed to start: %s", self._failure)
+            problem = self._shutdown()  # a failed model must not restart workers forever
+            if problem:
+                logger.error("%s", problem)
+            return
+        self._failure = None
+        self.startup_seconds = time.perf_counter() - started
+        logger.info(
+            "multi-model-server on 127.0.0.1:%d answered in %.1f s", self.port, self.startup_seconds
+        )
+
+    def health(self) -> tuple[bool, str]:
+        if self._failure is not None:
+            return False, self._failure
+        if not _alive(self._java_pid):
+            return False, f"multi-model-server exited unexpectedly{self._log_reason(' (', ')')}"
+        return True, "healthy"
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        timeout: float,
+    ) -> BackendResponse:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        headers[CUSTOM_ATTRIBUTES] = custom_attributes
+        headers = {key: value for key, value in headers.items() if value is not None}
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except TimeoutError:
+            raise InvocationTimeout(f"no answer within {timeout:g} s") from None
+        except OSError as error:
+            message = f"multi-model-server unreachable: {error}"
+            return BackendResponse(503, json.dumps({"message": message}).encode("utf-8"), JSON)
+        finally:
+            connection.close()
+        return BackendResponse(
+            status=response.status,
+            body=data,
+            content_type=response.getheader("Content-Type", JSON),
+            custom_attributes=response.getheader(CUSTOM_ATTRIBUTES),
+        )
+
+    def stop(self) -> None:
+        """Stop MMS and its Python workers, check its ports are closed, remove the run dir."""
+        problem = self._shutdown()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if problem:
+            raise RuntimeError(problem)
+
+    # ----------------------------------------------------------------- start
+
+    def _launch(self, venv: Path) -> None:
+        self.run_dir = run = Path(tempfile.mkdtemp(prefix="reranker-mms-", dir=_short_tmp()))
+        for name in ("tmp", "logs", "opt_ml"):
+            (run / name).mkdir()
+        # The model store holds the model under the container's name for it.
+        (run / "opt_ml" / MODEL_NAME).symlink_to(self.model_dir, target_is_directory=True)
+        self.port, self.management_port = _free_ports(2)
+        env = self._environment(venv)
+        config = run / "config.properties"
+        config.write_text(self._config(venv, env), encoding="utf-8")
+        log_config = next(venv.glob("lib/python*/site-packages/sagemaker_inference/etc/log4j2.xml"))
+        command = [
+            str(venv / "bin" / "multi-model-server"),
+            "--start",
+            "--mms-config",
+            str(config),
+            "--model-store",
+            str(run / "opt_ml"),
+            "--models",
+            f"{MODEL_NAME}={MODEL_NAME}",
+            "--log-config",
+            str(log_config),
+        ]
+        with open(run / "logs" / "console.log", "wb") as console:
+            # No new session: MMS stays in this process group, so a group kill reaches it.
+            subprocess.run(
+                command,
+                cwd=run,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+                check=False,
+            )
+        pid_file = run / "tmp" / ".model_server.pid"
+        if not pid_file.is_file():
+            raise StartFailure(f"multi-model-server did not start: {self._console_tail()}")
+        self._java_pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+
+    def _environment(self, venv: Path) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_ENV}
+        env.update(
+            {
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
+            }
+        )
+        env.update(self.env)
+        run = self.run_dir
+        env.update(
+            {
+                "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+                "TMPDIR": str(run / "tmp"),
+                "TEMP": str(run / "tmp"),  # MMS: java.io.tmpdir, its socket and pid file
+                "LOG_LOCATION": str(run / "logs"),
+                "METRICS_LOCATION": str(run / "logs"),
+                "SAGEMAKER_BASE_DIR": str(run / "opt_ml"),
+            }
+        )
+        return env
+
+    def _config(self, venv: Path, env: dict[str, str]) -> str:
+        """The container's MMS config (sagemaker_inference's defaults) bound to loopback."""
+        defaults = next(
+            venv.glob("lib/python*/site-packages/sagemaker_inference/etc/default-mms.properties")
+        )
+        settings = {
+            "inference_address": f"http://127.0.0.1:{self.port}",
+            "management_address": f"http://127.0.0.1:{self.management_port}",
+            "model_store": str(self.run_dir / "opt_ml"),
+            "default_service_handler": HANDLER_SERVICE,
+            "default_workers_per_model": _positive_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS"),
+            "default_response_timeout": _positive_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT"),
+            "vmargs": "-XX:-UseContainerSupport -XX:-UsePerfData -Xmx512m",
+        }
+        lines = [line for line in defaults.read_text(encoding="utf-8").splitlines() if line]
+        lines += [f"{key}={value}" for key, value in settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Probe ``/invocations`` until it succeeds; fail on a load error or a dead server."""
+        while True:
+            if not _alive(self._java_pid):
+                raise StartFailure(
+                    f"multi-model-server exited{self._log_reason(': ')}: {self._console_tail()}"
+                )
+            answer = self._try_probe()
+            if answer is not None and answer.status == 200:
+                return
+            if answer is not None and answer.status != 503:  # 503: no worker up yet
+                raise StartFailure(
+                    self._log_reason("model_fn failed: ")
+                    or f"a valid request failed with {answer.status}: {answer.body[:300]!r}"
+                )
+            deaths = self._log_text().count("Backend worker process died")
+            if deaths >= WORKER_DEATHS:
+                raise StartFailure(
+                    f"the model's worker died {deaths} times while loading{self._log_reason(': ')}"
+                )
+            if time.perf_counter() > deadline:
+                raise StartFailure(
+                    f"no successful invocation within {self.start_timeout:g} s"
+                    f"{self._log_reason(' (last error: ', ')')}"
+                )
+            time.sleep(0.25)
+
+    def _try_probe(self) -> BackendResponse | None:
+        try:
+            return self.invoke(self.probe, JSON, JSON, None, timeout=60)
+        except InvocationTimeout:
+            return None
+
+    # ----------------------------------------------------------------- stop
+
+    def _shutdown(self) -> str | None:
+        """``multi-model-server --stop`` (same TMPDIR), then kill any worker left over;
+        what is still running or listening afterwards, if anything."""
+        pid, self._java_pid = self._java_pid, None
+        if pid is None or self.run_dir is None:
+            return None
+        processes = [*_descendants(pid), pid]
+        venv = self.venv.absolute()
+        env = {**self._environment(venv), "TEMP": str(self.run_dir / "tmp")}
+        subprocess.run(
+            [str(venv / "bin" / "multi-model-server"), "--stop"],
+            cwd=self.run_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+        for process in processes:
+            if _alive(process):
+                try:
+                    os.kill(process, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 30
+        ports = [port for port in (self.port, self.management_port) if port]
+        while any(_alive(p) for p in processes) or any(map(_listening, ports)):
+            if time.monotonic() > deadline:
+                return f"multi-model-server (pid {pid}, ports {ports}) did not stop within 30 s"
+            time.sleep(0.1)
+        return None
+
+    # ----------------------------------------------------------------- logs
+
+    def _log_text(self) -> str:
+        if self.run_dir is None:
+            return ""
+        log = self.run_dir / "logs" / "mms_log.log"
+        return log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+
+    def _log_reason(self, prefix: str = "", suffix: str = "") -> str:
+        """The first Python exception the workers logged (``Type: message``), framed, or ''."""
+        for line in self._log_text().splitlines():
+            match = EXCEPTION_LINE.search(line)
+            if match and not match.group(1).endswith("PredictionException"):
+                return f"{prefix}{match.group(1)}: {match.group(2).strip()}{suffix}"
+        return ""
+
+    def _console_tail(self, lines: int = 8) -> str:
+        console = self.run_dir / "logs" / "console.log" if self.run_dir else None
+        if console is None or not console.is_file():
+            return ""
+        text = console.read_text(encoding="utf-8", errors="replace")
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+
+class StartFailure(Exception):
+    """Why the model server did not come up (reported by ``health``)."""
+
+
+def _short_tmp() -> str:
+    """A temp root short enough for MMS's Unix socket path (at most 107 bytes)."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= 40 else "/tmp"
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` free loopback ports in the range MMS accepts."""
+    chooser = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(500):
+        port = chooser.randint(*PORTS)
+        if port in ports:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise StartFailure(f"no free loopback port in {PORTS[0]}-{PORTS[1]}")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """All processes below ``pid`` (MMS's Python workers), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _positive_int(env: dict[str, str], name: str) -> int:
+    raw = env[name]
+    if not raw.isdigit() or int(raw) < 1:
+        raise StartFailure(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build-venv``: build (or confirm) the tier's virtualenv and print its path."""
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_reranker.deploy.mms")
+    parser.add_argument("command", choices=["build-venv"])
+    parser.add_argument("--venv", type=Path, help="where (default: .venv-mms in the repo)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    try:
+        venv = ensure_venv(args.venv)
+    except MmsVenvError as error:
+        logger.error("%s", error)
+        return 1
+    print(f"{venv} ready ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The model-server tier's own virtualenv: what the AWS Hugging Face container runs.
+
+The container serves ``code/inference.py`` with multi-model-server and the Hugging Face
+serving toolkit on transformers 4.x; this repository's main environment has transformers 5,
+which the toolkit cannot import (``transformers.file_utils.is_tf_available`` is gone). So the
+tier gets a separate virtualenv, ``.venv-mms/`` at the repository root, built on demand and
+reused while its spec (the lists below, ``constraints.txt`` and the Python version) is
+unchanged: a stamp file inside holds the spec's hash.
+
+Every install goes through the repository's ``constraints.txt`` (torch==2.13.0, the CPU
+wheel; a looser spec pulls a 5.5 GB CUDA build).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONSTRAINTS = REPO_ROOT / "constraints.txt"
+VENV_ENV = "RERANKER_MMS_VENV"  # overrides the default location
+STAMP = "reranker-spec.sha256"
+# As in the AWS Hugging Face PyTorch inference image: transformers 4.51.3 (its default),
+# multi-model-server 1.1.11, sagemaker-inference 1.10.1. torch comes from constraints.txt.
+REQUIREMENTS = (
+    "torch",
+    "transformers==4.51.3",
+    "multi-model-server==1.1.11",
+    "sagemaker-inference==1.10.1",
+    # What the serving toolkit imports at run time, since it is installed without its deps.
+    "huggingface_hub",
+    "numpy",
+    "Pillow",
+    "retrying",
+)
+# Its declared deps pull librosa, pyctcdecode (numpy<2), numba and scikit-learn (+300 MB)
+# that serving a text model never imports.
+NO_DEPS = ("sagemaker-huggingface-inference-toolkit==2.6.0",)
+
+
+class MmsVenvError(RuntimeError):
+    """The tier's virtualenv could not be built (the message says why)."""
+
+
+def default_venv_dir() -> Path:
+    """``$RERANKER_MMS_VENV``, else ``.venv-mms`` at the repository root."""
+    override = os.environ.get(VENV_ENV)
+    return Path(override) if override else REPO_ROOT / ".venv-mms"
+
+
+def spec_hash() -> str:
+    """Hash of everything that decides the virtualenv's contents."""
+    if not CONSTRAINTS.is_file():
+        raise MmsVenvError(
+            f"{CONSTRAINTS} not found: build the model-server tier from a checkout of the "
+            "repository (its constraints file pins the CPU build of torch)"
+        )
+    spec = {
+        "python": list(sys.version_info[:2]),
+        "requirements": REQUIREMENTS,
+        "no_deps": NO_DEPS,
+        "constraints": CONSTRAINTS.read_text(encoding="utf-8"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def is_current(venv: Path) -> bool:
+    """Whether ``venv`` was fully built from the current spec."""
+    stamp = venv / STAMP
+    return (
+        venv_python(venv).is_file()
+        and stamp.is_file()
+        and stamp.read_text(encoding="utf-8").strip() == spec_hash()
+    )
+
+
+def ensure_venv(venv: Path | None = None) -> Path:
+    """Build the tier's virtualenv unless it is current; return its path.
+
+    Idempotent and safe to call from several processes: a lock beside the virtualenv makes
+    the others wait for one build. The stamp is written last, so an interrupted build is
+    redone from scratch next time.
+    """
+    venv = Path(venv or default_venv_dir()).absolute()
+    if is_current(venv):
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_current(venv):
+            _build(venv)
+    return venv
+
+
+def _build(venv: Path) -> None:
+    started = time.perf_counter()
+    logger.info("building the model-server tier's virtualenv in %s (once, ~2 min)", venv)
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    _run([*pip, "-c", str(CONSTRAINTS), *REQUIREMENTS])
+    _run([*pip, "--no-deps", *NO_DEPS])
+    _check_torch(venv)
+    (venv / STAMP).write_text(spec_hash() + "\n", encoding="utf-8")
+    logger.info("built %s in %.0f s", venv, time.perf_counter() - started)
+
+
+def _check_torch(venv: Path) -> None:
+    """A CPU build, not a CUDA one that a looser pin would have pulled (several GB)."""
+    probe = "import torch; print(torch.__version__, torch.version.cuda)"
+    version, cuda = _run([str(venv_python(venv)), "-c", probe]).split()
+    if cuda != "None":
+        raise MmsVenvError(f"{venv} got torch {version} (CUDA {cuda}), not the CPU build")
+
+
+def _run(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise MmsVenvError(f"{' '.join(command[:6])} … failed ({result.returncode}):\n{tail}")
+    return result.stdout
