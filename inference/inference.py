@@ -50,11 +50,18 @@ DEFAULT_MAX_PAIRS = 1024
 # Real (unpadded) tokens per request. 256k tokens is ~2 s of bge-reranker-base on an A10G
 # but minutes on a small CPU; the deploy command lowers it for CPU instance types.
 DEFAULT_MAX_TOKENS = 262_144
-# Padded tokens per micro-batch. Chosen from bench/ runs: on a 2-core CPU, throughput is
-# flat from 4k to 16k padded tokens per batch and a single batch wins below ~8k, so 8192 keeps
-# small uniform requests (20 chunks of ~130 tokens) in one batch while long mixed requests are
-# cut where padding would waste work. On a GPU larger batches keep the device busy.
+# Padded tokens per micro-batch: a cap on activation memory, not the thing that sets speed
+# (plan_batches cuts by cost). MEASURED-BUDGET-PLACEHOLDER
 DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768}
+# plan_batches' cost model, in padded-token units. A row of padded length L costs
+# L * (1 + L / ATTENTION_SPAN): projections and feed-forward grow with L (8h^2 + 4hf FLOPs per
+# token and layer), attention with L^2 (4Lh); their ratio 2h + f is 2304 for MiniLM-L6 and
+# 4608 for base-size models, so 3072 errs by under 10 % of a 512-token row's cost for both.
+ATTENTION_SPAN = 3072
+# Fixed cost of one forward pass in padded tokens. MEASURED-OVERHEAD-PLACEHOLDER
+BATCH_OVERHEAD_TOKENS = 512
+# Look-back limit of plan_batches, which bounds its work to n x 256 steps for 1024 tiny pairs.
+MAX_BATCH_ROWS = 256
 
 JSON = "application/json"
 WARMUP_PAIR = ("warm-up query", "warm-up document")
@@ -104,29 +111,47 @@ def _env_int(name: str, default: int) -> int:
 # --------------------------------------------------------------------------- batching
 
 
-def plan_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], budget: int, overhead: int = BATCH_OVERHEAD_TOKENS
+) -> list[list[int]]:
     """Cut pair indices into micro-batches whose padded size stays within ``budget`` tokens.
 
-    Indices are sorted longest first, so each batch pads to its first element and similar
-    lengths share a batch. A pair longer than the budget gets a batch of its own. Everything
-    that fits in one padded batch stays one batch: splitting small uniform requests only
-    shrinks the matrix products.
+    Pairs are sorted longest first and cut into contiguous runs, each padded to its first
+    (longest) pair, at the places that minimise the estimated cost: padded tokens (with the
+    attention term, ``_row_cost``) plus ``overhead`` per forward pass. The per-pass overhead is
+    what keeps small uniform requests in one batch, where splitting only shrinks the matrix
+    products; the budget caps memory. A pair longer than the budget gets a batch of its own.
     """
-    if not lengths:
+    count = len(lengths)
+    if not count:
         return []
-    if max(lengths) * len(lengths) <= budget:
-        return [list(range(len(lengths)))]
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if max(lengths) * count <= budget and count <= MAX_BATCH_ROWS:
+        return [list(range(count))]
+    order = sorted(range(count), key=lambda i: -lengths[i])
+    sizes = [lengths[i] for i in order]
+    # best[end]: cheapest plan for the ``end`` longest pairs; cut[end]: where its last batch starts.
+    best = [0.0] + [math.inf] * count
+    cut = [0] * (count + 1)
+    for end in range(1, count + 1):
+        for start in range(end - 1, max(end - MAX_BATCH_ROWS, 0) - 1, -1):
+            rows = end - start
+            # sizes[start] grows as start moves back, so once over budget, always over.
+            if rows > 1 and rows * sizes[start] > budget:
+                break
+            cost = best[start] + overhead + rows * _row_cost(sizes[start])
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
     batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # The first index of ``current`` is its longest, so the padded size is known.
-        if current and lengths[current[0]] * (len(current) + 1) > budget:
-            batches.append(current)
-            current = []
-        current.append(index)
-    batches.append(current)
-    return batches
+    end = count
+    while end:
+        batches.append(order[cut[end] : end])
+        end = cut[end]
+    return batches[::-1]
+
+
+def _row_cost(length: int) -> float:
+    """Cost of one padded row in token units: projections grow with L, attention with L^2."""
+    return length * (1 + length / ATTENTION_SPAN)
 
 
 # --------------------------------------------------------------------------- model
@@ -174,13 +199,35 @@ class Reranker:
                 encoded[index] = {key: values[row] for key, values in batch.items()}
         return encoded
 
+    def plan(self, pairs: Sequence[Sequence[str]]) -> tuple[list[dict], list[list[int]]]:
+        """Tokenize ``pairs`` and cut them into micro-batches (``plan_batches``)."""
+        encoded = self.tokenize(pairs)
+        lengths = [len(item["input_ids"]) for item in encoded]
+        return encoded, plan_batches(lengths, self.batch_tokens)
+
+    def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        """Pad ``rows`` to their longest into tensors (what ``tokenizer.pad`` does, minus its
+        per-row Python overhead, which costs more than the model on small requests)."""
+        width = max(len(row["input_ids"]) for row in rows)
+        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0}
+        left = self.tokenizer.padding_side == "left"
+        features = {}
+        for key in rows[0]:
+            padded = [
+                ([pad_values.get(key, 0)] * (width - len(row[key])) if left else [])
+                + row[key]
+                + ([] if left else [pad_values.get(key, 0)] * (width - len(row[key])))
+                for row in rows
+            ]
+            features[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
+        return features
+
     def score(self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None) -> list[float]:
         """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
         if not pairs:
             return []
-        encoded = self.tokenize(pairs)
-        lengths = [len(item["input_ids"]) for item in encoded]
-        total = sum(lengths)
+        encoded, batches = self.plan(pairs)
+        total = sum(len(item["input_ids"]) for item in encoded)
         if max_tokens is not None and total > max_tokens:
             raise GenericInferenceToolkitError(
                 413,
@@ -189,10 +236,8 @@ class Reranker:
             )
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
-            for batch in plan_batches(lengths, self.batch_tokens):
-                features = self.tokenizer.pad(
-                    [encoded[i] for i in batch], padding=True, return_tensors="pt"
-                ).to(self.device)
+            for batch in batches:
+                features = self.collate([encoded[i] for i in batch])
                 logits = self.model(**features, return_dict=True).logits
                 for index, value in zip(batch, logits[:, 0].float().tolist(), strict=True):
                     scores[index] = value

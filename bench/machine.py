@@ -1,0 +1,96 @@
+"""What the numbers were measured on, and how fast this machine multiplies fp32 matrices."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import torch
+
+# Flags that decide which matrix kernels a CPU can run.
+KEY_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict:
+    """CPU model, core count and ISA flags from /proc/cpuinfo (Linux), else ``platform``."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in {"", platform.machine()}:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "key_flags": [flag for flag in KEY_FLAGS if flag in flags],
+        "flags": flags,
+    }
+
+
+def machine_info() -> dict:
+    """Everything a result needs to be comparable: CPU/GPU, versions, thread count."""
+    import transformers
+
+    info = {"platform": platform.platform(), "python": platform.python_version()}
+    info |= {"torch": torch.__version__, "transformers": transformers.__version__}
+    info |= cpu_info()
+    info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["load_average"] = load_average()
+    return info
+
+
+def load_average() -> list[float] | None:
+    """1/5/15-minute load: timings taken while other work shares the cores are not comparable."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_name(info: dict) -> str:
+    """A file-name-safe id: GPU name, else CPU model and core count."""
+    label = info["gpu"] or f"{info['cpu']}-{info['cores']}core"
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+
+
+def matmul_gflops(size: int, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size`` x ``size`` matrix product (2 n^3 FLOPs)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def fp32_peak_gflops() -> dict:
+    """The machine's fp32 matmul peak as the best of a few large square products."""
+    sizes = (1024, 2048, 3072)
+    measured = {size: matmul_gflops(size) for size in sizes}
+    return {"gflops": max(measured.values()), "by_size": measured}
+
+
+def encoder_flops(config, batches: list[tuple[int, int]]) -> float:
+    """Forward FLOPs of a BERT-style encoder + 1-logit head over padded ``(rows, length)`` batches.
+
+    Per layer and row of padded length L (h = hidden, f = intermediate size; 2 FLOPs per
+    multiply-add): Q, K, V and output projections 8 L h^2, feed-forward 4 L h f, attention
+    scores and weighted sum 4 L^2 h. Head: pooler/dense h x h and the 1-logit output, 2 h^2 + 2 h
+    per row. Embeddings, layer norms, softmax and activations are left out (memory-bound, <3%).
+    """
+    h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    total = 0
+    for rows, length in batches:
+        per_row = layers * (8 * length * h * h + 4 * length * h * f + 4 * length * length * h)
+        total += rows * (per_row + 2 * h * h + 2 * h)
+    return float(total)

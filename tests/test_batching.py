@@ -1,0 +1,164 @@
+"""Regression guard for the handler's batching: order, parity with the seed, token budget.
+
+The reference is the seed handler's computation kept verbatim in ``bench/seed.py`` (one padded
+batch, ``padding=True, truncation=True, max_length=512``). No timing assertions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sagemaker_reranker.inference import inference
+
+SEED_FILE = Path(__file__).resolve().parents[1] / "bench" / "seed.py"
+QUERIES = ["what is the plan for the economy", "energy costs", "jobs in america"]
+WORDS = "the plan economy jobs america energy tax credit inflation price families work".split()
+BUDGET = 256  # small enough that the mixed set below needs several micro-batches
+
+
+def load_seed_class():
+    """``bench/seed.py`` by path: the benchmark folder is not an installed package."""
+    spec = importlib.util.spec_from_file_location("bench_seed", SEED_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SeedCrossEncoder
+
+
+def mixed_pairs(count: int = 40, seed: int = 0) -> list[tuple[str, str]]:
+    """Short, medium and far-over-512-token documents in a fixed random order."""
+    rng = random.Random(seed)
+    sizes = [rng.choice([1, 3, 8, 20, 60, 900]) for _ in range(count)]
+    return [
+        (rng.choice(QUERIES), " ".join(rng.choice(WORDS) for _ in range(size))) for size in sizes
+    ]
+
+
+@pytest.fixture(scope="module")
+def seed_scores(tiny_model_dir: Path) -> list[float]:
+    return load_seed_class()(str(tiny_model_dir))(mixed_pairs())
+
+
+@pytest.fixture(scope="module")
+def small_budget_reranker(tiny_model_dir: Path) -> inference.Reranker:
+    settings_ = inference.Settings.from_env()
+    reranker = inference.load_reranker(str(tiny_model_dir), settings_)
+    reranker.batch_tokens = BUDGET
+    return reranker
+
+
+def test_the_mixed_set_really_exceeds_512_tokens_and_needs_several_batches(
+    small_budget_reranker,
+):
+    encoded, batches = small_budget_reranker.plan(mixed_pairs())
+    lengths = [len(item["input_ids"]) for item in encoded]
+    assert max(lengths) == small_budget_reranker.max_length == 512  # truncated, not dropped
+    assert len(batches) > 3
+
+
+def test_scores_match_the_seed_in_input_order(small_budget_reranker, seed_scores):
+    ours = small_budget_reranker.score(mixed_pairs())
+    assert len(ours) == len(seed_scores)
+    assert max(abs(a - b) for a, b in zip(ours, seed_scores, strict=True)) <= 1e-4
+
+
+def test_default_settings_also_match_the_seed(tiny_model_dir, seed_scores):
+    reranker = inference.model_fn(str(tiny_model_dir))
+    ours = reranker.score(mixed_pairs())
+    assert max(abs(a - b) for a, b in zip(ours, seed_scores, strict=True)) <= 1e-4
+
+
+def test_shuffling_the_request_shuffles_the_scores(small_budget_reranker, seed_scores):
+    pairs = mixed_pairs()
+    permutation = list(range(len(pairs)))
+    random.Random(1).shuffle(permutation)
+    shuffled = small_budget_reranker.score([pairs[i] for i in permutation])
+    for position, index in enumerate(permutation):
+        assert shuffled[position] == pytest.approx(seed_scores[index], abs=1e-4)
+
+
+def test_every_forward_pass_stays_within_the_budget_and_covers_each_pair_once(
+    small_budget_reranker,
+):
+    pairs = mixed_pairs()
+    shapes: list[tuple[int, int]] = []
+
+    def record(module, args, kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    hook = small_budget_reranker.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        small_budget_reranker.score(pairs)
+    finally:
+        hook.remove()
+    encoded, batches = small_budget_reranker.plan(pairs)
+    planned = [(len(b), max(len(encoded[i]["input_ids"]) for i in b)) for b in batches]
+    assert shapes == planned  # the model ran exactly the planned micro-batches
+    assert all(rows * width <= BUDGET or rows == 1 for rows, width in shapes)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(pairs)))
+
+
+def test_the_seed_reference_is_the_single_padded_batch(tiny_model_dir):
+    """Guard the guard: the reference really is one batch padded to the longest pair."""
+    seed = load_seed_class()(str(tiny_model_dir))
+    shapes: list[tuple[int, ...]] = []
+    hook = seed.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        seed(mixed_pairs())
+    finally:
+        hook.remove()
+    assert shapes == [(len(mixed_pairs()), 512)]
+
+
+def plan_cost(lengths: list[int], batches: list[list[int]]) -> float:
+    overhead = inference.BATCH_OVERHEAD_TOKENS
+    return sum(
+        overhead + len(batch) * inference._row_cost(max(lengths[i] for i in batch))
+        for batch in batches
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=1, max_value=600), max_size=300),
+    budget=st.integers(min_value=1, max_value=20_000),
+)
+def test_plan_batches_properties(lengths, budget):
+    batches = inference.plan_batches(lengths, budget)
+    flat = [index for batch in batches for index in batch]
+    assert sorted(flat) == list(range(len(lengths)))  # nothing dropped or duplicated
+    assert all(batch for batch in batches)
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert padded <= budget or len(batch) == 1
+        assert len(batch) <= inference.MAX_BATCH_ROWS
+    if lengths and max(lengths) * len(lengths) <= budget and len(lengths) <= 256:
+        assert batches == [list(range(len(lengths)))]  # small requests stay one batch
+    # Never costlier than the trivially feasible plan of one pass per pair.
+    singles = [[i] for i in range(len(lengths))]
+    assert plan_cost(lengths, batches) <= plan_cost(lengths, singles) + 1e-6
+
+
+def test_a_request_that_fits_is_never_split():
+    # (a)-like: 20 chunks of 79-123 tokens; splitting them measured slower than one batch.
+    lengths = [79 + (i * 7) % 45 for i in range(20)]
+    assert inference.plan_batches(lengths, 8192) == [list(range(20))]
+
+
+def test_collate_pads_like_the_tokenizer(small_budget_reranker):
+    tokenizer = small_budget_reranker.tokenizer
+    encoded = small_budget_reranker.tokenize(mixed_pairs(8))
+    ours = small_budget_reranker.collate(encoded)
+    reference = tokenizer.pad(encoded, padding=True, return_tensors="pt")
+    assert set(ours) == set(reference)
+    for key, tensor in reference.items():
+        assert torch.equal(ours[key], tensor), key
