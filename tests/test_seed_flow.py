@@ -1,0 +1,91 @@
+"""The seed notebook's flow end to end, with the endpoint served by local mode.
+
+state_of_the_union.txt -> RecursiveCharacterTextSplitter(500, 100) -> FAISS with real MiniLM
+embeddings -> k=20 -> ContextualCompressionRetriever(CrossEncoderReranker(model=
+SagemakerEndpointCrossEncoder(...), top_n=3)) -> the 3 documents, in exactly the order that
+ranking the same 20 chunks in-process with the handler gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+
+from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
+from sagemaker_reranker.deploy.demo import (
+    SEED_QUERY,
+    build_retriever,
+    minilm_embeddings,
+    split_speech,
+)
+from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.inference import inference
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def endpoint(tiny_archive: Path):
+    with LocalEndpoint(model_data=tiny_archive) as started:
+        yield started
+    assert not port_open("127.0.0.1", started.port)
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    chunks = split_speech()
+    assert len(chunks) > 20
+    return build_retriever(chunks, minilm_embeddings())
+
+
+@pytest.fixture(scope="module")
+def expected(retriever, tiny_model_dir: Path) -> list[tuple[str, float]]:
+    """The 20 retrieved chunks ranked in-process by the handler: (text, score), best first."""
+    chunks = [document.page_content for document in retriever.invoke(SEED_QUERY)]
+    assert len(chunks) == 20
+    reranker = inference.model_fn(str(tiny_model_dir))
+    body = json.dumps({"pairs": [[SEED_QUERY, chunk] for chunk in chunks]})
+    result = inference.transform_fn(reranker, body, "application/json", "application/json")
+    scores = json.loads(result[0] if isinstance(result, tuple) else result)["scores"]
+    order = sorted(range(len(chunks)), key=lambda index: -scores[index])
+    return [(chunks[index], scores[index]) for index in order]
+
+
+def cross_encoder(endpoint: LocalEndpoint) -> SagemakerEndpointCrossEncoder:
+    return SagemakerEndpointCrossEncoder(
+        endpoint_name=endpoint.endpoint_name, client=endpoint.runtime_client()
+    )
+
+
+def test_seed_flow_with_cross_encoder_reranker(endpoint, retriever, expected):
+    compressor = CrossEncoderReranker(model=cross_encoder(endpoint), top_n=3)
+    compression = ContextualCompressionRetriever(
+        base_compressor=compressor, base_retriever=retriever
+    )
+    documents = compression.invoke(SEED_QUERY)
+    assert [document.page_content for document in documents] == [t for t, _ in expected[:3]]
+    # The ranking is not the retriever's own order: the reranker decided it.
+    retrieved = [document.page_content for document in retriever.invoke(SEED_QUERY)]
+    assert [t for t, _ in expected] != retrieved
+
+
+def test_seed_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever, expected):
+    compression = ContextualCompressionRetriever(
+        base_compressor=SagemakerRerank(model=cross_encoder(endpoint), top_n=3),
+        base_retriever=retriever,
+    )
+    documents = compression.invoke(SEED_QUERY)
+    ranked = [(d.page_content, d.metadata["relevance_score"]) for d in documents]
+    assert ranked == expected[:3]
+    assert all(
+        document.metadata["source"].endswith("state_of_the_union.txt") for document in documents
+    )
+    asynchronous = asyncio.run(compression.ainvoke(SEED_QUERY))
+    assert [(d.page_content, d.metadata["relevance_score"]) for d in asynchronous] == ranked
+    # The retriever's documents are copied, not modified.
+    assert all("relevance_score" not in d.metadata for d in retriever.invoke(SEED_QUERY))
