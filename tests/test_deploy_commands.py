@@ -670,3 +670,31 @@ def test_every_command_has_the_common_options_and_an_example():
         options = {opt for param in command.params for opt in param.opts}
         assert {"--region", "--profile", "--dry-run", "--json"} <= options, name
         assert "sagemaker-reranker " + name in (command.help or ""), name
+
+
+def test_update_without_wait_is_finished_by_a_rerun(moto, tiny_archive):
+    assert deploy(tiny_archive).exit_code == 0
+    old_config = state()["endpoints"][NAME][0]
+    args = ["update", NAME, "--model-data", str(tiny_archive), "--role", ROLE, "--env", "A=1"]
+    started = cli(*args, "--no-wait", "--json")
+    assert started.exit_code == 0, started.output
+    assert json.loads(started.stdout)["action"] == "updating"
+    assert old_config in state()["configs"]  # not removed before the new one is confirmed
+    finished = cli(*args, "--json")
+    data = json.loads(finished.stdout)
+    assert data["action"] == "unchanged"
+    assert f"endpoint_config:{old_config}" in data["removed"]
+    assert state()["configs"] == [data["config"]]
+
+
+def test_long_names_fit_and_are_found_again(moto, tiny_archive):
+    name = "a-very-long-reranker-endpoint-name-" + "x" * 28  # 63 characters
+    result = deploy(tiny_archive, "--instance-type", "ml.g4dn.xlarge", "--json", name=name)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["config"]) <= 63 and data["config"].startswith(name[:40])
+    deleted = cli("delete", name, "--yes", "--json")
+    assert sorted(json.loads(deleted.stdout)["removed"]) == sorted(
+        [f"endpoint:{name}", f"endpoint_config:{data['config']}", f"model:{data['model']}"]
+    )
+    assert state()["models"] == [] and state()["configs"] == []
