@@ -77,7 +77,8 @@ def ensure_bucket(aws: Aws, bucket: str, create: bool) -> bool:
     params: dict = {"Bucket": bucket}
     if aws.region != "us-east-1":
         params["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
-    note(f"creating bucket {bucket}")
+    if not aws.dry_run:
+        note(f"creating bucket {bucket}")
     aws.write("s3", "create_bucket", **params)
     return False
 

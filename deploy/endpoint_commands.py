@@ -170,10 +170,16 @@ def status_command(aws: Aws, name: str) -> Result:
       sagemaker-reranker status my-reranker --json
     """
     info = endpoints.status(aws, name)
-    lines = [f"{key:<18}{value}" for key, value in info.items() if key != "variants"]
+    shown = {key: value for key, value in info.items() if key not in ("variants", "autoscaling")}
+    lines = [f"{key:<18}{'-' if value is None else value}" for key, value in shown.items()]
     for variant in info["variants"]:
         where = variant["serverless"] or f"{variant['instances']} x {variant['instance_type']}"
         lines.append(f"{'variant':<18}{variant['variant']}: {where} (model {variant['model']})")
+    scaling = info["autoscaling"]
+    lines.append(
+        f"{'autoscaling':<18}"
+        + (f"{scaling['min']}-{scaling['max']} instances" if scaling else "off")
+    )
     return info, lines
 
 

@@ -94,10 +94,12 @@ def invoke_command(
         return [], []
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
 
+    # A local endpoint ignores the region; AWS needs one.
+    region = aws.session.region_name or ("us-east-1" if endpoint_url else aws.region)
     try:
         model = SagemakerEndpointCrossEncoder(
             endpoint_name=name,
-            region_name=aws.region,
+            region_name=region,
             credentials_profile_name=aws.profile,
             endpoint_url=endpoint_url,
         )

@@ -698,3 +698,17 @@ def test_long_names_fit_and_are_found_again(moto, tiny_archive):
         [f"endpoint:{name}", f"endpoint_config:{data['config']}", f"model:{data['model']}"]
     )
     assert state()["models"] == [] and state()["configs"] == []
+
+
+def test_invoke_checks_its_documents_and_dry_run_sends_nothing(moto, tmp_path):
+    none = cli("invoke", NAME, "-q", "q")
+    assert none.exit_code == 1 and "no documents: pass --docs FILE or --doc TEXT" in none.stderr
+    bad = tmp_path / "docs.json"
+    bad.write_text('["a", 1]', encoding="utf-8")
+    wrong = cli("invoke", NAME, "-q", "q", "--docs", str(bad))
+    assert wrong.exit_code == 1 and "must be a JSON list of strings" in wrong.stderr
+    dry = cli("invoke", NAME, "-q", "q", "--doc", "a", "--doc", "b", "--dry-run", "--json")
+    assert dry.exit_code == 0
+    assert json.loads(dry.stdout)["dry_run"][0]["params"] == {"EndpointName": NAME, "pairs": 2}
+    missing = cli("invoke", NAME, "-q", "q", "--doc", "a")
+    assert missing.exit_code == 1 and NAME in missing.stderr
