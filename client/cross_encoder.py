@@ -157,12 +157,16 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         """Async ``rerank``."""
         return _ranked(await self.ascore(_query_pairs(query, documents)), top_n)
 
-    def close(self) -> None:
-        """Stop the worker threads (they also stop at interpreter exit)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker threads, by default after the requests still running finish.
+
+        After a failed call, requests already sent for it may still be running; ``close``
+        waits for them. Threads also stop at interpreter exit.
+        """
         with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
 
     # ------------------------------------------------------------------ internals
 
