@@ -12,17 +12,22 @@ from sagemaker_reranker.deploy.artifacts import upload
 from sagemaker_reranker.deploy.aws import Aws, DeployError, is_not_found, note, wait_until_settled
 from sagemaker_reranker.deploy.spec import DIGEST_LENGTH, ENDPOINT_TAG, VARIANT, DeploySpec
 
+NAME_KEYS = {
+    "model": "ModelName",
+    "endpoint_config": "EndpointConfigName",
+    "endpoint": "EndpointName",
+}
+
 
 def describe_endpoint(aws: Aws, name: str) -> dict[str, Any] | None:
     return aws.find("sagemaker", "describe_endpoint", EndpointName=name)
 
 
-def _ensure(aws: Aws, kind: str, name: str, request: dict[str, Any]) -> bool:
-    """Create a model or endpoint config unless one with this (content-derived) name exists."""
-    if aws.find("sagemaker", f"describe_{kind}", **{_name_key(kind): name}):
-        return False
-    aws.write("sagemaker", f"create_{kind}", **request)
-    return True
+def _create_config(aws: Aws, spec: DeploySpec, instance_count: int | None = None) -> None:
+    """Create the endpoint config unless one with this (content-derived) name exists."""
+    if aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=spec.config_name):
+        return
+    aws.write("sagemaker", "create_endpoint_config", **spec.config_request(instance_count))
 
 
 def _create_model(aws: Aws, spec: DeploySpec) -> None:
@@ -31,10 +36,6 @@ def _create_model(aws: Aws, spec: DeploySpec) -> None:
         return
     upload(aws, spec.model_data)
     aws.write("sagemaker", "create_model", **spec.model_request())
-
-
-def _name_key(kind: str) -> str:
-    return {"model": "ModelName", "endpoint_config": "EndpointConfigName"}[kind]
 
 
 def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def deploy(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
         action = "resumed"
     else:
         _create_model(aws, spec)
-        _ensure(aws, "endpoint_config", spec.config_name, spec.config_request())
+        _create_config(aws, spec)
         aws.write("sagemaker", "create_endpoint", **spec.endpoint_request())
         action = "created"
     if aws.dry_run or not wait:
@@ -107,16 +108,12 @@ def _desired_count(endpoint: dict[str, Any]) -> int | None:
 def _delete_quietly(aws: Aws, kind: str, name: str) -> bool:
     """Delete a model/config/endpoint; one already gone is fine (partly-deleted state)."""
     try:
-        aws.write("sagemaker", f"delete_{kind}", **{_delete_key(kind): name})
+        aws.write("sagemaker", f"delete_{kind}", **{NAME_KEYS[kind]: name})
         return True
     except ClientError as error:
         if is_not_found(error):
             return False
         raise
-
-
-def _delete_key(kind: str) -> str:
-    return {"model": "ModelName", "endpoint_config": "EndpointConfigName"}.get(kind, "EndpointName")
 
 
 def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, Any]:
@@ -176,7 +173,7 @@ def _start_update(
         # Keep the instance count autoscaling chose instead of the config's initial count.
         params["RetainAllVariantProperties"] = True
     _create_model(aws, spec)
-    _ensure(aws, "endpoint_config", spec.config_name, spec.config_request(count))
+    _create_config(aws, spec, count)
     aws.write("sagemaker", "update_endpoint", **params)
     return removed
 
