@@ -99,10 +99,6 @@ class Aws:
     def account(self) -> str:
         return self.read("sts", "get_caller_identity")["Account"]
 
-    @property
-    def partition(self) -> str:
-        return self.session.get_partition_for_region(self.region)
-
     def client(self, service: str) -> Any:
         if service not in self._clients:
             config = Config(retries={"mode": "adaptive", "max_attempts": 8})
