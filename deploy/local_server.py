@@ -285,6 +285,7 @@ class LocalServer(ThreadingHTTPServer):
     """A threaded HTTP server holding the backend and its load state."""
 
     daemon_threads = True
+    request_queue_size = 128  # the stdlib's 5 resets connections under a burst of clients
 
     def __init__(self, address: tuple[str, int], backend: Backend, config: FrontConfig) -> None:
         super().__init__(address, RequestHandler)
@@ -447,13 +448,21 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _invoke(self, body: bytes) -> BackendResponse:
-        answer = self.server.backend.invoke(
-            body,
-            self.headers.get("Content-Type"),
-            self.headers.get("Accept"),
-            self.headers.get(CUSTOM_ATTRIBUTES),
-            self.server.config.invocation_timeout,
-        )
+        try:
+            answer = self.server.backend.invoke(
+                body,
+                self.headers.get("Content-Type"),
+                self.headers.get("Accept"),
+                self.headers.get(CUSTOM_ATTRIBUTES),
+                self.server.config.invocation_timeout,
+            )
+        except InvocationTimeout:
+            raise
+        except Exception as error:  # a backend fault must not reset the client's connection
+            logger.error("backend failed: %s", type(error).__name__)
+            logger.debug("%s", traceback.format_exc())
+            message = f"the model server failed: {type(error).__name__}"
+            return BackendResponse(500, message.encode("utf-8"), "text/plain; charset=utf-8")
         if answer.status == 200 and answer.content_type.startswith(JSON):
             self.pairs = _count_scores(answer.body)
         return answer
