@@ -246,15 +246,23 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         except BotoCoreError as error:
             raise RerankerEndpointError(str(error), endpoint_name=name) from error
         request_id = response.get("ResponseMetadata", {}).get("RequestId")
+        return self._checked_scores(body, len(request.indices), request_id)
+
+    def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
+        """The scores in a response body, or an error naming what is wrong with them."""
         try:
             scores = self.content_handler.transform_output(body)
         except ValueError as error:
             raise RerankerEndpointError(
-                f"unreadable response: {error}", endpoint_name=name, request_id=request_id
+                f"unreadable response: {error}",
+                endpoint_name=self.endpoint_name,
+                request_id=request_id,
             ) from error
-        problem = score_problem(scores, len(request.indices))
+        problem = score_problem(scores, expected)
         if problem:
-            raise RerankerEndpointError(problem, endpoint_name=name, request_id=request_id)
+            raise RerankerEndpointError(
+                problem, endpoint_name=self.endpoint_name, request_id=request_id
+            )
         return scores
 
     def _assemble(
@@ -315,21 +323,30 @@ def validate_pairs(text_pairs: Sequence[Sequence[str]]) -> list[Pair]:
             f"text_pairs must be a sequence of (query, document) pairs, "
             f"got {type(text_pairs).__name__}"
         )
-    pairs = []
-    for index, pair in enumerate(text_pairs):
-        if (
-            not isinstance(pair, (tuple, list))
-            or len(pair) != 2
-            or not isinstance(pair[0], str)
-            or not isinstance(pair[1], str)
-        ):
-            if isinstance(pair, (tuple, list)):
-                got = "(" + ", ".join(type(item).__name__ for item in pair) + ")"
-            else:
-                got = type(pair).__name__
-            raise TypeError(f"pair {index} must be (query: str, document: str), got {got}")
-        pairs.append(pair if type(pair) is tuple else (pair[0], pair[1]))
-    return pairs
+    pairs = text_pairs if type(text_pairs) is list else list(text_pairs)
+    for pair in pairs:  # the common case, checked without building anything
+        if type(pair) is not tuple or len(pair) != 2:
+            break
+        if type(pair[0]) is not str or type(pair[1]) is not str:
+            break
+    else:
+        return pairs
+    return [_checked_pair(index, pair) for index, pair in enumerate(pairs)]
+
+
+def _checked_pair(index: int, pair: object) -> Pair:
+    if (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], str)
+    ):
+        return (pair[0], pair[1])
+    if isinstance(pair, (tuple, list)):
+        got = "(" + ", ".join(type(item).__name__ for item in pair) + ")"
+    else:
+        got = type(pair).__name__
+    raise TypeError(f"pair {index} must be (query: str, document: str), got {got}")
 
 
 def score_problem(scores: object, expected: int) -> str | None:

@@ -2,8 +2,8 @@
 
 A request holds at most ``max_pairs`` pairs and ``max_tokens`` estimated tokens, and its
 serialised body is at most ``max_bytes``: the body is measured after serialisation (a chunk
-whose body comes out too large, e.g. from JSON escapes, is halved and measured again), never
-guessed. Pairs stay in input order inside a request, so scores go back by position.
+whose body comes out too large, from multi-byte text or JSON escapes, is halved and measured
+again), never guessed. Pairs stay in input order inside a request, so scores go back by position.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ Serialize = Callable[[Sequence[Pair]], bytes]
 # The server truncates each pair to the model's max length (512 for bge-reranker-base), so
 # no pair costs more than this many tokens however long its document.
 TOKENS_PER_PAIR_CAP = 512
-# UTF-8 bytes per token, on the low side: English word pieces average ~4 bytes and CJK
-# characters 3, so bytes / 3 overestimates tokens and the server's token cap is not hit.
-BYTES_PER_TOKEN = 3
+# Characters per token, on the low side: English word pieces average ~4 characters. The
+# estimate only spreads work between requests; the server's own cap (RERANKER_MAX_TOKENS,
+# 262,144 by default) is far above 256 pairs x 512 tokens, the client's defaults.
+CHARS_PER_TOKEN = 3
 # JSON punctuation around one pair: ["", ""], plus the separator.
 PAIR_SYNTAX_BYTES = 8
 
@@ -46,11 +47,6 @@ class Request:
     body: bytes
 
 
-def text_bytes(text: str) -> int:
-    """UTF-8 size of ``text``; ``isascii`` is O(1), so ASCII text costs no encoding."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
 def plan_requests(
     pairs: Sequence[Pair], limits: Limits, serialize: Serialize, one_query: bool = False
 ) -> list[Request]:
@@ -72,22 +68,26 @@ def _groups(pairs: Sequence[Pair], one_query: bool) -> list[Sequence[int]]:
 
 
 def _chunks(pairs: Sequence[Pair], group: Sequence[int], limits: Limits) -> Iterator[Sequence[int]]:
-    """Greedy cut of ``group`` by pair count, estimated bytes and estimated tokens."""
+    """Greedy cut of ``group`` by pair count, size and estimated tokens.
+
+    Sizes are counted in characters, which is what ASCII text serialises to; multi-byte text
+    and escapes come out larger, and ``_serialized`` measures and halves such chunks. Counting
+    characters keeps planning several times cheaper than encoding every text.
+    """
+    max_pairs, max_bytes, max_tokens = limits.max_pairs, limits.max_bytes, limits.max_tokens
     start = 0
     count = size = tokens = 0
     for position, index in enumerate(group):
         query, document = pairs[index]
-        pair_bytes = text_bytes(query) + text_bytes(document) + PAIR_SYNTAX_BYTES
-        pair_tokens = min(TOKENS_PER_PAIR_CAP, pair_bytes // BYTES_PER_TOKEN + 3)
+        pair_size = len(query) + len(document) + PAIR_SYNTAX_BYTES
+        pair_tokens = min(TOKENS_PER_PAIR_CAP, pair_size // CHARS_PER_TOKEN + 3)
         if count and (
-            count == limits.max_pairs
-            or size + pair_bytes > limits.max_bytes
-            or tokens + pair_tokens > limits.max_tokens
+            count == max_pairs or size + pair_size > max_bytes or tokens + pair_tokens > max_tokens
         ):
             yield group[start:position]
             start, count, size, tokens = position, 0, 0, 0
         count += 1
-        size += pair_bytes
+        size += pair_size
         tokens += pair_tokens
     if count:
         yield group[start:]

@@ -1,0 +1,145 @@
+"""10,000 pairs through the client against the local endpoint: complete, in order, requests
+under the byte limit, ``max_concurrency`` at once and no more; and the client's own overhead
+(validate, split, serialise, parse, check, reassemble) per 1,000 pairs, printed (issue 7).
+
+Nothing here asserts a time: the figures are printed for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
+from sagemaker_reranker.deploy.demo import SEED_QUERY, split_speech
+from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.inference import inference
+
+pytestmark = pytest.mark.slow
+
+COUNT = 10_000
+OPERATION = "sagemaker-runtime.InvokeEndpoint"
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list[str]:
+    return [chunk.page_content for chunk in split_speech()]
+
+
+@pytest.fixture(scope="module")
+def pairs(chunks) -> list[tuple[str, str]]:
+    """10,000 distinct chunk-sized documents (the speech's chunks, numbered)."""
+    return [(SEED_QUERY, f"{i}: {chunks[i % len(chunks)]}") for i in range(COUNT)]
+
+
+@pytest.fixture(scope="module")
+def short_pairs(chunks) -> list[tuple[str, str]]:
+    """10,000 distinct short documents: the model's cost here is tokens, not requests."""
+    return [(SEED_QUERY, f"{i}: {chunks[i % len(chunks)][:60]}") for i in range(COUNT)]
+
+
+@pytest.fixture(scope="module")
+def endpoint(tiny_archive: Path):
+    with LocalEndpoint(model_data=tiny_archive) as started:
+        yield started
+    assert not port_open("127.0.0.1", started.port)
+
+
+class WireMeter:
+    """Counts what the boto3 client puts on the wire: body sizes and requests in flight."""
+
+    def __init__(self, client) -> None:
+        self.sizes: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        client.meta.events.register(f"before-send.{OPERATION}", self._sent)
+        client.meta.events.register(f"needs-retry.{OPERATION}", self._answered)
+
+    def _sent(self, request, **_) -> None:
+        with self._lock:
+            self.sizes.append(len(request.body))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _answered(self, **_) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+def test_ten_thousand_pairs_complete_in_order_within_limits(endpoint, short_pairs, tiny_model_dir):
+    pairs = short_pairs
+    client = endpoint.runtime_client()
+    meter = WireMeter(client)
+    model = SagemakerEndpointCrossEncoder(
+        endpoint_name=endpoint.endpoint_name, client=client, max_concurrency=4
+    )
+    started = time.perf_counter()
+    scores = model.score(pairs)
+    seconds = time.perf_counter() - started
+    assert len(scores) == COUNT
+    # Every 7th position, scored in-process (7 is prime to the 256 pairs per request, so the
+    # sample cuts across every request and offset): a shifted, swapped or lost request shows.
+    sample = range(0, COUNT, 7)
+    expected = inference.model_fn(str(tiny_model_dir)).score([pairs[i] for i in sample])
+    assert [scores[i] for i in sample] == pytest.approx(expected, abs=1e-5)
+    assert len(meter.sizes) == -(-COUNT // model.max_pairs_per_request)
+    assert max(meter.sizes) <= model.max_request_bytes < 6 * 1024 * 1024
+    assert meter.max_in_flight == model.max_concurrency
+    assert meter.in_flight == 0
+    print(
+        f"\n10k pairs: {len(meter.sizes)} requests, "
+        f"largest body {max(meter.sizes) / 1024:.0f} KiB, "
+        f"{meter.max_in_flight} in flight at most, {seconds:.1f} s end to end "
+        f"({COUNT / seconds:.0f} pairs/s, tiny model on a shared CPU)"
+    )
+
+
+def _median_ms(work, repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def test_client_overhead_per_thousand_pairs(pairs, endpoint):
+    """The client's own work for 10k pairs, without the network or the model: validate,
+    split, serialise (orjson), parse and check each response, reassemble."""
+    model = SagemakerEndpointCrossEncoder(
+        endpoint_name=endpoint.endpoint_name, client=endpoint.runtime_client()
+    )
+    count, requests = model._prepare(pairs)
+    bodies = [json.dumps({"scores": [0.123456789] * len(r.indices)}).encode() for r in requests]
+
+    def parse_and_check() -> list[list[float]]:
+        return [
+            model._checked_scores(body, len(r.indices), None)
+            for r, body in zip(requests, bodies, strict=True)
+        ]
+
+    results = parse_and_check()
+    assert model._assemble(count, requests, results) == [0.123456789] * COUNT
+    prepare = _median_ms(lambda: model._prepare(pairs))
+    parse = _median_ms(parse_and_check)
+    assemble = _median_ms(lambda: model._assemble(count, requests, results))
+    stdlib = _median_ms(
+        lambda: [json.dumps({"pairs": pairs[r.indices.start : r.indices.stop]}) for r in requests]
+    )
+    fast = _median_ms(
+        lambda: [orjson.dumps({"pairs": pairs[r.indices.start : r.indices.stop]}) for r in requests]
+    )
+    per_thousand = (prepare + parse + assemble) / (COUNT / 1000)
+    print(
+        f"\nclient overhead per 1,000 pairs: {per_thousand:.3f} ms "
+        f"(prepare {prepare / 10:.3f}, parse+check {parse / 10:.3f}, reassemble "
+        f"{assemble / 10:.3f}); serialisation alone: orjson {fast / 10:.3f} ms, "
+        f"stdlib json {stdlib / 10:.3f} ms per 1,000 chunk-sized pairs"
+    )
