@@ -195,6 +195,8 @@ def test_invoke_ranks_documents_with_the_real_handler_in_local_mode(tiny_archive
         ]
         ranked = run(env, tmp_path, *args, "--json")
         table = run(env, tmp_path, *args)
+        port = endpoint.port
+    assert not listening("127.0.0.1", port)
     assert ranked.returncode == 0, ranked.stderr
     rows = json.loads(ranked.stdout)
     assert [row["index"] for row in rows] == order[:3]
