@@ -155,15 +155,16 @@ class StatusLine:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.last = ""
+        self.last_status = ""
 
     def show(self, status: str, elapsed: float) -> None:
         line = f"{self.label}: {status} ({elapsed:.0f}s)"
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last)))
-        elif status != self.last.split(": ", 1)[-1].split(" (", 1)[0]:
+        elif status != self.last_status:
             self.stream.write(line + "\n")
         self.stream.flush()
-        self.last = line
+        self.last, self.last_status = line, status
 
     def close(self) -> None:
         if self.tty and self.last:

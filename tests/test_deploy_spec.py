@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from sagemaker_reranker.deploy.artifacts import ModelData
-from sagemaker_reranker.deploy.aws import DeployError
+from sagemaker_reranker.deploy.aws import DeployError, StatusLine
 from sagemaker_reranker.deploy.spec import (
     DeployOptions,
     build_spec,
@@ -87,3 +89,24 @@ def test_bad_option_combinations_are_named(changes, message):
     options = DeployOptions(**{"name": "rr", **changes})
     with pytest.raises(DeployError, match=message):
         check_options(options, ROLE)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_line_redraws_on_a_terminal_and_prints_changes_elsewhere():
+    for stream, expected in (
+        (io.StringIO(), "endpoint rr: Creating (0s)\nendpoint rr: InService (30s)\n"),
+        (
+            _Terminal(),
+            "\rendpoint rr: Creating (0s)\rendpoint rr: Creating (15s)"
+            "\rendpoint rr: InService (30s)\n",
+        ),
+    ):
+        line = StatusLine("endpoint rr", stream)
+        for status, elapsed in (("Creating", 0), ("Creating", 15), ("InService", 30)):
+            line.show(status, elapsed)
+        line.close()
+        assert stream.getvalue() == expected
