@@ -39,7 +39,12 @@ from sagemaker_reranker.deploy.local_server import (
     BackendResponse,
     InvocationTimeout,
 )
-from sagemaker_reranker.deploy.mms_venv import MmsVenvError, default_venv_dir, ensure_venv
+from sagemaker_reranker.deploy.mms_venv import (
+    DECODER_DIR,
+    MmsVenvError,
+    default_venv_dir,
+    ensure_venv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,8 @@ PROBE = json.dumps({"pairs": [["model server probe", "readiness check"]]}).encod
 PORTS = (20000, 32000)  # MMS refuses ports from 32767 up
 MODEL_NAME = "model"  # the name the container gives its single model
 START_TIMEOUT = 300.0
+# What MMS itself answers before a worker has the model loaded.
+NOT_READY = ("ServiceUnavailableException", "ModelNotFoundException")
 WORKER_DEATHS = 3  # a worker that died this often before answering will not come up
 # Environment of this process that must not leak into the tier's Python.
 FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
@@ -64,11 +71,14 @@ def java_command() -> str | None:
 
 
 def unavailable_reason() -> str | None:
-    """Why this tier cannot run on this machine (None when it can): only a missing Java."""
-    if java_command() is None:
+    """Why this tier cannot run on this machine (None when it can): only a missing Java.
+
+    A JDK, not just a runtime: building the tier compiles a fix for MMS's response decoder.
+    """
+    if java_command() is None or shutil.which("javac") is None:
         return (
-            "no Java runtime (multi-model-server needs Java 17: apt-get install "
-            "openjdk-17-jre-headless, or set JAVA_HOME)"
+            "no Java 17 JDK (multi-model-server needs java, the tier's build needs javac: "
+            "apt-get install openjdk-17-jdk-headless)"
         )
     return None
 
@@ -143,27 +153,13 @@ class MmsBackend:
         custom_attributes: str | None,
         timeout: float,
     ) -> BackendResponse:
-        headers = {"Content-Type": content_type, "Accept": accept}
-        headers[CUSTOM_ATTRIBUTES] = custom_attributes
-        headers = {key: value for key, value in headers.items() if value is not None}
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            connection.request("POST", "/invocations", body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
+            return self._post(body, content_type, accept, custom_attributes, timeout)
         except TimeoutError:
             raise InvocationTimeout(f"no answer within {timeout:g} s") from None
         except OSError as error:
             message = f"multi-model-server unreachable: {error}"
             return BackendResponse(503, json.dumps({"message": message}).encode("utf-8"), JSON)
-        finally:
-            connection.close()
-        return BackendResponse(
-            status=response.status,
-            body=data,
-            content_type=response.getheader("Content-Type", JSON),
-            custom_attributes=response.getheader(CUSTOM_ATTRIBUTES),
-        )
 
     def stop(self) -> None:
         """Stop MMS and its Python workers, check its ports are closed, remove the run dir."""
@@ -182,6 +178,9 @@ class MmsBackend:
             (run / name).mkdir()
         # The model store holds the model under the container's name for it.
         (run / "opt_ml" / MODEL_NAME).symlink_to(self.model_dir, target_is_directory=True)
+        # MMS's classpath starts with "." (its working directory, this run dir): the fixed
+        # response decoder there shadows the one in its jar.
+        (run / "com").symlink_to(venv / DECODER_DIR / "com", target_is_directory=True)
         self.port, self.management_port = _free_ports(2)
         env = self._environment(venv)
         config = run / "config.properties"
@@ -269,7 +268,7 @@ class MmsBackend:
             answer = self._try_probe()
             if answer is not None and answer.status == 200:
                 return
-            if answer is not None and answer.status != 503:  # 503: no worker up yet
+            if answer is not None and not _not_ready_yet(answer):
                 raise StartFailure(
                     self._log_reason("model_fn failed: ")
                     or f"a valid request failed with {answer.status}: {answer.body[:300]!r}"
@@ -287,10 +286,37 @@ class MmsBackend:
             time.sleep(0.25)
 
     def _try_probe(self) -> BackendResponse | None:
+        """The probe's answer; None while MMS does not listen yet or takes too long."""
         try:
-            return self.invoke(self.probe, JSON, JSON, None, timeout=60)
-        except InvocationTimeout:
+            return self._post(self.probe, JSON, JSON, None, timeout=60)
+        except OSError:
             return None
+
+    def _post(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        timeout: float,
+    ) -> BackendResponse:
+        """``POST /invocations``; raises ``OSError`` (``TimeoutError`` included)."""
+        headers = {"Content-Type": content_type, "Accept": accept}
+        headers[CUSTOM_ATTRIBUTES] = custom_attributes
+        headers = {key: value for key, value in headers.items() if value is not None}
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        return BackendResponse(
+            status=response.status,
+            body=data,
+            content_type=response.getheader("Content-Type", JSON),
+            custom_attributes=response.getheader(CUSTOM_ATTRIBUTES),
+        )
 
     # ----------------------------------------------------------------- stop
 
@@ -353,6 +379,15 @@ class MmsBackend:
 
 class StartFailure(Exception):
     """Why the model server did not come up (reported by ``health``)."""
+
+
+def _not_ready_yet(answer: BackendResponse) -> bool:
+    """MMS's own answers while no worker has loaded the model (a handler error is not one)."""
+    try:
+        kind = json.loads(answer.body).get("type")
+    except (ValueError, AttributeError):
+        return False
+    return kind in NOT_READY
 
 
 def _short_tmp() -> str:

@@ -43,6 +43,9 @@ REQUIREMENTS = (
     "Pillow",
     "retrying",
 )
+DECODER_SOURCE = Path(__file__).resolve().parent / "mms_decoder" / "ModelResponseDecoder.java"
+# Inside the virtualenv; MmsBackend puts it first on MMS's classpath.
+DECODER_DIR = "mms-decoder-fix"
 # Its declared deps pull librosa, pyctcdecode (numpy<2), numba and scikit-learn (+300 MB)
 # that serving a text model never imports.
 NO_DEPS = ("sagemaker-huggingface-inference-toolkit==2.6.0",)
@@ -70,6 +73,7 @@ def spec_hash() -> str:
         "requirements": REQUIREMENTS,
         "no_deps": NO_DEPS,
         "constraints": CONSTRAINTS.read_text(encoding="utf-8"),
+        "decoder": DECODER_SOURCE.read_text(encoding="utf-8"),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -115,6 +119,7 @@ def _build(venv: Path) -> None:
     _run([*pip, "-c", str(CONSTRAINTS), *REQUIREMENTS])
     _run([*pip, "--no-deps", *NO_DEPS])
     _check_torch(venv)
+    _compile_decoder(venv)
     (venv / STAMP).write_text(spec_hash() + "\n", encoding="utf-8")
     logger.info("built %s in %.0f s", venv, time.perf_counter() - started)
 
@@ -125,6 +130,16 @@ def _check_torch(venv: Path) -> None:
     version, cuda = _run([str(venv_python(venv)), "-c", probe]).split()
     if cuda != "None":
         raise MmsVenvError(f"{venv} got torch {version} (CUDA {cuda}), not the CPU build")
+
+
+def _compile_decoder(venv: Path) -> None:
+    """Compile the fixed MMS response decoder (see its source) against MMS's own jar."""
+    javac = shutil.which("javac")
+    if javac is None:
+        raise MmsVenvError("javac not found: the model-server tier needs a Java 17 JDK")
+    jar = next(venv.glob("lib/python*/site-packages/mms/frontend/model-server.jar"))
+    output = venv / DECODER_DIR
+    _run([javac, "--release", "11", "-cp", str(jar), "-d", str(output), str(DECODER_SOURCE)])
 
 
 def _run(command: list[str]) -> str:

@@ -76,8 +76,8 @@ def served(venv: Path, tiny_archive: Path, tmp_path_factory) -> Iterator[Started
     model_dir = extract_archive(tiny_archive, tmp_path_factory.mktemp("mms-model"))
     started = Started(mms.MmsBackend(model_dir, venv=venv))
     assert started.backend.health() == (True, "healthy"), started.backend.health()
-    print(f"\nmms tier cold start (start to first good invocation): "
-          f"{started.backend.startup_seconds:.1f} s")  # fmt: skip
+    seconds = started.backend.startup_seconds
+    print(f"\nmms tier cold start (start to first good invocation): {seconds:.1f} s")
     yield started
     started.stop_and_check()
 
