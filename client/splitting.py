@@ -8,8 +8,10 @@ again), never guessed. Pairs stay in input order inside a request, so scores go 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 Pair = tuple[str, str]
 Serialize = Callable[[Sequence[Pair]], bytes]
@@ -71,26 +73,28 @@ def _chunks(pairs: Sequence[Pair], group: Sequence[int], limits: Limits) -> Iter
     """Greedy cut of ``group`` by pair count, size and estimated tokens.
 
     Sizes are counted in characters, which is what ASCII text serialises to; multi-byte text
-    and escapes come out larger, and ``_serialized`` measures and halves such chunks. Counting
-    characters keeps planning several times cheaper than encoding every text.
+    and escapes come out larger, and ``_serialized`` measures and halves such chunks. Each cut
+    is found by bisecting running sums, so planning costs a few list passes, not a Python
+    loop body per pair.
     """
-    max_pairs, max_bytes, max_tokens = limits.max_pairs, limits.max_bytes, limits.max_tokens
-    start = 0
-    count = size = tokens = 0
-    for position, index in enumerate(group):
-        query, document = pairs[index]
-        pair_size = len(query) + len(document) + PAIR_SYNTAX_BYTES
-        pair_tokens = min(TOKENS_PER_PAIR_CAP, pair_size // CHARS_PER_TOKEN + 3)
-        if count and (
-            count == max_pairs or size + pair_size > max_bytes or tokens + pair_tokens > max_tokens
-        ):
-            yield group[start:position]
-            start, count, size, tokens = position, 0, 0, 0
-        count += 1
-        size += pair_size
-        tokens += pair_tokens
-    if count:
-        yield group[start:]
+    if isinstance(group, range):
+        members = pairs[group.start : group.stop]
+    else:
+        members = [pairs[index] for index in group]
+    sizes = [len(query) + len(document) + PAIR_SYNTAX_BYTES for query, document in members]
+    size_sums = [0, *accumulate(sizes)]
+    token_sums = [0, *accumulate(min(TOKENS_PER_PAIR_CAP, s // CHARS_PER_TOKEN + 3) for s in sizes)]
+    start, total = 0, len(sizes)
+    while start < total:
+        end = min(
+            total,
+            start + limits.max_pairs,
+            bisect_right(size_sums, size_sums[start] + limits.max_bytes) - 1,
+            bisect_right(token_sums, token_sums[start] + limits.max_tokens) - 1,
+        )
+        end = max(end, start + 1)  # a pair over a limit on its own goes alone
+        yield group[start:end]
+        start = end
 
 
 def _serialized(
