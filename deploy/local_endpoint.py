@@ -233,8 +233,11 @@ class LocalEndpoint:
                 f"the local server exited with code {code} {when}:\n{self.log_tail()}"
             )
 
-    def stop(self) -> None:
-        """Stop the server process (TERM, then KILL) and remove the temp dirs."""
+    def stop(self) -> int | None:
+        """Stop the server process (TERM, then KILL) and remove the temp dirs.
+
+        Returns the server's exit code (0 after a clean shutdown), None if none was running.
+        """
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -243,11 +246,12 @@ class LocalEndpoint:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        if process is not None and self.port and port_open(self.host, self.port):
-            raise LocalEndpointError(f"port {self.port} still open after the server stopped")
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+        if process is not None and self.port and port_open(self.host, self.port):
+            raise LocalEndpointError(f"port {self.port} still open after the server stopped")
+        return process.returncode if process is not None else None
 
     def wait(self) -> int:
         """Block until the server process exits on its own; its exit code."""
