@@ -16,11 +16,13 @@ def markdown_table(report: dict) -> str:
         f"Machine: {info['gpu'] or info['cpu']}, {info['cores']} cores "
         f"(flags: {' '.join(info['key_flags'])}), torch {info['torch']}, "
         f"{info['torch_threads']} threads; fp32 matmul peak {peak:.1f} GFLOP/s; "
-        f"median of {report['repeats']} runs after warm-up.",
+        f"median of up to {report['repeats']} runs after warm-up (fewer once a cell's runs "
+        f"took {report['cell_seconds']:.0f} s; runs per cell seed/s-t/ours in the last column); "
+        f"load average {info['load_average']} at start, {report.get('load_average_after')} at end.",
         "",
         "| model | workload | pairs | seed pairs/s | s-t pairs/s | ours pairs/s | ours/seed "
-        "| ours/s-t | max abs diff vs seed (ours / s-t) | ours % fp32 peak (seed) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ours/s-t | max abs diff vs seed (ours / s-t) | ours % fp32 peak (seed) | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, workloads in report["models"].items():
         for name, row in workloads.items():
@@ -33,7 +35,8 @@ def markdown_table(report: dict) -> str:
                 f"| {ours['pairs_per_s']:.1f} "
                 f"| {_ratio(ours, seed):.2f}x | {_ratio(ours, peer):.2f}x "
                 f"| {ours['max_abs_diff_vs_seed']:.1e} / {peer['max_abs_diff_vs_seed']:.1e} "
-                f"| {100 * ours['peak_fraction']:.0f}% ({100 * seed['peak_fraction']:.0f}%) |"
+                f"| {100 * ours['peak_fraction']:.0f}% ({100 * seed['peak_fraction']:.0f}%) "
+                f"| {'/'.join(str(len(e['times_s'])) for e in (seed, peer, ours))} |"
             )
     bf16 = report.get("bf16")
     if bf16:

@@ -206,21 +206,22 @@ class Reranker:
         return encoded, plan_batches(lengths, self.batch_tokens)
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        """Pad ``rows`` to their longest into tensors (what ``tokenizer.pad`` does, minus its
-        per-row Python overhead, which costs more than the model on small requests)."""
+        """Pad ``rows`` to their longest into tensors: what ``tokenizer.pad`` does, without
+        its per-call validation and conversion overhead (PAD-COST-PLACEHOLDER)."""
         width = max(len(row["input_ids"]) for row in rows)
-        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0}
+        fills = {
+            "input_ids": self.tokenizer.pad_token_id or 0,
+            "token_type_ids": self.tokenizer.pad_token_type_id,
+        }
         left = self.tokenizer.padding_side == "left"
-        features = {}
-        for key in rows[0]:
-            padded = [
-                ([pad_values.get(key, 0)] * (width - len(row[key])) if left else [])
-                + row[key]
-                + ([] if left else [pad_values.get(key, 0)] * (width - len(row[key])))
-                for row in rows
-            ]
-            features[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
-        return features
+        return {
+            key: torch.tensor(
+                [_pad(row[key], width, fills.get(key, 0), left) for row in rows],
+                dtype=torch.long,
+                device=self.device,
+            )
+            for key in rows[0]
+        }
 
     def score(self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None) -> list[float]:
         """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
@@ -247,6 +248,11 @@ class Reranker:
                     500, f"model produced a non-finite score ({value}) for pair {index}"
                 )
         return scores
+
+
+def _pad(values: list[int], width: int, fill: int, left: bool) -> list[int]:
+    padding = [fill] * (width - len(values))
+    return padding + values if left else values + padding
 
 
 def model_max_length(tokenizer, config) -> int:
