@@ -126,6 +126,22 @@ def test_every_handler_error_is_a_400_wrapping_the_original(
     assert served.invoke({"pairs": PAIRS[:1]}).status == 200, "the worker must survive"
 
 
+def test_a_longer_error_after_many_short_ones_keeps_the_worker(served: Started) -> None:
+    """MMS's own response decoder fails here (500 "Worker died.", the model reloads): Netty's
+    read size settles on the recent short responses, and a longer one cut where its status
+    code lies crashed the decoder. Sweeping the longer error's length over 20 bytes puts that
+    cut on the status code at least once; the tier's decoder waits for the whole frame."""
+
+    def error(key_length: int):
+        return served.invoke({"pairs": [], "k" * key_length: 1})
+
+    statuses = []
+    for extra in range(11, 21):  # the message holds the key twice: 22-40 more bytes
+        statuses += [error(20).status for _ in range(40)]
+        statuses.append(error(20 + extra).status)
+    assert set(statuses) == {400}, sorted(set(statuses))
+
+
 def test_custom_attributes_come_back(served: Started) -> None:
     body = json.dumps({"pairs": PAIRS[:1]}).encode()
     answer = served.backend.invoke(body, JSON, JSON, "trace_id=42", timeout=60)
