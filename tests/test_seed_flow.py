@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
+from sagemaker_reranker.deploy import demo
 from sagemaker_reranker.deploy.demo import (
     SEED_QUERY,
     build_retriever,
@@ -89,3 +91,31 @@ def test_seed_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever, e
     assert [(d.page_content, d.metadata["relevance_score"]) for d in asynchronous] == ranked
     # The retriever's documents are copied, not modified.
     assert all("relevance_score" not in d.metadata for d in retriever.invoke(SEED_QUERY))
+
+
+def test_demo_offline_falls_back_labelled_and_stops_its_server(capsys, monkeypatch):
+    """``make demo`` without the hub: one line saying so, the stand-in labelled as not a
+    trained reranker, 3 documents with scores, the stage timings, the server stopped.
+    (The stand-in here is the tiny model rather than MiniLM, to keep the suite fast.)"""
+    monkeypatch.setattr(demo, "OFFLINE_MODEL", "tiny")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert demo.main(["--model", "BAAI/bge-reranker-base"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("hub unreachable") == 1
+    assert "NOT a trained reranker" in out
+    ranked = re.findall(r"^Document (\d) \(score (-?\d+\.\d{4})\):$", out, re.MULTILINE)
+    assert [rank for rank, _ in ranked] == ["1", "2", "3"]
+    scores = [float(score) for _, score in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert re.search(
+        r"timings: package .* s \| start .* s \| index .* s \| retrieve\+rerank .* s", out
+    )
+    port = int(re.search(r"on http://127\.0\.0\.1:(\d+)", out).group(1))
+    assert not port_open("127.0.0.1", port)
+    assert out.rstrip().endswith("local endpoint stopped")
+
+
+def test_demo_reports_a_missing_model_directory_in_one_line(capsys, tmp_path):
+    assert demo.main(["--model", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("demo failed: PackageError:") and len(err.strip().splitlines()) == 1
