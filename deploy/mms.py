@@ -13,6 +13,10 @@ Differences the caller sees (the AWS image behaves the same way): every handler 
 the request's accept. A model directory without ``code/inference.py`` gets the toolkit's
 default ``pipeline`` (set ``HF_TASK``), as on AWS.
 
+One class differs from the image: MMS's decoder of worker responses, which crashes the
+worker on a response split across socket reads (see ``mms_decoder/``); the tier's build
+compiles a fixed one that MMS loads first.
+
 ``python -m sagemaker_reranker.deploy.mms build-venv`` builds the virtualenv ahead of time.
 """
 
@@ -59,6 +63,8 @@ WORKER_DEATHS = 3  # a worker that died this often before answering will not com
 # Environment of this process that must not leak into the tier's Python.
 FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
 EXCEPTION_LINE = re.compile(r" - ([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$")
+# Exceptions of single requests (a client's bad input), not of loading the model.
+REQUEST_ERRORS = ("PredictionException", "GenericInferenceToolkitError")
 
 
 def java_command() -> str | None:
@@ -185,7 +191,7 @@ class MmsBackend:
         env = self._environment(venv)
         config = run / "config.properties"
         config.write_text(self._config(venv, env), encoding="utf-8")
-        log_config = next(venv.glob("lib/python*/site-packages/sagemaker_inference/etc/log4j2.xml"))
+        log_config = _site_file(venv, "sagemaker_inference/etc/log4j2.xml")
         command = [
             str(venv / "bin" / "multi-model-server"),
             "--start",
@@ -242,9 +248,7 @@ class MmsBackend:
 
     def _config(self, venv: Path, env: dict[str, str]) -> str:
         """The container's MMS config (sagemaker_inference's defaults) bound to loopback."""
-        defaults = next(
-            venv.glob("lib/python*/site-packages/sagemaker_inference/etc/default-mms.properties")
-        )
+        defaults = _site_file(venv, "sagemaker_inference/etc/default-mms.properties")
         settings = {
             "inference_address": f"http://127.0.0.1:{self.port}",
             "management_address": f"http://127.0.0.1:{self.management_port}",
@@ -365,7 +369,7 @@ class MmsBackend:
         """The first Python exception the workers logged (``Type: message``), framed, or ''."""
         for line in self._log_text().splitlines():
             match = EXCEPTION_LINE.search(line)
-            if match and not match.group(1).endswith("PredictionException"):
+            if match and not match.group(1).endswith(REQUEST_ERRORS):
                 return f"{prefix}{match.group(1)}: {match.group(2).strip()}{suffix}"
         return ""
 
@@ -379,6 +383,13 @@ class MmsBackend:
 
 class StartFailure(Exception):
     """Why the model server did not come up (reported by ``health``)."""
+
+
+def _site_file(venv: Path, name: str) -> Path:
+    """A file of an installed package in the tier's virtualenv."""
+    for path in venv.glob(f"lib/python*/site-packages/{name}"):
+        return path
+    raise StartFailure(f"{venv} has no {name}; rebuild it (delete it and start again)")
 
 
 def _not_ready_yet(answer: BackendResponse) -> bool:

@@ -139,7 +139,19 @@ def _compile_decoder(venv: Path) -> None:
         raise MmsVenvError("javac not found: the model-server tier needs a Java 17 JDK")
     jar = next(venv.glob("lib/python*/site-packages/mms/frontend/model-server.jar"))
     output = venv / DECODER_DIR
-    _run([javac, "--release", "11", "-cp", str(jar), "-d", str(output), str(DECODER_SOURCE)])
+    _run(
+        [
+            javac,
+            "-J-XX:-UsePerfData",
+            "--release",
+            "11",
+            "-cp",
+            str(jar),
+            "-d",
+            str(output),
+            str(DECODER_SOURCE),
+        ]
+    )
 
 
 def _run(command: list[str]) -> str:
