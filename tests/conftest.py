@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,25 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the model-server tier's virtualenv (minutes on a fresh machine) before the first
+    mms test runs, so the build does not count against that test's timeout. A failed build
+    is reported here and again, as a failure, by the tests that need it."""
+    if not any("mms" in item.nodeid for item in session.items):
+        return
+    from sagemaker_reranker.deploy import mms, mms_venv
+
+    if mms.unavailable_reason() is not None:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    started = time.perf_counter()
+    try:
+        venv = mms_venv.ensure_venv()
+    except mms_venv.MmsVenvError as error:
+        reporter.write_line(f"model-server tier virtualenv not built: {error}")
+        return
+    reporter.write_line(
+        f"model-server tier virtualenv {venv} ({time.perf_counter() - started:.0f} s)"
+    )
