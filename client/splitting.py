@@ -83,15 +83,20 @@ def _chunks(pairs: Sequence[Pair], group: Sequence[int], limits: Limits) -> Iter
         members = [pairs[index] for index in group]
     sizes = [len(query) + len(document) + PAIR_SYNTAX_BYTES for query, document in members]
     size_sums = [0, *accumulate(sizes)]
-    token_sums = [0, *accumulate(min(TOKENS_PER_PAIR_CAP, s // CHARS_PER_TOKEN + 3) for s in sizes)]
+    if limits.max_pairs * TOKENS_PER_PAIR_CAP <= limits.max_tokens:
+        token_sums = None  # the token limit cannot bind: skip its pass
+    else:
+        tokens = [min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + 3) for size in sizes]
+        token_sums = [0, *accumulate(tokens)]
     start, total = 0, len(sizes)
     while start < total:
         end = min(
             total,
             start + limits.max_pairs,
             bisect_right(size_sums, size_sums[start] + limits.max_bytes) - 1,
-            bisect_right(token_sums, token_sums[start] + limits.max_tokens) - 1,
         )
+        if token_sums is not None:
+            end = min(end, bisect_right(token_sums, token_sums[start] + limits.max_tokens) - 1)
         end = max(end, start + 1)  # a pair over a limit on its own goes alone
         yield group[start:end]
         start = end
