@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -284,9 +285,12 @@ def test_a_read_timeout_is_reported_and_not_retried(responder):
 
 
 def test_connection_refused_is_retried_then_reported(aws_env):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     model = SagemakerEndpointCrossEncoder(
         endpoint_name="reranker",
-        endpoint_url="http://127.0.0.1:9",  # discard port: nothing listens
+        endpoint_url=f"http://127.0.0.1:{port}",
         max_attempts=2,
         backoff_base=0.001,
     )
