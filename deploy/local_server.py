@@ -365,13 +365,20 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
 
+    def handle_expect_100(self) -> bool:
+        """No ``100 Continue`` for a body that will be refused: the client need not send it."""
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.server.config.max_body_bytes:
+            return True  # do_POST answers 413 without reading
+        return super().handle_expect_100()
+
     def log_message(self, format: str, *args) -> None:
         """Silence the stdlib's own log line; ``_serve`` writes one without query strings."""
 
     # ----------------------------------------------------------------- routes
 
     def _not_found(self) -> Reply:
-        self._drain()
+        self._skip_body()
         return Reply.json(404, {"message": f"no route for {self.command} {self.path}"})
 
     def _ping(self) -> Reply:
@@ -398,7 +405,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         ids = {"x-amzn-RequestId": request_id}
         served = self.server.config.endpoint_name
         if name != served:
-            self._drain()
+            self._skip_body()
             message = f"Endpoint {name} of account 000000000000 not found."
             return _runtime_error(400, "ValidationError", message, ids, close=True)
         body, refusal = self._read_body()
@@ -442,7 +449,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return b"", (413, f"HTTP content length exceeded {limit} bytes.")
         return self.rfile.read(length), None
 
-    def _drain(self) -> None:
+    def _skip_body(self) -> None:
         """Mark the connection for closing: a body we will not read must not be parsed next."""
         if self.headers.get("Content-Length") not in (None, "0"):
             self.close_connection = True
