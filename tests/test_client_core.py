@@ -264,7 +264,11 @@ def test_score_problem_catches_non_finite_scores():
     assert score_problem([1, 2.5], 2) is None
 
 
-def test_a_read_timeout_is_reported_and_not_retried(responder):
+def test_a_read_timeout_is_reported_and_not_retried(responder, aws_env):
+    """With the client's own botocore settings (only the timeout shortened): botocore would
+    retry a read timeout by default, running a slow inference twice."""
+    from botocore.config import Config
+
     release = threading.Event()
 
     def stuck(body, content_type, accept):
@@ -273,8 +277,12 @@ def test_a_read_timeout_is_reported_and_not_retried(responder):
 
     responder.transform = stuck
     model = SagemakerEndpointCrossEncoder(
-        endpoint_name="reranker", client=responder.runtime_client(read_timeout=1), max_attempts=5
+        endpoint_name="reranker",
+        endpoint_url=responder.url,
+        boto_config=Config(read_timeout=1),
+        max_attempts=5,
     )
+    assert model.client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 1}
     try:
         with pytest.raises(RerankerEndpointError, match="read timeout") as raised:
             model.score(PAIRS[:1])
