@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from sagemaker_reranker.deploy.archive import copy_handler, extract_archive
 from sagemaker_reranker.deploy.local_server import INVOCATION_TIMEOUT, MAX_BODY_BYTES, SERVERS
@@ -100,7 +101,7 @@ class LocalEndpoint:
         port: int = 0,
         max_body_bytes: int = MAX_BODY_BYTES,
         start_timeout: float = 300.0,
-        log=None,
+        log: IO | None = None,
     ) -> None:
         if server not in SERVERS:
             raise ValueError(f"unknown server {server!r}; choose one of {SERVERS}")

@@ -20,6 +20,19 @@ Bodies over ``max_body_bytes`` (6 MiB, the real-time limit) are refused with 413
 handler sees them; an invocation running past ``invocation_timeout`` (60 s on AWS) is
 reported as the runtime reports it while the worker finishes in the background.
 
+How the runtime route reports what is not a 200 (as AWS does, where known):
+
+=============================  =======================================================
+handler 4xx/5xx                424 ``ModelError`` with ``OriginalStatusCode``/``Message``
+invocation timeout             424 ``ModelError``, original status 0, "Your invocation
+                               timed out while waiting for a response from container"
+                               (what AWS answers; the container route answers 408)
+body over the limit            bare 413 "HTTP content length exceeded N bytes."
+unknown endpoint name          400 ``ValidationError`` "Endpoint X of account ... not found."
+model still loading            429 ``ModelNotReadyException`` (container route: 503)
+model failed to load           400 ``ValidationError`` "... not in service: <reason>" (503)
+=============================  =======================================================
+
 Backends implement :class:`Backend`. ``inprocess`` (here) runs ``code/inference.py`` through
 ``sagemaker_inference``'s real handler service in this process; ``mms``
 (``sagemaker_reranker.deploy.mms.MmsBackend``) runs it under multi-model-server.
@@ -261,6 +274,8 @@ class InProcessBackend:
 
 @dataclass(frozen=True)
 class FrontConfig:
+    """What the runtime front enforces: the endpoint's name and AWS's per-call limits."""
+
     endpoint_name: str
     invocation_timeout: float = INVOCATION_TIMEOUT
     max_body_bytes: int = MAX_BODY_BYTES

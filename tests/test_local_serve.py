@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sagemaker_reranker.deploy.local_endpoint import port_open
+from sagemaker_reranker.deploy.local_endpoint import free_port, port_open
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -126,14 +126,14 @@ def test_serve_answers_curl_and_boto3_and_stops_on_sigterm(tiny_archive: Path, t
 
 
 def test_serve_exits_nonzero_with_the_reason_when_the_model_fails(tiny_archive, tmp_path) -> None:
-    serve = Serve(
-        tmp_path, "--model-data", str(tiny_archive), "--port", "0", "--env", "RERANKER_DTYPE=int4"
-    )
+    port = free_port()
+    args = ("--model-data", str(tiny_archive), "--port", str(port), "--env", "RERANKER_DTYPE=int4")
+    serve = Serve(tmp_path, *args)
     assert serve.finish() == 1
     output = serve.text()
     assert "the model failed to load: model_fn failed: ValueError: RERANKER_DTYPE" in output
     assert "Serving" not in output
-    serve.assert_clean(None)
+    serve.assert_clean(port)
 
 
 def test_serve_keep_alive_stays_up_unhealthy_and_stops_on_ctrl_c(tiny_model_dir, tmp_path) -> None:
