@@ -83,14 +83,20 @@ def served(venv: Path, tiny_archive: Path, tmp_path_factory) -> Iterator[Started
 
 
 def test_venv_matches_the_aws_image_and_is_reused(venv: Path) -> None:
+    names = ["torch", "transformers", "sagemaker-huggingface-inference-toolkit", "librosa"]
     probe = (
-        "import json, torch, transformers, sagemaker_huggingface_inference_toolkit.handler_service"
-        "; print(json.dumps([torch.__version__, torch.version.cuda, transformers.__version__]))"
+        "import json, sys; from importlib import metadata as m\n"
+        "def v(n):\n try: return m.version(n)\n except m.PackageNotFoundError: return None\n"
+        "print(json.dumps([v(n) for n in sys.argv[1:]]))"
     )
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True
+        [str(venv / "bin" / "python"), "-c", probe, *names],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert json.loads(result.stdout) == ["2.13.0+cpu", None, "4.51.3"]
+    # The CPU wheel, the image's transformers, the toolkit without its audio deps.
+    assert json.loads(result.stdout) == ["2.13.0+cpu", "4.51.3", "2.6.0", None]
     stamp = venv / mms_venv.STAMP
     before = stamp.stat().st_mtime_ns
     assert mms_venv.ensure_venv(venv) == venv
