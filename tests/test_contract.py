@@ -295,7 +295,9 @@ def test_statuses_per_tier_table_is_complete() -> None:
 BROKEN_ENV = {"RERANKER_DTYPE": "float64"}  # a real model_fn failure a user can cause
 
 
-@pytest.mark.parametrize("kind", ["direct", "inprocess", "mms"])
+@pytest.mark.parametrize(
+    "kind", ["direct", "inprocess", pytest.param("mms", marks=[pytest.mark.slow, pytest.mark.mms])]
+)
 def test_model_load_failure_is_reported(kind: str, tiny_archive, tiny_model_dir, monkeypatch):
     """``model_fn`` raises: /ping answers 500 with the reason and the server stays up."""
     skip_unless_kind_available(kind)

@@ -277,7 +277,12 @@ def skip_unless_kind_available(kind: str) -> None:
         ensure_venv()
 
 
-@pytest.fixture(name="tier", scope="session", params=TIERS)
+def _param(name: str):
+    kind = name.removesuffix("-rt")
+    return pytest.param(name, marks=[pytest.mark.slow, pytest.mark.mms] if kind == "mms" else [])
+
+
+@pytest.fixture(name="tier", scope="session", params=[_param(name) for name in TIERS])
 def tier_fixture(request, direct_tier: DirectTier, endpoint_pool: EndpointPool) -> Tier:
     """Each tier in turn (session scoped: each server starts once)."""
     name = request.param
