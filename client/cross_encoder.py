@@ -171,7 +171,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     # ------------------------------------------------------------------ internals
 
     def _prepare(self, text_pairs: Sequence[Sequence[str]]) -> tuple[int, list[Request]]:
-        pairs = validate_pairs(text_pairs)
+        pairs = as_pair_list(text_pairs)
         handler = self.content_handler
         max_pairs = self.max_pairs_per_request
         if handler.max_pairs_per_request:
@@ -316,37 +316,14 @@ def _warn_about_injected_client(client: Any, max_concurrency: int) -> None:
         )
 
 
-def validate_pairs(text_pairs: Sequence[Sequence[str]]) -> list[Pair]:
-    """The pairs as a list of ``(str, str)`` tuples; a clear error naming the first bad one."""
+def as_pair_list(text_pairs: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """``text_pairs`` as a list (the planner checks each pair as it goes)."""
     if isinstance(text_pairs, (str, bytes)) or not isinstance(text_pairs, Iterable):
         raise TypeError(
             f"text_pairs must be a sequence of (query, document) pairs, "
             f"got {type(text_pairs).__name__}"
         )
-    pairs = text_pairs if type(text_pairs) is list else list(text_pairs)
-    for pair in pairs:  # the common case, checked without building anything
-        if type(pair) is not tuple or len(pair) != 2:
-            break
-        if type(pair[0]) is not str or type(pair[1]) is not str:
-            break
-    else:
-        return pairs
-    return [_checked_pair(index, pair) for index, pair in enumerate(pairs)]
-
-
-def _checked_pair(index: int, pair: object) -> Pair:
-    if (
-        isinstance(pair, (tuple, list))
-        and len(pair) == 2
-        and isinstance(pair[0], str)
-        and isinstance(pair[1], str)
-    ):
-        return (pair[0], pair[1])
-    if isinstance(pair, (tuple, list)):
-        got = "(" + ", ".join(type(item).__name__ for item in pair) + ")"
-    else:
-        got = type(pair).__name__
-    raise TypeError(f"pair {index} must be (query: str, document: str), got {got}")
+    return text_pairs if type(text_pairs) is list else list(text_pairs)
 
 
 def score_problem(scores: object, expected: int) -> str | None:

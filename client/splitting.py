@@ -11,9 +11,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain, repeat
+from operator import add
 
-Pair = tuple[str, str]
+from sagemaker_reranker.client.content_handlers import Pair
+
 Serialize = Callable[[Sequence[Pair]], bytes]
 
 # The server truncates each pair to the model's max length (512 for bge-reranker-base), so
@@ -21,7 +23,7 @@ Serialize = Callable[[Sequence[Pair]], bytes]
 TOKENS_PER_PAIR_CAP = 512
 # Characters per token, on the low side: English word pieces average ~4 characters. The
 # estimate only spreads work between requests; the server's own cap (RERANKER_MAX_TOKENS,
-# 262,144 by default) is far above 256 pairs x 512 tokens, the client's defaults.
+# 262,144 by default) is twice 256 pairs x 512 tokens, the client's defaults.
 CHARS_PER_TOKEN = 3
 # JSON punctuation around one pair: ["", ""], plus the separator.
 PAIR_SYNTAX_BYTES = 8
@@ -52,64 +54,101 @@ class Request:
 def plan_requests(
     pairs: Sequence[Pair], limits: Limits, serialize: Serialize, one_query: bool = False
 ) -> list[Request]:
-    """Cut ``pairs`` into requests within ``limits``; ``one_query`` groups pairs by query."""
+    """Cut ``pairs`` into requests within ``limits``; ``one_query`` groups pairs by query.
+
+    Works block by block (at most ``max_pairs`` pairs), each block checked and then
+    serialised while its texts are still in the CPU cache. While whole blocks fit the byte and
+    token limits (the usual case: 256 chunk-sized pairs are ~130 KB), a block's body is sent as
+    it is; once one does not, the rest is cut by measured sizes. On 10,000 chunk-sized pairs,
+    reading every text from memory once more cost as much as serialising them.
+    """
     requests: list[Request] = []
     for group in _groups(pairs, one_query):
-        for indices in _chunks(pairs, group, limits):
-            requests.extend(_serialized(pairs, indices, limits.max_bytes, serialize))
+        if isinstance(group, range):
+            members = pairs[group.start : group.stop]
+        else:
+            members = [pairs[index] for index in group]
+        # A body holding every pair's query and document bounds their estimated tokens; one
+        # holding the query once (one_query) does not, so those are always cut by sizes.
+        start, whole_blocks = 0, not one_query
+        while start < len(members):
+            block = members[start : start + limits.max_pairs]
+            check_pairs(block, group[start])
+            if whole_blocks:
+                body = serialize(block)
+                if _within(body, len(block), limits):
+                    requests.append(Request(group[start : start + len(block)], body))
+                    start += len(block)
+                    continue
+                whole_blocks = False
+            count = _fitting(block, limits)
+            chunk = block[:count]
+            requests.extend(
+                _serialized(chunk, group[start : start + count], limits.max_bytes, serialize)
+            )
+            start += count
     return requests
+
+
+def _within(body: bytes, count: int, limits: Limits) -> bool:
+    """Whether a serialised block meets the byte limit and, by an upper bound on the
+    estimate of ``_fitting`` (a body of every pair's texts has at least as many bytes as they
+    have characters), the token limit."""
+    return (
+        len(body) <= limits.max_bytes
+        and len(body) // CHARS_PER_TOKEN + 3 * count <= limits.max_tokens
+    )
+
+
+def check_pairs(pairs: Sequence[object], first_index: int = 0) -> None:
+    """Raise ``TypeError`` naming the first item that is not a (query, document) of strings."""
+    for position, pair in enumerate(pairs):
+        if (
+            (type(pair) is tuple or type(pair) is list)
+            and len(pair) == 2
+            and type(pair[0]) is str
+            and type(pair[1]) is str
+        ):
+            continue
+        if isinstance(pair, (tuple, list)):
+            got = "(" + ", ".join(type(item).__name__ for item in pair) + ")"
+        else:
+            got = type(pair).__name__
+        index = first_index + position
+        raise TypeError(f"pair {index} must be (query: str, document: str), got {got}")
 
 
 def _groups(pairs: Sequence[Pair], one_query: bool) -> list[Sequence[int]]:
     if not one_query:
         return [range(len(pairs))]
     by_query: dict[str, list[int]] = {}
-    for index, (query, _) in enumerate(pairs):
-        by_query.setdefault(query, []).append(index)
+    for index, pair in enumerate(pairs):
+        check_pairs((pair,), index)
+        by_query.setdefault(pair[0], []).append(index)
     return list(by_query.values())
 
 
-def _chunks(pairs: Sequence[Pair], group: Sequence[int], limits: Limits) -> Iterator[Sequence[int]]:
-    """Greedy cut of ``group`` by pair count, size and estimated tokens.
+def _fitting(block: Sequence[Pair], limits: Limits) -> int:
+    """How many pairs from the start of ``block`` fit the size and token limits (at least 1).
 
     Sizes are counted in characters, which is what ASCII text serialises to; multi-byte text
-    and escapes come out larger, and ``_serialized`` measures and halves such chunks. Each cut
-    is found by bisecting running sums, so planning costs a few list passes, not a Python
-    loop body per pair.
+    and escapes come out larger, and ``_serialized`` measures and halves such chunks. Built
+    from C-level passes (map, accumulate) and a bisection, not a Python loop body per pair.
     """
-    if isinstance(group, range):
-        members = pairs[group.start : group.stop]
-    else:
-        members = [pairs[index] for index in group]
-    sizes = [len(query) + len(document) + PAIR_SYNTAX_BYTES for query, document in members]
-    size_sums = [0, *accumulate(sizes)]
-    if limits.max_pairs * TOKENS_PER_PAIR_CAP <= limits.max_tokens:
-        token_sums = None  # the token limit cannot bind: skip its pass
-    else:
+    lengths = list(map(len, chain.from_iterable(block)))
+    pair_lengths = map(add, lengths[0::2], lengths[1::2])
+    sizes = list(map(add, pair_lengths, repeat(PAIR_SYNTAX_BYTES)))
+    count = bisect_right(list(accumulate(sizes)), limits.max_bytes)
+    if len(block) * TOKENS_PER_PAIR_CAP > limits.max_tokens:  # else tokens cannot bind
         tokens = [min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + 3) for size in sizes]
-        token_sums = [0, *accumulate(tokens)]
-    start, total = 0, len(sizes)
-    while start < total:
-        end = min(
-            total,
-            start + limits.max_pairs,
-            bisect_right(size_sums, size_sums[start] + limits.max_bytes) - 1,
-        )
-        if token_sums is not None:
-            end = min(end, bisect_right(token_sums, token_sums[start] + limits.max_tokens) - 1)
-        end = max(end, start + 1)  # a pair over a limit on its own goes alone
-        yield group[start:end]
-        start = end
+        count = min(count, bisect_right(list(accumulate(tokens)), limits.max_tokens))
+    return max(count, 1)  # a pair over a limit on its own goes alone
 
 
 def _serialized(
-    pairs: Sequence[Pair], indices: Sequence[int], max_bytes: int, serialize: Serialize
+    chunk: Sequence[Pair], indices: Sequence[int], max_bytes: int, serialize: Serialize
 ) -> Iterator[Request]:
     """Serialise a chunk; halve it while its measured body is over ``max_bytes``."""
-    if isinstance(indices, range):
-        chunk = pairs[indices.start : indices.stop]
-    else:
-        chunk = [pairs[i] for i in indices]
     body = serialize(chunk)
     if len(body) <= max_bytes:
         yield Request(indices, body)
@@ -121,5 +160,5 @@ def _serialized(
             f"{TOKENS_PER_PAIR_CAP} tokens anyway)"
         )
     middle = len(indices) // 2
-    yield from _serialized(pairs, indices[:middle], max_bytes, serialize)
-    yield from _serialized(pairs, indices[middle:], max_bytes, serialize)
+    yield from _serialized(chunk[:middle], indices[:middle], max_bytes, serialize)
+    yield from _serialized(chunk[middle:], indices[middle:], max_bytes, serialize)

@@ -19,13 +19,24 @@ from sagemaker_reranker.client import (
     SagemakerEndpointCrossEncoder,
     TEIHandler,
 )
-from sagemaker_reranker.client.splitting import Limits, plan_requests
+from sagemaker_reranker.client.splitting import (
+    CHARS_PER_TOKEN,
+    PAIR_SYNTAX_BYTES,
+    TOKENS_PER_PAIR_CAP,
+    Limits,
+    plan_requests,
+)
 from sagemaker_reranker.inference import inference
 
 # Escapes, multi-byte characters and emoji make the serialised size differ from the length.
 ALPHABET = st.sampled_from([*"abc xyz", "é", "日", '"', "\\", "\n", "\t", "😀"])
 QUERIES = st.sampled_from(["what is the plan", "日本の経済", 'a "quoted" query'])
 PAIRS = st.lists(st.tuples(QUERIES, st.text(ALPHABET, max_size=40)), max_size=60)
+
+
+def estimated_tokens(pair: tuple[str, str]) -> int:
+    size = len(pair[0]) + len(pair[1]) + PAIR_SYNTAX_BYTES
+    return min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + 3)
 
 
 def single_pair_too_big(pairs, limit: int, serialize) -> bool:
@@ -58,6 +69,8 @@ def test_plans_partition_the_input_within_every_limit(pairs, max_pairs, max_byte
         assert indices and indices == sorted(indices)
         assert len(indices) <= max_pairs
         assert len(request.body) <= max_bytes
+        if len(indices) > 1:  # a single pair over the token estimate goes alone
+            assert sum(estimated_tokens(pairs[i]) for i in indices) <= max_tokens
         sent = json.loads(request.body)
         if tei:
             assert {pairs[i][0] for i in indices} == {sent["query"]}
