@@ -21,7 +21,7 @@ def markdown_table(report: dict) -> str:
         f"load average {info['load_average']} at start, {report.get('load_average_after')} at end.",
         "",
         "| model | workload | pairs | seed pairs/s | s-t pairs/s | ours pairs/s | ours/seed "
-        "| ours/s-t | max abs diff vs seed (ours / s-t) | ours % fp32 peak (seed) | runs |",
+        "| ours/s-t | max abs diff vs seed (ours / s-t) | ours % peak, wall / cpu (seed) | runs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, workloads in report["models"].items():
@@ -35,7 +35,8 @@ def markdown_table(report: dict) -> str:
                 f"| {ours['pairs_per_s']:.1f} "
                 f"| {_ratio(ours, seed):.2f}x | {_ratio(ours, peer):.2f}x "
                 f"| {ours['max_abs_diff_vs_seed']:.1e} / {peer['max_abs_diff_vs_seed']:.1e} "
-                f"| {100 * ours['peak_fraction']:.0f}% ({100 * seed['peak_fraction']:.0f}%) "
+                f"| {100 * ours['peak_fraction']:.0f}% / {100 * ours['cpu_peak_fraction']:.0f}% "
+                f"({100 * seed['peak_fraction']:.0f}% / {100 * seed['cpu_peak_fraction']:.0f}%) "
                 f"| {'/'.join(str(len(e['times_s'])) for e in (seed, peer, ours))} |"
             )
     bf16 = report.get("bf16")
@@ -50,8 +51,13 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _cpu_ratio(entry: dict, other: dict) -> float:
+    return other["median_cpu_s"] / entry["median_cpu_s"]
+
+
 def target_checks(report: dict) -> str:
-    """Each fp32 target of issue 7 with the measured figure and met / NOT MET."""
+    """Each fp32 target of issue 7: the wall-time figure decides; the CPU-time figure (less
+    disturbed by other processes on the same cores) is shown beside it."""
     checks = []
     for kind, workloads in report["models"].items():
         for name, row in workloads.items():
@@ -61,19 +67,37 @@ def target_checks(report: dict) -> str:
             need_seed = {"a": 1.3, "c": 5.0}.get(name, 1.0)
             need_peer = 1.2 if name == "c" else 1.0
             checks.append(
-                (f"{kind} ({name}) ours/seed >= {need_seed}", _ratio(ours, seed), need_seed)
+                (
+                    f"{kind} ({name}) ours/seed >= {need_seed}",
+                    _ratio(ours, seed),
+                    need_seed,
+                    _cpu_ratio(ours, seed),
+                )
             )
             checks.append(
-                (f"{kind} ({name}) ours/s-t >= {need_peer}", _ratio(ours, peer), need_peer)
+                (
+                    f"{kind} ({name}) ours/s-t >= {need_peer}",
+                    _ratio(ours, peer),
+                    need_peer,
+                    _cpu_ratio(ours, peer),
+                )
             )
             diff = ours["max_abs_diff_vs_seed"]
-            checks.append((f"{kind} ({name}) max abs diff <= 1e-4", -diff, -TOLERANCE))
+            checks.append((f"{kind} ({name}) max abs diff <= 1e-4", -diff, -TOLERANCE, None))
             if name == "b":
                 checks.append(
-                    (f"{kind} (b) fp32 peak fraction >= 0.60", ours["peak_fraction"], 0.6)
+                    (
+                        f"{kind} (b) fp32 peak fraction >= 0.60",
+                        ours["peak_fraction"],
+                        0.6,
+                        ours["cpu_peak_fraction"],
+                    )
                 )
-    lines = ["| target | measured | verdict |", "|---|---:|---|"]
-    for label, value, need in checks:
+    lines = ["| target | measured (wall) | in CPU time | verdict |", "|---|---:|---:|---|"]
+    for label, value, need, cpu in checks:
         shown = f"{-value:.1e}" if need < 0 else f"{value:.2f}"
-        lines.append(f"| {label} | {shown} | {'met' if value >= need else 'NOT MET'} |")
+        cpu_shown = "" if cpu is None else f"{cpu:.2f}"
+        lines.append(
+            f"| {label} | {shown} | {cpu_shown} | {'met' if value >= need else 'NOT MET'} |"
+        )
     return "\n".join(lines)

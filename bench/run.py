@@ -109,7 +109,7 @@ def padded_batches(
 
 
 def bench_model(
-    kind: str, model_dir: Path, workloads: list[Workload], args: argparse.Namespace, peak: float
+    kind: str, model_dir: Path, workloads: list[Workload], args: argparse.Namespace, peak: dict
 ) -> dict:
     """Time every system on every workload; accuracy is measured against the seed's scores."""
     systems = load_systems(model_dir)
@@ -138,7 +138,9 @@ def bench_model(
             if batches is not None:
                 flops = encoder_flops(config, batches)
                 entry |= {"batches": batches, "gflop": flops / 1e9}
-                entry["peak_fraction"] = flops / median / 1e9 / peak
+                entry["peak_fraction"] = flops / median / 1e9 / peak["gflops"]
+                cpu_rate = flops / entry["median_cpu_s"] / 1e9
+                entry["cpu_peak_fraction"] = cpu_rate / peak["per_core_cpu_gflops"]
             row["systems"][name] = entry
         results[workload.name] = row
         print(
@@ -209,12 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     report["bf16"] = bf16_check(info)
     report["runtime_s"] = time.perf_counter() - started
     report["load_average_after"] = load_average()
-    table = markdown_table(report) + "\n\n" + target_checks(report)
-    print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / machine_name(info)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    table = markdown_table(report) + "\n\n" + target_checks(report)
     stem.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(table)
     print(f"wrote {stem}.json and .md in {report['runtime_s']:.0f} s")
 
 
