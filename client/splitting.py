@@ -109,7 +109,14 @@ def check_pairs(pairs: Sequence[object], first_index: int = 0) -> None:
             and type(pair[0]) is str
             and type(pair[1]) is str
         ):
-            continue
+            continue  # the usual case, checked without isinstance's cost
+        if (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+        ):
+            continue  # subclasses of str, tuple and list serialise the same
         if isinstance(pair, (tuple, list)):
             got = "(" + ", ".join(type(item).__name__ for item in pair) + ")"
         else:
