@@ -182,8 +182,6 @@ class LocalEndpoint:
         # SageMaker imports the handler as the top-level module ``inference`` from code/.
         env["PYTHONPATH"] = str(model / "code")
         env["SAGEMAKER_PROGRAM"] = HANDLER.name
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
         tmp = workdir / "tmp"
         tmp.mkdir()
         env["TMPDIR"] = str(tmp)
