@@ -174,6 +174,8 @@ class LocalEndpoint:
             str(ready),
             "--parent-pid",
             str(os.getpid()),
+            "--run-dir",
+            str(workdir),
         ]
         for key, value in self.env.items():
             command += ["--env", f"{key}={value}"]

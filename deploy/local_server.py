@@ -45,6 +45,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -582,6 +583,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--ready-file", type=Path, help="write the bound port here when ready")
     parser.add_argument("--parent-pid", type=int, help="exit when this process goes away")
+    parser.add_argument("--run-dir", type=Path, help="private dir to remove if orphaned")
     return parser.parse_args(argv)
 
 
@@ -616,14 +618,18 @@ def main(argv: list[str] | None = None) -> int:
         partial.write_text(str(port), encoding="utf-8")
         partial.replace(args.ready_file)
     threading.Thread(target=server.load, name="load", daemon=True).start()
+    orphaned = False
     while not stop.wait(0.5):
         if args.parent_pid and os.getppid() != args.parent_pid:
             logger.warning("parent process %d exited; shutting down", args.parent_pid)
+            orphaned = True
             break
     logger.info("shutting down")
     server.shutdown()
     server.server_close()
     backend.stop()
+    if orphaned and args.run_dir:
+        shutil.rmtree(args.run_dir, ignore_errors=True)  # the killed parent cannot
     return 0
 
 

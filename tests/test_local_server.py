@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,3 +101,34 @@ def test_access_log_has_no_document_text_or_credentials(endpoint_pool) -> None:
     assert "POST /invocations 400" in log
     for secret in ("zebracorn", "quokka", "user-secret-attr", "AKIAPROBEKEY", "probe-secret"):
         assert secret not in log
+
+
+PARENT = """
+import sys, time
+from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint
+endpoint = LocalEndpoint(model_data=sys.argv[1])
+endpoint.start()
+print(endpoint.port, endpoint.log_path.parent, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_server_of_a_killed_parent_stops_and_cleans_up(tiny_archive: Path) -> None:
+    """SIGKILL leaves no ``finally`` to run: the server notices its parent is gone, stops,
+    and removes its private run dir itself."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tiny_archive)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port, run_dir = parent.stdout.readline().split()
+        assert port_open("127.0.0.1", int(port)) and Path(run_dir).is_dir()
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    for _ in range(300):
+        if not port_open("127.0.0.1", int(port)) and not Path(run_dir).exists():
+            break
+        time.sleep(0.1)
+    assert not port_open("127.0.0.1", int(port)), "orphaned server still listening"
+    assert not Path(run_dir).exists(), "orphaned run dir left behind"
