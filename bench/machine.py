@@ -79,12 +79,14 @@ def fp32_peak_gflops() -> dict:
     """The machine's fp32 matmul peak: the best of a few large square products in wall time
     (all threads), and per core in CPU time on one thread, which other processes sharing the
     cores disturb far less than wall time."""
-    sizes = (1024, 2048, 3072)
-    measured = {size: matmul_gflops(size) for size in sizes}
+    sizes = (1024, 2048, 3072, 4096)
+    measured = {size: matmul_gflops(size, repeats=10) for size in sizes}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        per_core = max(matmul_gflops(size, clock=time.thread_time) for size in (1024, 2048))
+        per_core = max(
+            matmul_gflops(size, repeats=10, clock=time.thread_time) for size in (1024, 2048)
+        )
     finally:
         torch.set_num_threads(threads)
     return {"gflops": max(measured.values()), "by_size": measured, "per_core_cpu_gflops": per_core}
