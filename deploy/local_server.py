@@ -84,6 +84,14 @@ class BackendResponse:
     custom_attributes: str | None = None
 
 
+def container_headers(
+    content_type: str | None, accept: str | None, custom_attributes: str | None
+) -> dict[str, str]:
+    """The request headers a model container sees for one invocation (unset ones left out)."""
+    headers = {"Content-Type": content_type, "Accept": accept, CUSTOM_ATTRIBUTES: custom_attributes}
+    return {key: value for key, value in headers.items() if value is not None}
+
+
 class InvocationTimeout(Exception):
     """The backend did not answer within the invocation timeout (the work may still run)."""
 
@@ -244,9 +252,7 @@ class InProcessBackend:
         custom_attributes: str | None,
         timeout: float,
     ) -> BackendResponse:
-        headers = {"Content-Type": content_type, "Accept": accept}
-        headers[CUSTOM_ATTRIBUTES] = custom_attributes
-        headers = {key: value for key, value in headers.items() if value is not None}
+        headers = container_headers(content_type, accept, custom_attributes)
         future = self._worker.submit(self._handle, body, headers)
         try:
             return future.result(timeout=timeout)

@@ -42,6 +42,7 @@ from sagemaker_reranker.deploy.local_server import (
     JSON,
     BackendResponse,
     InvocationTimeout,
+    container_headers,
 )
 from sagemaker_reranker.deploy.mms_venv import (
     DECODER_DIR,
@@ -305,9 +306,7 @@ class MmsBackend:
         timeout: float,
     ) -> BackendResponse:
         """``POST /invocations``; raises ``OSError`` (``TimeoutError`` included)."""
-        headers = {"Content-Type": content_type, "Accept": accept}
-        headers[CUSTOM_ATTRIBUTES] = custom_attributes
-        headers = {key: value for key, value in headers.items() if value is not None}
+        headers = container_headers(content_type, accept, custom_attributes)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request("POST", "/invocations", body=body, headers=headers)
