@@ -362,7 +362,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         self.pairs: int | None = None
         reply = route()
-        self._send(reply)
+        # Logged before the answer goes out, so a client that has its answer finds the line.
         # SageMaker pings every few seconds; only invocations make the access log at INFO.
         level = logging.DEBUG if self.command == "GET" else logging.INFO
         logger.log(
@@ -374,6 +374,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             "-" if self.pairs is None else self.pairs,
             (time.perf_counter() - started) * 1000,
         )
+        self._send(reply)
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
