@@ -79,8 +79,9 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     """``None`` returns the model's raw logits; ``"sigmoid"`` maps them to (0, 1)."""
     max_pairs_per_request: int = Field(256, ge=1)
     max_request_bytes: int = Field(5 * MIB, ge=64, lt=RUNTIME_MAX_BODY)
-    max_tokens_per_request: int = Field(65_536, ge=1)
-    """Estimated tokens per request (see ``splitting``); keeps each call far from 60 s."""
+    max_tokens_per_request: int = Field(32_768, ge=1)
+    """Estimated tokens per request (see ``splitting``); keeps each call far from 60 s and
+    within the token cap ``deploy`` gives CPU instances (``RERANKER_MAX_TOKENS=32768``)."""
     max_concurrency: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, le=20)
     """Attempts per request when throttled (429/503); other errors are never retried."""
