@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sagemaker_reranker.deploy.archive import package
+from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
 from sagemaker_reranker.deploy.offline import build_offline_model
 
 # No test may reach the hub or real AWS.
@@ -26,6 +27,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_archive(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``model.tar.gz`` of the tiny model, packaged exactly as users package theirs."""
     return package(str(tiny_model_dir), tmp_path_factory.mktemp("archive") / "model.tar.gz").path
+
+
+@pytest.fixture(scope="session")
+def endpoint(tiny_archive: Path):
+    """One local endpoint serving the tiny archive, shared by the client-side tests."""
+    with LocalEndpoint(model_data=tiny_archive) as started:
+        yield started
+    assert not port_open("127.0.0.1", started.port)
 
 
 @pytest.fixture

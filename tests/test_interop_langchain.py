@@ -17,7 +17,7 @@ from sagemaker_reranker.client import (
     SagemakerEndpointCrossEncoder,
     TEIHandler,
 )
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint
 from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
@@ -27,13 +27,6 @@ PAIRS = [
     (QUERIES[i % 2], f"chunk {i}: " + "jobs infrastructure prices " * (i % 5)) for i in range(70)
 ]
 TEI_BATCH = 32  # TEI's --max-client-batch-size default
-
-
-@pytest.fixture(scope="module")
-def endpoint(tiny_archive: Path):
-    with LocalEndpoint(model_data=tiny_archive) as started:
-        yield started
-    assert not port_open("127.0.0.1", started.port)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,12 @@ import json
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.demo import SEED_QUERY, split_speech
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
 from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
@@ -42,13 +40,6 @@ def pairs(chunks) -> list[tuple[str, str]]:
 def short_pairs(chunks) -> list[tuple[str, str]]:
     """10,000 distinct short documents: the model's cost here is tokens, not requests."""
     return [(SEED_QUERY, f"{i}: {chunks[i % len(chunks)][:60]}") for i in range(COUNT)]
-
-
-@pytest.fixture(scope="module")
-def endpoint(tiny_archive: Path):
-    with LocalEndpoint(model_data=tiny_archive) as started:
-        yield started
-    assert not port_open("127.0.0.1", started.port)
 
 
 class WireMeter:

@@ -32,13 +32,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def endpoint(tiny_archive: Path):
-    with LocalEndpoint(model_data=tiny_archive) as started:
-        yield started
-    assert not port_open("127.0.0.1", started.port)
-
-
-@pytest.fixture(scope="module")
 def retriever():
     chunks = split_speech()
     assert len(chunks) > 20
