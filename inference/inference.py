@@ -208,10 +208,22 @@ class Reranker:
                 encoded[index] = {key: values[row] for key, values in batch.items()}
         return encoded
 
-    def plan(self, pairs: Sequence[Sequence[str]]) -> tuple[list[dict], list[list[int]]]:
-        """Tokenize ``pairs`` and cut them into micro-batches (``plan_batches``)."""
+    def plan(
+        self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None
+    ) -> tuple[list[dict], list[list[int]]]:
+        """Tokenize ``pairs`` and cut them into micro-batches (``plan_batches``).
+
+        A request over ``max_tokens`` real tokens is refused before any planning work.
+        """
         encoded = self.tokenize(pairs)
         lengths = [len(item["input_ids"]) for item in encoded]
+        total = sum(lengths)
+        if max_tokens is not None and total > max_tokens:
+            raise GenericInferenceToolkitError(
+                413,
+                f"request has {total} tokens after truncation, over the limit of {max_tokens} "
+                "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
+            )
         return encoded, plan_batches(lengths, self.batch_tokens)
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
@@ -236,14 +248,7 @@ class Reranker:
         """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
         if not pairs:
             return []
-        encoded, batches = self.plan(pairs)
-        total = sum(len(item["input_ids"]) for item in encoded)
-        if max_tokens is not None and total > max_tokens:
-            raise GenericInferenceToolkitError(
-                413,
-                f"request has {total} tokens after truncation, over the limit of {max_tokens} "
-                "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
-            )
+        encoded, batches = self.plan(pairs, max_tokens)
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
             for batch in batches:
