@@ -27,7 +27,12 @@ from types import TracebackType
 from typing import IO
 
 from sagemaker_reranker.deploy.archive import copy_handler, extract_archive
-from sagemaker_reranker.deploy.local_server import INVOCATION_TIMEOUT, MAX_BODY_BYTES, SERVERS
+from sagemaker_reranker.deploy.local_server import (
+    INVOCATION_TIMEOUT,
+    MAX_BODY_BYTES,
+    SERVERS,
+    port_open,
+)
 
 HANDLER = Path("code") / "inference.py"
 PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")
@@ -71,12 +76,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex((host, port)) == 0
 
 
 class LocalEndpoint:

@@ -47,6 +47,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -82,6 +83,13 @@ class BackendResponse:
     body: bytes
     content_type: str
     custom_attributes: str | None = None
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` (tests assert servers stopped)."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
 
 
 def container_headers(

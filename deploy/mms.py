@@ -43,6 +43,7 @@ from sagemaker_reranker.deploy.local_server import (
     BackendResponse,
     InvocationTimeout,
     container_headers,
+    port_open,
 )
 from sagemaker_reranker.deploy.mms_venv import (
     DECODER_DIR,
@@ -350,7 +351,9 @@ class MmsBackend:
                     pass
         deadline = time.monotonic() + 30
         ports = [port for port in (self.port, self.management_port) if port]
-        while any(_alive(p) for p in processes) or any(map(_listening, ports)):
+        while any(_alive(p) for p in processes) or any(
+            port_open("127.0.0.1", port) for port in ports
+        ):
             if time.monotonic() > deadline:
                 return f"multi-model-server (pid {pid}, ports {ports}) did not stop within 30 s"
             time.sleep(0.1)
@@ -423,12 +426,6 @@ def _free_ports(count: int) -> list[int]:
         if len(ports) == count:
             return ports
     raise StartFailure(f"no free loopback port in {PORTS[0]}-{PORTS[1]}")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _alive(pid: int | None) -> bool:

@@ -12,7 +12,6 @@ proves concurrency without timing. It binds 127.0.0.1 only and checks it stopped
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import uuid
 from collections import deque
@@ -25,6 +24,7 @@ from botocore.config import Config
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.client.cross_encoder import runtime_config
+from sagemaker_reranker.deploy.local_server import port_open
 from sagemaker_reranker.inference import inference
 
 MODEL_ERROR_TYPE = "ModelError:http://internal.amazon.com/coral/com.amazonaws.sagemaker/"
@@ -104,7 +104,7 @@ class RuntimeResponder:
         self._server.server_close()
         self._thread.join(timeout=10)
         assert not self._thread.is_alive()
-        assert not is_listening(port), f"port {port} still listening after stop"
+        assert not port_open("127.0.0.1", port), f"port {port} still listening after stop"
 
     @property
     def port(self) -> int:
@@ -206,9 +206,3 @@ def handler_body(reranker: inference.Reranker, body, content_type: str, accept: 
 
 def _request_id() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
-
-
-def is_listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0

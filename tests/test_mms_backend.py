@@ -17,6 +17,7 @@ import pytest
 
 from sagemaker_reranker.deploy import mms, mms_venv
 from sagemaker_reranker.deploy.archive import extract_archive
+from sagemaker_reranker.deploy.local_server import port_open
 from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]
@@ -66,7 +67,9 @@ class Started:
     def stop_and_check(self) -> None:
         self.backend.stop()
         assert processes_under(self.run_dir) == [], "MMS or a worker still runs"
-        assert not any(map(mms._listening, self.ports)), f"a port of {self.ports} still listens"
+        assert not any(port_open("127.0.0.1", port) for port in self.ports), (
+            f"a port of {self.ports} still listens"
+        )
         assert not self.run_dir.exists()
 
 
