@@ -150,11 +150,10 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_info(name, len(data)), io.BytesIO(data))
 
 
-def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> str:
-    """Stream ``path`` into the archive and return its sha256."""
+def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
+    """Stream ``path`` into the archive."""
     with open(path, "rb") as handle:
         tar.addfile(_info(name, path.stat().st_size), handle)
-    return file_sha256(path)
 
 
 def write_archive(
@@ -172,19 +171,22 @@ def write_archive(
         source=source,
         revision=revision,
         weights=any(_matches(name, ("*.safetensors", *PICKLE_PATTERNS)) for name in files),
+        files={name: file_sha256(files[name]) for name in sorted(files)},
         versions=_versions(),
     )
+    manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     with open(partial, "wb") as raw:
         # mtime=0 and an empty file name keep the gzip header identical between runs.
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                for name in sorted(files):
-                    manifest.files[name] = _add_file(tar, name, files[name])
-                _add(tar, f"code/{HANDLER}", handler)
-                manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
+                # The manifest goes first: read_manifest then stops after one entry
+                # instead of decompressing the weights.
                 _add(tar, MANIFEST, manifest.to_json())
+                _add(tar, f"code/{HANDLER}", handler)
+                for name in sorted(files):
+                    _add_file(tar, name, files[name])
     os.replace(partial, output)
     return PackageResult(output, file_sha256(output), output.stat().st_size, manifest)
 
@@ -252,11 +254,10 @@ def package(
 def read_manifest(archive: Path) -> Manifest | None:
     """The manifest of a packaged archive, or None for archives made elsewhere."""
     with tarfile.open(archive, "r:gz") as tar:
-        try:
-            member = tar.extractfile(MANIFEST)
-        except KeyError:
-            return None
-        return Manifest.from_json(member.read()) if member else None
+        for member in tar:  # first in our archives; a foreign one is scanned to its end
+            if member.name == MANIFEST and member.isfile():
+                return Manifest.from_json(tar.extractfile(member).read())
+    return None
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
