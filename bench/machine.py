@@ -92,17 +92,27 @@ def fp32_peak_gflops() -> dict:
     return {"gflops": max(measured.values()), "by_size": measured, "per_core_cpu_gflops": per_core}
 
 
-def encoder_flops(config, batches: list[tuple[int, int]]) -> float:
-    """Forward FLOPs of a BERT-style encoder + 1-logit head over padded ``(rows, length)`` batches.
+def encoder_flops(config, batches: list[list[int]], packed: bool = False) -> float:
+    """Forward FLOPs of a BERT-style encoder + 1-logit head over batches of row lengths.
 
-    Per layer and row of padded length L (h = hidden, f = intermediate size; 2 FLOPs per
-    multiply-add): Q, K, V and output projections 8 L h^2, feed-forward 4 L h f, attention
-    scores and weighted sum 4 L^2 h. Head: pooler/dense h x h and the 1-logit output, 2 h^2 + 2 h
-    per row. Embeddings, layer norms, softmax and activations are left out (memory-bound, <3%).
+    Per layer (h = hidden, f = intermediate size; 2 FLOPs per multiply-add), a token costs
+    8 h^2 in the Q, K, V and output projections and 4 h f in the feed-forward; attention costs
+    4 W h per query row over a padded width W. Padded (the seed, Hugging Face): every row is
+    padded to its batch's longest. ``packed`` (``PackedEncoder``): projections and feed-forward
+    see real tokens only, and the last layer computes K and V for every token but queries,
+    output and feed-forward for the first row of each pair. Head: 2 h^2 + 2 h per row.
+    Embeddings, layer norms, softmax and activations are left out (memory-bound, <3%).
     """
     h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     total = 0
-    for rows, length in batches:
-        per_row = layers * (8 * length * h * h + 4 * length * h * f + 4 * length * length * h)
-        total += rows * (per_row + 2 * h * h + 2 * h)
+    for lengths in batches:
+        rows, width = len(lengths), max(lengths)
+        tokens = sum(lengths) if packed else rows * width
+        attention = 4 * rows * width * width * h
+        if packed:
+            total += (layers - 1) * (tokens * (8 * h * h + 4 * h * f) + attention)
+            total += tokens * 4 * h * h + rows * (4 * h * h + 4 * h * f) + attention // width
+        else:
+            total += layers * (tokens * (8 * h * h + 4 * h * f) + attention)
+        total += rows * (2 * h * h + 2 * h)
     return float(total)

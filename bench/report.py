@@ -16,8 +16,9 @@ def markdown_table(report: dict) -> str:
         f"Machine: {info['gpu'] or info['cpu']}, {info['cores']} cores "
         f"(flags: {' '.join(info['key_flags'])}), torch {info['torch']}, "
         f"{info['torch_threads']} threads; fp32 matmul peak {peak:.1f} GFLOP/s; "
-        f"median of up to {report['repeats']} runs after warm-up (fewer once a cell's runs "
-        f"took {report['cell_seconds']:.0f} s; runs per cell seed/s-t/ours in the last column); "
+        f"median of {report['repeats']} runs after warm-up (fewer once a cell's runs took "
+        f"{report['cell_seconds']:.0f} s, more until they took {report['min_seconds']:.0f} s; "
+        f"runs per cell seed/s-t/ours in the last column); "
         f"load average {info['load_average']} at start, {report.get('load_average_after')} at end.",
         "",
         "| model | workload | pairs | seed pairs/s | s-t pairs/s | ours pairs/s | ours/seed "

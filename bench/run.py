@@ -7,7 +7,8 @@ Budget (2 CPU cores, < 15 min in all): bge-base costs ~8x MiniLM per token and t
 a mixed request to 512 tokens, so workload (c) has 128 pairs for MiniLM but 32 for bge-base
 (same mix, same generator); each system gets one small warm-up call per workload; and each
 (system, workload) cell runs ``--repeats`` times (median) but stops early, after at least
-one run, once its runs took ``--cell-seconds`` in all. The table shows the runs per cell.
+one run, once its runs took ``--cell-seconds`` in all; fast cells run until they took
+``--min-seconds`` (at most ``MAX_RUNS`` runs). The table shows the runs per cell.
 """
 
 from __future__ import annotations
@@ -40,23 +41,31 @@ SPEECH = ROOT / "data" / "state_of_the_union.txt"
 MODELS = ("minilm", "bge-base-random")
 MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
 SEED_MAX_LENGTH = 512
+MAX_RUNS = 30
 
 Scorer = Callable[[list[tuple[str, str]]], list[float]]
 
 
 def timed_rounds(
-    scorers: dict[str, Scorer], pairs: list[tuple[str, str]], repeats: int, cell_seconds: float
+    scorers: dict[str, Scorer],
+    pairs: list[tuple[str, str]],
+    repeats: int,
+    cell_seconds: float,
+    min_seconds: float,
 ) -> dict[str, dict]:
-    """Time each scorer up to ``repeats`` times, in rounds (seed, peer, ours, seed, ...) so that
-    load from elsewhere hits all alike; a scorer stops once its runs took ``cell_seconds``.
+    """Time each scorer in rounds (seed, peer, ours, seed, ...) so that load from elsewhere
+    hits all alike. A scorer runs ``repeats`` times, stopping early once its runs took
+    ``cell_seconds``, and more times (up to ``MAX_RUNS``) until they took ``min_seconds``: a
+    single pair takes milliseconds, and three such runs give a median at the mercy of noise.
 
     Returns each scorer's wall times, process CPU times (less sensitive to other processes
     sharing the cores than wall time) and last scores."""
     results = {name: {"times_s": [], "cpu_s": [], "scores": []} for name in scorers}
-    for _ in range(repeats):
+    for _ in range(MAX_RUNS):
         for name, scorer in scorers.items():
             cell = results[name]
-            if cell["times_s"] and sum(cell["times_s"]) >= cell_seconds:
+            runs, spent = len(cell["times_s"]), sum(cell["times_s"])
+            if (runs and spent >= cell_seconds) or (runs >= repeats and spent >= min_seconds):
                 continue
             wall, cpu = time.perf_counter(), time.process_time()
             cell["scores"] = scorer(pairs)
@@ -90,21 +99,16 @@ def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
     }
 
 
-def padded_batches(
-    system: str, handle, pairs: list[tuple[str, str]]
-) -> list[tuple[int, int]] | None:
-    """(rows, padded length) of each forward pass a system runs for ``pairs``."""
+def planned_batches(system: str, handle, pairs: list[tuple[str, str]]) -> tuple[list, bool] | None:
+    """The row lengths of each forward pass a system runs for ``pairs``, and whether packed."""
     if system == "seed":
-        lengths = [
-            len(ids)
-            for ids in handle.tokenizer(pairs, truncation=True, max_length=SEED_MAX_LENGTH)[
-                "input_ids"
-            ]
-        ]
-        return [(len(lengths), max(lengths))]
+        encoded = handle.tokenizer(pairs, truncation=True, max_length=SEED_MAX_LENGTH)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        return [lengths], False
     if system == "ours":
         encoded, batches = handle.plan(pairs)
-        return [(len(b), max(len(encoded[i]["input_ids"]) for i in b)) for b in batches]
+        lengths = [[len(encoded[i]["input_ids"]) for i in batch] for batch in batches]
+        return lengths, handle.packed is not None
     return None  # sentence-transformers: internal batching, not accounted
 
 
@@ -119,7 +123,9 @@ def bench_model(
     for workload in workloads:
         for scorer in scorers.values():
             scorer(workload.pairs[:2])  # warm-up: kernels, allocator, tokenizer caches
-        timings = timed_rounds(scorers, workload.pairs, args.repeats, args.cell_seconds)
+        timings = timed_rounds(
+            scorers, workload.pairs, args.repeats, args.cell_seconds, args.min_seconds
+        )
         reference = timings["seed"]["scores"]
         row = {"description": workload.description, "pairs": len(workload.pairs), "systems": {}}
         for name, cell in timings.items():
@@ -134,10 +140,12 @@ def bench_model(
                     abs(a - b) for a, b in zip(cell["scores"], reference, strict=True)
                 ),
             }
-            batches = padded_batches(name, systems[name][1], workload.pairs)
-            if batches is not None:
-                flops = encoder_flops(config, batches)
-                entry |= {"batches": batches, "gflop": flops / 1e9}
+            planned = planned_batches(name, systems[name][1], workload.pairs)
+            if planned is not None:
+                batches, packed = planned
+                flops = encoder_flops(config, batches, packed)
+                shapes = [(len(batch), max(batch)) for batch in batches]
+                entry |= {"batches": shapes, "packed": packed, "gflop": flops / 1e9}
                 entry["peak_fraction"] = flops / median / 1e9 / peak["gflops"]
                 cpu_rate = flops / entry["median_cpu_s"] / 1e9
                 entry["cpu_peak_fraction"] = cpu_rate / peak["per_core_cpu_gflops"]
@@ -180,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
         "--cell-seconds", type=float, default=45.0, help="stop repeating a cell after this long"
     )
     parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help=f"repeat a fast cell until its runs took this long (at most {MAX_RUNS} runs)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -208,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         "fp32_peak": peak,
         "repeats": args.repeats,
         "cell_seconds": args.cell_seconds,
+        "min_seconds": args.min_seconds,
         "mixed_pairs": MIXED_PAIRS,
         "models": {},
     }

@@ -24,12 +24,16 @@ RERANKER_MAX_LENGTH
     tokens per pair after truncation (default 512, capped by the model's limit).
 RERANKER_BATCH_TOKENS
     padded tokens per micro-batch (defaults below, measured).
+RERANKER_PACKED
+    ``1`` (default): BERT and (XLM-)RoBERTa models run on packed tokens (``PackedEncoder``);
+    ``0`` runs Hugging Face's padded forward, which every other architecture uses anyway.
 RERANKER_MAX_PAIRS, RERANKER_MAX_TOKENS
     per-request caps (413 above them), so one request cannot hold an instance for minutes.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -88,6 +92,7 @@ class Settings:
     batch_tokens: int | None
     max_pairs: int
     max_tokens: int
+    packed: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,6 +106,7 @@ class Settings:
             batch_tokens=_env_int("RERANKER_BATCH_TOKENS", 0) or None,
             max_pairs=_env_int("RERANKER_MAX_PAIRS", DEFAULT_MAX_PAIRS),
             max_tokens=_env_int("RERANKER_MAX_TOKENS", DEFAULT_MAX_TOKENS),
+            packed=env.get("RERANKER_PACKED", "1") != "0",
         )
 
 
@@ -121,15 +127,19 @@ def _env_int(name: str, default: int) -> int:
 
 
 def plan_batches(
-    lengths: Sequence[int], budget: int, overhead: int = BATCH_OVERHEAD_TOKENS
+    lengths: Sequence[int],
+    budget: int,
+    overhead: int = BATCH_OVERHEAD_TOKENS,
+    packed: bool = False,
 ) -> list[list[int]]:
     """Cut pair indices into micro-batches whose padded size stays within ``budget`` tokens.
 
     Pairs are sorted longest first and cut into contiguous runs, each padded to its first
-    (longest) pair, at the places that minimise the estimated cost: padded tokens (with the
-    attention term, ``_row_cost``) plus ``overhead`` per forward pass. The per-pass overhead is
-    what keeps small uniform requests in one batch, where splitting only shrinks the matrix
-    products; the budget caps memory. A pair longer than the budget gets a batch of its own.
+    (longest) pair, at the places that minimise the estimated cost (``batch_cost``) plus
+    ``overhead`` per forward pass. The per-pass overhead is what keeps small uniform requests
+    in one batch, where splitting only shrinks the matrix products; the budget caps memory.
+    A pair longer than the budget gets a batch of its own. ``packed``: the batches run on
+    ``PackedEncoder``, where padding costs attention only.
     """
     count = len(lengths)
     if not count:
@@ -138,6 +148,7 @@ def plan_batches(
         return [list(range(count))]
     order = sorted(range(count), key=lambda i: -lengths[i])
     sizes = [lengths[i] for i in order]
+    prefix = [0, *itertools.accumulate(sizes)]
     # best[end]: cheapest plan for the ``end`` longest pairs; cut[end]: where its last batch starts.
     best = [0.0] + [math.inf] * count
     cut = [0] * (count + 1)
@@ -147,7 +158,8 @@ def plan_batches(
             # sizes[start] grows as start moves back, so once over budget, always over.
             if rows > 1 and rows * sizes[start] > budget:
                 break
-            cost = best[start] + overhead + rows * _row_cost(sizes[start])
+            real = prefix[end] - prefix[start]
+            cost = best[start] + overhead + batch_cost(rows, sizes[start], real, packed)
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     batches: list[list[int]] = []
@@ -158,9 +170,128 @@ def plan_batches(
     return batches[::-1]
 
 
-def _row_cost(length: int) -> float:
-    """Cost of one padded row in token units: projections grow with L, attention with L^2."""
-    return length * (1 + length / ATTENTION_SPAN)
+def batch_cost(rows: int, width: int, real: int, packed: bool) -> float:
+    """Cost of a batch of ``rows`` pairs padded to ``width`` (``real`` tokens in all), in token
+    units: projections and feed-forward grow with the tokens they see (padded ones too, unless
+    ``packed``), attention with the square of the padded width."""
+    return (real if packed else rows * width) + rows * width * width / ATTENTION_SPAN
+
+
+# --------------------------------------------------------------------------- packed forward
+
+PACKED_MODEL_TYPES = {"bert", "roberta", "xlm-roberta"}
+
+
+class PackedEncoder:
+    """Runs a BERT-family cross-encoder on packed (unpadded) tokens, with the model's own modules.
+
+    Hugging Face's forward computes every padded position of a batch in every layer, and every
+    position in the last layer although the classifier reads only the first. Here the pairs of
+    a micro-batch are concatenated: projections and feed-forward layers see real tokens only,
+    attention alone works on a padded view (keys masked), and the last layer computes queries,
+    output projection and feed-forward for the first ([CLS]) row of each pair. That skips
+    10/12 of the last layer's matrix work: 14 % of MiniLM-L6's FLOPs, 7 % of a 12-layer base
+    model's, on top of the padding. Scores equal Hugging Face's up to float rounding.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.base = model.base_model
+        self.layers = list(self.base.encoder.layer)
+        self.bert = model.config.model_type == "bert"
+        # RoBERTa-style positions start after the padding index (see model_max_length).
+        self.first_position = 0 if self.bert else model.config.pad_token_id + 1
+
+    @staticmethod
+    def supports(model) -> bool:
+        """BERT and (XLM-)RoBERTa sequence classifiers with absolute positions, as loaded."""
+        config = model.config
+        if config.model_type not in PACKED_MODEL_TYPES or config.is_decoder:
+            return False
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            return False
+        base = getattr(model, "base_model", None)
+        if base is None or not hasattr(base, "encoder") or not hasattr(base, "embeddings"):
+            return False
+        if config.model_type == "bert":
+            return getattr(base, "pooler", None) is not None and isinstance(
+                getattr(model, "classifier", None), torch.nn.Linear
+            )
+        head = getattr(model, "classifier", None)
+        return hasattr(head, "dense") and hasattr(head, "out_proj")
+
+    def __call__(self, rows: list[dict], device: torch.device) -> torch.Tensor:
+        """Logits, one per row of token ids (``input_ids``, optional ``token_type_ids``)."""
+        lengths = [len(row["input_ids"]) for row in rows]
+        ids, types, positions = [], [], []
+        for row, length in zip(rows, lengths, strict=True):
+            ids.extend(row["input_ids"])
+            types.extend(row.get("token_type_ids") or [0] * length)
+            positions.extend(range(self.first_position, self.first_position + length))
+        inputs = torch.tensor([ids, types, positions], dtype=torch.long, device=device)
+        hidden = self.base.embeddings(
+            input_ids=inputs[0:1], token_type_ids=inputs[1:2], position_ids=inputs[2:3]
+        )[0]
+        view = PaddedView(lengths, device)
+        for layer in self.layers[:-1]:
+            hidden = self._layer(layer, hidden, view)
+        cls = self._layer(self.layers[-1], hidden, view, cls_only=True)
+        return self._classify(cls[:, None, :])[:, 0]
+
+    def _layer(self, layer, hidden, view: PaddedView, cls_only: bool = False) -> torch.Tensor:
+        """One encoder layer over packed rows; ``cls_only`` outputs the first row of each pair."""
+        attention = layer.attention.self
+        rows = hidden[view.starts] if cls_only else hidden
+        context = view.attend(
+            attention.query(rows),
+            attention.key(hidden),
+            attention.value(hidden),
+            attention.num_attention_heads,
+            cls_only,
+        )
+        attended = layer.attention.output(context, rows)
+        return layer.output(layer.intermediate(attended), attended)
+
+    def _classify(self, sequence: torch.Tensor) -> torch.Tensor:
+        if self.bert:  # BertForSequenceClassification: pooler (dense + tanh), then a linear layer
+            return self.model.classifier(self.base.pooler(sequence))
+        return self.model.classifier(sequence)  # RoBERTa head: reads row 0, dense, tanh, out_proj
+
+
+class PaddedView:
+    """Where packed rows sit in a padded ``[pairs, width]`` grid, for attention only."""
+
+    def __init__(self, lengths: list[int], device: torch.device) -> None:
+        self.pairs, self.width = len(lengths), max(lengths)
+        length = torch.tensor(lengths, device=device)
+        ends = torch.cumsum(length, 0)
+        self.starts = ends - length
+        columns = torch.arange(self.width, device=device)
+        self.uniform = min(lengths) == self.width  # packed rows already form the grid
+        valid = columns[None, :] < length[:, None]
+        # Padding slots gather some real row; the mask hides them as keys, and their outputs
+        # are dropped.
+        self.gather = torch.minimum(self.starts[:, None] + columns[None, :], ends[:, None] - 1)
+        self.mask = None if self.uniform else valid[:, None, None, :]
+        self.keep = valid.flatten().nonzero()[:, 0]
+
+    def attend(self, queries, keys, values, heads: int, cls_only: bool) -> torch.Tensor:
+        """Scaled dot-product attention within each pair; ``queries`` are all packed rows, or
+        one ([CLS]) row per pair when ``cls_only``. Returns context rows laid out as ``queries``."""
+        size = keys.shape[-1]
+
+        def split(packed: torch.Tensor, width: int) -> torch.Tensor:
+            return packed.view(self.pairs, width, heads, size // heads).transpose(1, 2)
+
+        def grid(packed: torch.Tensor) -> torch.Tensor:
+            return split(packed if self.uniform else packed[self.gather], self.width)
+
+        query_grid = split(queries, 1) if cls_only else grid(queries)
+        context = torch.nn.functional.scaled_dot_product_attention(
+            query_grid, grid(keys), grid(values), attn_mask=self.mask
+        )
+        context = context.transpose(1, 2).reshape(-1, size)
+        return context if cls_only or self.uniform else context[self.keep]
 
 
 # --------------------------------------------------------------------------- model
@@ -179,6 +310,8 @@ class Reranker:
             device.type, DEFAULT_BATCH_TOKENS["cpu"]
         )
         self.pair_overhead = tokenizer.num_special_tokens_to_add(pair=True)
+        use_packed = settings.packed and PackedEncoder.supports(model)
+        self.packed = PackedEncoder(model) if use_packed else None
 
     def tokenize(self, pairs: Sequence[Sequence[str]]) -> list[dict]:
         """Tokenize without padding; truncate the document first, keeping the query.
@@ -224,7 +357,7 @@ class Reranker:
                 f"request has {total} tokens after truncation, over the limit of {max_tokens} "
                 "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
             )
-        return encoded, plan_batches(lengths, self.batch_tokens)
+        return encoded, plan_batches(lengths, self.batch_tokens, packed=self.packed is not None)
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         """Pad ``rows`` to their longest into tensors: what ``tokenizer.pad`` does, without
@@ -244,6 +377,12 @@ class Reranker:
             for key in rows[0]
         }
 
+    def forward(self, rows: list[dict]) -> torch.Tensor:
+        """One logit per tokenized row: packed where the model allows it, else padded."""
+        if self.packed is not None:
+            return self.packed(rows, self.device)
+        return self.model(**self.collate(rows), return_dict=True).logits[:, 0]
+
     def score(self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None) -> list[float]:
         """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
         if not pairs:
@@ -252,9 +391,8 @@ class Reranker:
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
             for batch in batches:
-                features = self.collate([encoded[i] for i in batch])
-                logits = self.model(**features, return_dict=True).logits
-                for index, value in zip(batch, logits[:, 0].float().tolist(), strict=True):
+                logits = self.forward([encoded[i] for i in batch])
+                for index, value in zip(batch, logits.float().tolist(), strict=True):
                     scores[index] = value
         for index, value in enumerate(scores):
             if not math.isfinite(value):
@@ -350,12 +488,13 @@ def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
     model.to(device).eval()
     reranker = Reranker(tokenizer, model, device, settings)
     logger.info(
-        "loaded %s on %s (%s), max_length=%d, batch_tokens=%d",
+        "loaded %s on %s (%s), max_length=%d, batch_tokens=%d, forward=%s",
         source,
         device,
         dtype,
         reranker.max_length,
         reranker.batch_tokens,
+        "packed" if reranker.packed else "padded",
     )
     return reranker
 

@@ -6,6 +6,7 @@ batch, ``padding=True, truncation=True, max_length=512``). No timing assertions.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 from pathlib import Path
@@ -45,10 +46,12 @@ def seed_scores(tiny_model_dir: Path) -> list[float]:
     return load_seed_class()(str(tiny_model_dir))(mixed_pairs())
 
 
-@pytest.fixture(scope="module")
-def small_budget_reranker(tiny_model_dir: Path) -> inference.Reranker:
-    settings_ = inference.Settings.from_env()
+@pytest.fixture(scope="module", params=["packed", "padded"])
+def small_budget_reranker(request, tiny_model_dir: Path) -> inference.Reranker:
+    """The handler's reranker with a small budget, on each forward: packed and padded."""
+    settings_ = dataclasses.replace(inference.Settings.from_env(), packed=request.param == "packed")
     reranker = inference.load_reranker(str(tiny_model_dir), settings_)
+    assert (reranker.packed is not None) == settings_.packed
     reranker.batch_tokens = BUDGET
     return reranker
 
@@ -92,15 +95,21 @@ def test_every_forward_pass_stays_within_the_budget_and_covers_each_pair_once(
     def record(module, args, kwargs):
         shapes.append(tuple(kwargs["input_ids"].shape))
 
-    hook = small_budget_reranker.model.register_forward_pre_hook(record, with_kwargs=True)
+    # The embeddings see every pass: [rows, width] padded, [1, real tokens] packed.
+    embeddings = small_budget_reranker.model.base_model.embeddings
+    hook = embeddings.register_forward_pre_hook(record, with_kwargs=True)
     try:
         small_budget_reranker.score(pairs)
     finally:
         hook.remove()
     encoded, batches = small_budget_reranker.plan(pairs)
-    planned = [(len(b), max(len(encoded[i]["input_ids"]) for i in b)) for b in batches]
-    assert shapes == planned  # the model ran exactly the planned micro-batches
-    assert all(rows * width <= BUDGET or rows == 1 for rows, width in shapes)
+    lengths = [[len(encoded[i]["input_ids"]) for i in batch] for batch in batches]
+    padded = [(len(batch), max(batch)) for batch in lengths]
+    if small_budget_reranker.packed:
+        assert shapes == [(1, sum(batch)) for batch in lengths]  # real tokens only
+    else:
+        assert shapes == padded  # the model ran exactly the planned micro-batches
+    assert all(rows * width <= BUDGET or rows == 1 for rows, width in padded)
     assert sorted(i for batch in batches for i in batch) == list(range(len(pairs)))
 
 
@@ -119,10 +128,16 @@ def test_the_seed_reference_is_the_single_padded_batch(tiny_model_dir):
     assert shapes == [(len(mixed_pairs()), 512)]
 
 
-def plan_cost(lengths: list[int], batches: list[list[int]]) -> float:
+def plan_cost(lengths: list[int], batches: list[list[int]], packed: bool) -> float:
     overhead = inference.BATCH_OVERHEAD_TOKENS
     return sum(
-        overhead + len(batch) * inference._row_cost(max(lengths[i] for i in batch))
+        overhead
+        + inference.batch_cost(
+            len(batch),
+            max(lengths[i] for i in batch),
+            sum(lengths[i] for i in batch),
+            packed,
+        )
         for batch in batches
     )
 
@@ -131,9 +146,10 @@ def plan_cost(lengths: list[int], batches: list[list[int]]) -> float:
 @given(
     lengths=st.lists(st.integers(min_value=1, max_value=600), max_size=300),
     budget=st.integers(min_value=1, max_value=20_000),
+    packed=st.booleans(),
 )
-def test_plan_batches_properties(lengths, budget):
-    batches = inference.plan_batches(lengths, budget)
+def test_plan_batches_properties(lengths, budget, packed):
+    batches = inference.plan_batches(lengths, budget, packed=packed)
     flat = [index for batch in batches for index in batch]
     assert sorted(flat) == list(range(len(lengths)))  # nothing dropped or duplicated
     assert all(batch for batch in batches)
@@ -146,13 +162,14 @@ def test_plan_batches_properties(lengths, budget):
         assert batches == [list(range(len(lengths)))]  # what fits in one batch stays one
     else:  # cut by cost: never costlier than the always-feasible plan of one pass per pair
         singles = [[i] for i in range(len(lengths))]
-        assert plan_cost(lengths, batches) <= plan_cost(lengths, singles) + 1e-6
+        assert plan_cost(lengths, batches, packed) <= plan_cost(lengths, singles, packed) + 1e-6
 
 
-def test_a_request_that_fits_is_never_split():
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_request_that_fits_is_never_split(packed):
     # (a)-like: 20 chunks of 79-123 tokens; splitting them measured slower than one batch.
     lengths = [79 + (i * 7) % 45 for i in range(20)]
-    assert inference.plan_batches(lengths, 8192) == [list(range(20))]
+    assert inference.plan_batches(lengths, 8192, packed=packed) == [list(range(20))]
 
 
 def test_collate_pads_like_the_tokenizer(small_budget_reranker):

@@ -1,0 +1,135 @@
+"""The packed forward (``PackedEncoder``) against Hugging Face's own padded forward.
+
+Real models from generated configs (BERT from the tiny test model, a small XLM-RoBERTa built
+here), rows of mixed length including a full-length one, a batch of equal lengths (no mask)
+and a single pair. The padded forward is the reference: same weights, same inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
+)
+
+from sagemaker_reranker.inference import inference
+
+TOLERANCE = 1e-5  # fp32; the handler's promise to users is 1e-4 against the seed
+
+
+def small_xlm_roberta() -> XLMRobertaForSequenceClassification:
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=130,  # 128 usable positions after the padding index
+        num_labels=1,
+    )
+    return XLMRobertaForSequenceClassification(config).eval()
+
+
+def random_rows(lengths: list[int], vocab: int, pair_types: bool) -> list[dict]:
+    """Token ids that avoid the special ids 0-2 (pad is 0 for BERT, 1 for XLM-R)."""
+    rng = random.Random(0)
+    rows = []
+    for length in lengths:
+        row = {"input_ids": [rng.randrange(3, vocab) for _ in range(length)]}
+        if pair_types:
+            first = length // 3
+            row["token_type_ids"] = [0] * first + [1] * (length - first)
+        rows.append(row)
+    return rows
+
+
+def padded_logits(model, rows: list[dict]) -> torch.Tensor:
+    """Hugging Face's forward on right-padded rows with an attention mask."""
+    width = max(len(row["input_ids"]) for row in rows)
+    pad = model.config.pad_token_id or 0
+
+    def grid(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([row[key] + [fill] * (width - len(row[key])) for row in rows])
+
+    features = {
+        "input_ids": grid("input_ids", pad),
+        "attention_mask": torch.tensor(
+            [[1] * len(row["input_ids"]) + [0] * (width - len(row["input_ids"])) for row in rows]
+        ),
+    }
+    if "token_type_ids" in rows[0]:
+        features["token_type_ids"] = grid("token_type_ids", 0)
+    return model(**features).logits[:, 0]
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_model_dir: Path):
+    return AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).eval()
+
+
+BATCHES = {
+    "mixed": [37, 5, 128, 64, 1, 90, 3],
+    "equal": [40] * 6,
+    "single": [77],
+    "full-length": [128, 128, 2],
+}
+
+
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("kind", ["bert", "xlm-roberta"])
+def test_packed_logits_equal_the_padded_forward(kind, batch, bert):
+    model = bert if kind == "bert" else small_xlm_roberta()
+    assert inference.PackedEncoder.supports(model)
+    rows = random_rows(BATCHES[batch], model.config.vocab_size, pair_types=kind == "bert")
+    with torch.inference_mode():
+        reference = padded_logits(model, rows)
+        packed = inference.PackedEncoder(model)(rows, torch.device("cpu"))
+    assert packed.shape == reference.shape == (len(rows),)
+    assert torch.allclose(packed, reference, atol=TOLERANCE, rtol=0), (packed, reference)
+    # Each row is scored on its own tokens: its logit does not depend on its neighbours.
+    with torch.inference_mode():
+        alone = inference.PackedEncoder(model)(rows[-1:], torch.device("cpu"))
+    assert abs(float(alone[0]) - float(packed[-1])) <= TOLERANCE
+
+
+def test_models_outside_the_packed_family_keep_the_padded_forward():
+    small = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    relative = BertConfig(
+        vocab_size=300,
+        num_hidden_layers=1,
+        num_labels=1,
+        position_embedding_type="relative_key",
+        **small,
+    )
+    distil = DistilBertConfig(vocab_size=300, n_layers=1, dim=32, n_heads=2, hidden_dim=64)
+    distil.num_labels = 1
+    for model in (
+        BertForSequenceClassification(relative),
+        DistilBertForSequenceClassification(distil),
+    ):
+        assert not inference.PackedEncoder.supports(model), type(model).__name__
+
+
+def test_reranker_packed_and_padded_forwards_agree(tiny_model_dir: Path, monkeypatch):
+    pairs = [("energy costs", "the plan " * n) for n in (1, 30, 400, 7, 7)]
+    monkeypatch.setenv("RERANKER_PACKED", "0")
+    padded = inference.load_reranker(str(tiny_model_dir))
+    assert padded.packed is None and not padded.settings.packed
+    packed = inference.load_reranker(
+        str(tiny_model_dir), dataclasses.replace(padded.settings, packed=True)
+    )
+    assert packed.packed is not None
+    for a, b in zip(packed.score(pairs), padded.score(pairs), strict=True):
+        assert a == pytest.approx(b, abs=TOLERANCE)
