@@ -54,24 +54,26 @@ DEFAULT_MAX_PAIRS = 1024
 # Real (unpadded) tokens per request. 256k tokens is ~2 s of bge-reranker-base on an A10G
 # but minutes on a small CPU; the deploy command lowers it for CPU instance types.
 DEFAULT_MAX_TOKENS = 262_144
-# Padded tokens per micro-batch: a cap on activation memory, not what sets the speed
-# (plan_batches cuts by cost). Measured on a 2-core AMD EPYC (Zen 3, AVX2, no native bf16) in
-# one-thread CPU time, as other processes shared the cores: MiniLM-L6 ran 47-57 GFLOP/s at
-# every size from 1 x 128 to 128 x 128 tokens (46-55 with 512-token rows), bge-base 51-55 from
-# 128 to 4,096 tokens (52-61 with 512-token rows), against a 68 GFLOP/s one-core fp32 matmul.
-# So per core the batch size barely matters once a pass has ~128 tokens; 8,192 keeps two
-# threads busy on large matrices and bge's feed-forward activations at ~100 MB. GPU: 32,768
-# is not measured here (no GPU was lent); larger batches keep a GPU busy.
-DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768}
-# plan_batches' cost model, in padded-token units. A row of padded length L costs
-# L * (1 + L / ATTENTION_SPAN): projections and feed-forward grow with L (8h^2 + 4hf FLOPs per
-# token and layer), attention with L^2 (4Lh); their ratio 2h + f is 2304 for MiniLM-L6 and
-# 4608 for base-size models, so 3072 errs by under 10 % of a 512-token row's cost for both.
+# Padded tokens per micro-batch. On CPU the activations of a pass should stay in the last-level
+# cache: a pass of T tokens writes a T x intermediate-size feed-forward activation (12.6 MB for
+# MiniLM-L6, 25 MB for a base model at 2,048 tokens; this EPYC slice has a 32 MB L3). Measured
+# on that 2-core AMD EPYC (Zen 3, AVX2), fp32, rounds in shuffled order, median wall time:
+#   MiniLM-L6 packed, 96 chunks (bench (b)):  2048: 1.77-2.29 s, 2560: 2.13, 8192: 2.33-3.02
+#   MiniLM-L6 packed, 128 mixed pairs (c):     2048: 4.07-4.45 s, 2560: 4.11, 8192: 4.79-5.01
+#   bge-base packed, 32 mixed pairs (c):       2048: 7.38-7.74 s, 2560: 7.53, 8192: 8.10-8.57
+#   MiniLM-L6 padded (RERANKER_PACKED=0), (a): 2048: 0.79 s, 8192: 0.86; (c): 4.60 vs 5.21
+# and 1,024 was slower again (thin matrices, more passes). GPU: 32,768 is not measured here (no
+# GPU was lent); larger batches keep a GPU busy, and its memory, not a cache, is the limit.
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+# plan_batches' cost model (batch_cost), in token units. A row of width L costs L (padded) or
+# its real length (packed) in projections and feed-forward (8h^2 + 4hf FLOPs per token and
+# layer), plus L^2 / ATTENTION_SPAN in attention (4Lh): the ratio 2h + f is 2304 for MiniLM-L6
+# and 4608 for base-size models, so 3072 errs by under 10 % of a 512-token row's cost for both.
 ATTENTION_SPAN = 3072
-# Fixed cost of one forward pass, in padded tokens. On one thread it is small (~7 ms for
-# MiniLM, ~16 tokens); on two threads small passes also lose parallel efficiency (a
-# length-sorted split of 20 chunks measured 0.7-0.9x one batch). 512 keeps such requests whole:
-# the best two-way split of the seed query's 20 chunks (79-123 tokens) saves 242 padded tokens.
+# Fixed cost of one forward pass, in tokens: reading every weight again and thinner matrices.
+# It stops the planner from cutting a request into many passes to save a little padding; the
+# budget above, not this, sets the pass size on CPU. 512 keeps the seed query's 20 chunks
+# (79-123 tokens) whole whenever the budget allows: their best split saves 242 padded tokens.
 BATCH_OVERHEAD_TOKENS = 512
 # Look-back limit of plan_batches, which bounds its work to n x 256 steps for 1024 tiny pairs.
 MAX_BATCH_ROWS = 256
