@@ -58,9 +58,10 @@ def plan_requests(
 
     Works block by block (at most ``max_pairs`` pairs), each block checked and then
     serialised while its texts are still in the CPU cache. While whole blocks fit the byte and
-    token limits (the usual case: 256 chunk-sized pairs are ~130 KB), a block's body is sent as
-    it is; once one does not, the rest is cut by measured sizes. On 10,000 chunk-sized pairs,
-    reading every text from memory once more cost as much as serialising them.
+    token limits, a block's body is sent as it is; one that does not is cut by measured sizes,
+    and later blocks shrink to what its body says fits. 256 chunk-sized pairs are ~130 KB but
+    ~44,000 estimated tokens, over the default cap of 32,768: cutting every block by measured
+    sizes reads each text once more, which cost 1.9-2.4 ms per 1,000 pairs instead of ~1.
     """
     requests: list[Request] = []
     for group in _groups(pairs, one_query):
@@ -70,17 +71,17 @@ def plan_requests(
             members = [pairs[index] for index in group]
         # A body holding every pair's query and document bounds their estimated tokens; one
         # holding the query once (one_query) does not, so those are always cut by sizes.
-        start, whole_blocks = 0, not one_query
+        start, block_size = 0, limits.max_pairs
         while start < len(members):
-            block = members[start : start + limits.max_pairs]
+            block = members[start : start + block_size]
             check_pairs(block, group[start])
-            if whole_blocks:
+            if not one_query:
                 body = serialize(block)
                 if _within(body, len(block), limits):
                     requests.append(Request(group[start : start + len(block)], body))
                     start += len(block)
                     continue
-                whole_blocks = False
+                block_size = _block_size(len(body), len(block), limits)
             count = _fitting(block, limits)
             chunk = block[:count]
             requests.extend(
@@ -98,6 +99,15 @@ def _within(body: bytes, count: int, limits: Limits) -> bool:
         len(body) <= limits.max_bytes
         and len(body) // CHARS_PER_TOKEN + 3 * count <= limits.max_tokens
     )
+
+
+def _block_size(body_bytes: int, count: int, limits: Limits) -> int:
+    """How many pairs of the average size in a body of ``count`` pairs fit ``_within`` the
+    limits, with a 3 % margin for pairs longer than that average (at least 1)."""
+    per_pair = body_bytes / count
+    by_bytes = limits.max_bytes / per_pair
+    by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + 3)
+    return max(1, min(limits.max_pairs, int(0.97 * min(by_bytes, by_tokens))))
 
 
 def check_pairs(pairs: Sequence[object], first_index: int = 0) -> None:
