@@ -25,6 +25,8 @@ TOKENS_PER_PAIR_CAP = 512
 # estimate only spreads work between requests; the server's own cap (RERANKER_MAX_TOKENS,
 # 262,144 by default) is twice 256 pairs x 512 tokens, the client's defaults.
 CHARS_PER_TOKEN = 3
+# Special tokens the tokenizer adds to a pair: [CLS] query [SEP] document [SEP].
+SPECIAL_TOKENS_PER_PAIR = 3
 # JSON punctuation around one pair: ["", ""], plus the separator.
 PAIR_SYNTAX_BYTES = 8
 
@@ -97,7 +99,7 @@ def _within(body: bytes, count: int, limits: Limits) -> bool:
     have characters), the token limit."""
     return (
         len(body) <= limits.max_bytes
-        and len(body) // CHARS_PER_TOKEN + 3 * count <= limits.max_tokens
+        and len(body) // CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR * count <= limits.max_tokens
     )
 
 
@@ -106,7 +108,7 @@ def _block_size(body_bytes: int, count: int, limits: Limits) -> int:
     limits, with a 3 % margin for pairs longer than that average (at least 1)."""
     per_pair = body_bytes / count
     by_bytes = limits.max_bytes / per_pair
-    by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + 3)
+    by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR)
     return max(1, min(limits.max_pairs, int(0.97 * min(by_bytes, by_tokens))))
 
 
@@ -157,7 +159,10 @@ def _fitting(block: Sequence[Pair], limits: Limits) -> int:
     sizes = list(map(add, pair_lengths, repeat(PAIR_SYNTAX_BYTES)))
     count = bisect_right(list(accumulate(sizes)), limits.max_bytes)
     if len(block) * TOKENS_PER_PAIR_CAP > limits.max_tokens:  # else tokens cannot bind
-        tokens = [min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + 3) for size in sizes]
+        tokens = [
+            min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR)
+            for size in sizes
+        ]
         count = min(count, bisect_right(list(accumulate(tokens)), limits.max_tokens))
     return max(count, 1)  # a pair over a limit on its own goes alone
 

@@ -201,8 +201,7 @@ class PackedEncoder:
         self.base = model.base_model
         self.layers = list(self.base.encoder.layer)
         self.bert = model.config.model_type == "bert"
-        # RoBERTa-style positions start after the padding index (see model_max_length).
-        self.first_position = 0 if self.bert else model.config.pad_token_id + 1
+        self.first_position = first_position(model.config)
 
     @staticmethod
     def supports(model) -> bool:
@@ -409,12 +408,17 @@ def _pad(values: list[int], width: int, fill: int, left: bool) -> list[int]:
     return padding + values if left else values + padding
 
 
+def first_position(config) -> int:
+    """The first position id: RoBERTa-style models start after the padding index."""
+    if config.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}:
+        return (config.pad_token_id or 0) + 1
+    return 0
+
+
 def model_max_length(tokenizer, config) -> int:
     """The longest input the model accepts: position embeddings and the tokenizer's limit."""
     limit = getattr(config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
-    if config.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}:
-        # RoBERTa-style positions start after the padding index.
-        limit -= (config.pad_token_id or 0) + 1
+    limit -= first_position(config)
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if tokenizer_limit and tokenizer_limit < 1_000_000:
         limit = min(limit, tokenizer_limit)
