@@ -7,6 +7,9 @@ MODEL ?= BAAI/bge-reranker-base
 ARCHIVE ?= model.tar.gz
 ENDPOINT ?=
 ROLE ?= $(SAGEMAKER_ROLE)
+# The model-server tier's own virtualenv, built on demand, installs through the same pins.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export RERANKER_MMS_VENV ?= $(CURDIR)/.venv-mms
 
 .PHONY: install test demo lint package deploy bench clean
 
@@ -23,7 +26,7 @@ test: install  ## ruff, then the whole suite (slow tiers included, as in CI)
 	$(BIN)/pytest
 
 demo: install  ## package the model, serve it locally, rerank the seed query through LangChain
-	$(BIN)/python -m sagemaker_reranker.deploy.demo --model $(MODEL)
+	$(BIN)/python -m sagemaker_reranker.deploy.examples.demo --model $(MODEL)
 
 lint: install
 	$(BIN)/ruff check .

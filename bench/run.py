@@ -35,9 +35,9 @@ from bench.machine import (
 from bench.report import markdown_table, target_checks
 from bench.seed import SeedCrossEncoder
 from bench.workloads import Workload, build_workloads
+from sagemaker_reranker.deploy.examples.speech import SPEECH
 
 ROOT = Path(__file__).resolve().parent
-SPEECH = ROOT / "data" / "state_of_the_union.txt"
 MODELS = ("minilm", "bge-base-random")
 MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
 SEED_MAX_LENGTH = 512
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.offline import build_offline_model
+    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,9 +12,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-SEED_QUERY = "What is the plan for the economy?"
+from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
+
 MIXED_QUERIES = (
-    SEED_QUERY,
+    EXAMPLE_QUERY,
     "How will the government lower the cost of prescription drugs?",
     "What did the president say about Ukraine and Russia?",
     "Which investments in infrastructure were announced?",
@@ -31,14 +32,6 @@ class Workload:
     name: str
     description: str
     pairs: list[tuple[str, str]]
-
-
-def split_speech(path: Path) -> list[str]:
-    """The notebook's chunks: RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=100)."""
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    splitter = RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=100)
-    return splitter.split_text(path.read_text(encoding="utf-8"))
 
 
 def top_chunks(query: str, chunks: list[str], k: int) -> list[str]:
@@ -73,12 +66,14 @@ def mixed_pairs(chunks: list[str], count: int, seed: int = 0) -> list[tuple[str,
 
 def build_workloads(speech: Path, mixed_count: int) -> list[Workload]:
     """Workloads (a)-(d) over ``speech``; (c) has ``mixed_count`` pairs."""
-    chunks = split_speech(speech)
-    top = top_chunks(SEED_QUERY, chunks, TOP_K)
+    chunks = speech_chunks(speech)
+    top = top_chunks(EXAMPLE_QUERY, chunks, TOP_K)
     mixed = mixed_pairs(chunks, mixed_count)
     return [
-        Workload("a", f"seed query x its top-{TOP_K} chunks", [(SEED_QUERY, c) for c in top]),
-        Workload("b", f"seed query x all {len(chunks)} chunks", [(SEED_QUERY, c) for c in chunks]),
+        Workload("a", f"seed query x its top-{TOP_K} chunks", [(EXAMPLE_QUERY, c) for c in top]),
+        Workload(
+            "b", f"seed query x all {len(chunks)} chunks", [(EXAMPLE_QUERY, c) for c in chunks]
+        ),
         Workload("c", f"mixed, {mixed_count} pairs (30% short, 15% >512 tokens)", mixed),
-        Workload("d", "single pair", [(SEED_QUERY, top[0])]),
+        Workload("d", "single pair", [(EXAMPLE_QUERY, top[0])]),
     ]

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy.archive import package
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
-from sagemaker_reranker.deploy.offline import build_offline_model
+from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.packaging.archive import package
 
 # No test may reach the hub or real AWS.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The model-server tier's virtualenv lives in the checkout and installs through its pins.
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RERANKER_MMS_VENV", str(REPO / ".venv-mms"))
+os.environ.setdefault("PIP_CONSTRAINT", str(REPO / "constraints.txt"))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +61,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     is reported here and again, as a failure, by the tests that need it."""
     if not any("mms" in item.nodeid for item in session.items):
         return
-    from sagemaker_reranker.deploy import mms, mms_venv
+    from sagemaker_reranker.deploy.local.mms import backend as mms
+    from sagemaker_reranker.deploy.local.mms import venv as mms_venv
 
     if mms.unavailable_reason() is not None:
         return

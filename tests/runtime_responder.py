@@ -24,7 +24,7 @@ from botocore.config import Config
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.client.cross_encoder import runtime_config
-from sagemaker_reranker.deploy.local_server import port_open
+from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.inference import inference
 
 MODEL_ERROR_TYPE = "ModelError:http://internal.amazon.com/coral/com.amazonaws.sagemaker/"

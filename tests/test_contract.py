@@ -21,7 +21,8 @@ from tiers import (  # noqa: F401 - the *_fixture names register fixtures
     tier_fixture,
 )
 
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.inference import inference
 
 QUERY = "what is the plan for the economy?"

@@ -20,12 +20,12 @@ from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 from moto_shims import backend, fail_next_update, patch_moto, set_endpoint_status, update_calls
 
-from sagemaker_reranker.deploy import aws as aws_module
-from sagemaker_reranker.deploy import endpoint_commands
-from sagemaker_reranker.deploy.archive import file_sha256, package
-from sagemaker_reranker.deploy.artifacts import image_uri
+from sagemaker_reranker.deploy.aws import session as aws_module
+from sagemaker_reranker.deploy.aws.artifacts import image_uri
+from sagemaker_reranker.deploy.aws.iam import policies, wildcard_grants
+from sagemaker_reranker.deploy.cli import endpoint as endpoint_commands
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.iam_policy import policies, wildcard_grants
+from sagemaker_reranker.deploy.packaging.archive import file_sha256, package
 
 SECRET = "FAKE/Secret+Key-must-never-be-printed-9f31"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

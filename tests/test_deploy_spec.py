@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from sagemaker_reranker.deploy.artifacts import ModelData
-from sagemaker_reranker.deploy.aws import DeployError, StatusLine
-from sagemaker_reranker.deploy.spec import (
+from sagemaker_reranker.deploy.aws.artifacts import ModelData
+from sagemaker_reranker.deploy.aws.session import DeployError
+from sagemaker_reranker.deploy.aws.spec import (
     DeployOptions,
     build_spec,
     check_options,
@@ -17,6 +17,7 @@ from sagemaker_reranker.deploy.spec import (
     instance_vcpus,
     tag_value,
 )
+from sagemaker_reranker.deploy.cli.report import StatusLine
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 

@@ -17,7 +17,7 @@ from sagemaker_reranker.client import (
     SagemakerEndpointCrossEncoder,
     TEIHandler,
 )
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow

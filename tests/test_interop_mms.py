@@ -20,9 +20,10 @@ from sagemaker_reranker.client import (
     RerankerEndpointError,
     SagemakerEndpointCrossEncoder,
 )
-from sagemaker_reranker.deploy import mms
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
-from sagemaker_reranker.deploy.local_server import FrontConfig, LocalServer
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.mms import backend as mms
+from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.local.server import FrontConfig, LocalServer
 from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]

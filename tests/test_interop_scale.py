@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
-from sagemaker_reranker.deploy.demo import SEED_QUERY, split_speech
+from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
 from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,19 @@ OPERATION = "sagemaker-runtime.InvokeEndpoint"
 
 @pytest.fixture(scope="module")
 def chunks() -> list[str]:
-    return [chunk.page_content for chunk in split_speech()]
+    return speech_chunks()
 
 
 @pytest.fixture(scope="module")
 def pairs(chunks) -> list[tuple[str, str]]:
     """10,000 distinct chunk-sized documents (the speech's chunks, numbered)."""
-    return [(SEED_QUERY, f"{i}: {chunks[i % len(chunks)]}") for i in range(COUNT)]
+    return [(EXAMPLE_QUERY, f"{i}: {chunks[i % len(chunks)]}") for i in range(COUNT)]
 
 
 @pytest.fixture(scope="module")
 def short_pairs(chunks) -> list[tuple[str, str]]:
     """10,000 distinct short documents: the model's cost here is tokens, not requests."""
-    return [(SEED_QUERY, f"{i}: {chunks[i % len(chunks)][:60]}") for i in range(COUNT)]
+    return [(EXAMPLE_QUERY, f"{i}: {chunks[i % len(chunks)][:60]}") for i in range(COUNT)]
 
 
 class WireMeter:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy.archive import PackageError
-from sagemaker_reranker.deploy.local_endpoint import (
+from sagemaker_reranker.deploy.local.endpoint import (
     LocalEndpoint,
     LocalEndpointError,
     prepare_model_dir,
 )
-from sagemaker_reranker.deploy.local_server import bind_warning, parse_env
+from sagemaker_reranker.deploy.local.net import bind_warning
+from sagemaker_reranker.deploy.packaging.archive import PackageError
+from sagemaker_reranker.deploy.settings import parse_env
 
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sagemaker_reranker.deploy.local_endpoint import free_port, port_open
+from sagemaker_reranker.deploy.local.net import free_port, port_open
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -19,7 +19,8 @@ from tiers import (  # noqa: F401 - the *_fixture names register fixtures
     endpoint_pool_fixture,
 )
 
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
 
 LONG_PAIR = ["plan " * 8, "the economy " * 235]  # ~480 tokens with the tiny vocabulary
 
@@ -105,7 +106,7 @@ def test_access_log_has_no_document_text_or_credentials(endpoint_pool) -> None:
 
 PARENT = """
 import sys, time
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 endpoint = LocalEndpoint(model_data=sys.argv[1])
 endpoint.start()
 print(endpoint.port, endpoint.log_path.parent, flush=True)

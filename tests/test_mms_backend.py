@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy import mms, mms_venv
-from sagemaker_reranker.deploy.archive import extract_archive
-from sagemaker_reranker.deploy.local_server import port_open
+from sagemaker_reranker.deploy.local.mms import backend as mms
+from sagemaker_reranker.deploy.local.mms import venv as mms_venv
+from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.packaging.archive import extract_archive
 from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sagemaker_reranker.deploy.archive import (
+from sagemaker_reranker.deploy.cli import main
+from sagemaker_reranker.deploy.packaging.archive import (
     MANIFEST,
     PackageError,
     extract_archive,
@@ -20,7 +21,6 @@ from sagemaker_reranker.deploy.archive import (
     package,
     read_manifest,
 )
-from sagemaker_reranker.deploy.cli import main
 
 
 def run_cli(*args: str):

@@ -18,14 +18,11 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
-from sagemaker_reranker.deploy import demo
-from sagemaker_reranker.deploy.demo import (
-    SEED_QUERY,
-    build_retriever,
-    minilm_embeddings,
-    split_speech,
-)
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.deploy.examples import demo
+from sagemaker_reranker.deploy.examples.demo import build_retriever, minilm_embeddings
+from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, split_speech
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
@@ -41,10 +38,10 @@ def retriever():
 @pytest.fixture(scope="module")
 def expected(retriever, tiny_model_dir: Path) -> list[tuple[str, float]]:
     """The 20 retrieved chunks ranked in-process by the handler: (text, score), best first."""
-    chunks = [document.page_content for document in retriever.invoke(SEED_QUERY)]
+    chunks = [document.page_content for document in retriever.invoke(EXAMPLE_QUERY)]
     assert len(chunks) == 20
     reranker = inference.model_fn(str(tiny_model_dir))
-    body = json.dumps({"pairs": [[SEED_QUERY, chunk] for chunk in chunks]})
+    body = json.dumps({"pairs": [[EXAMPLE_QUERY, chunk] for chunk in chunks]})
     result = inference.transform_fn(reranker, body, "application/json", "application/json")
     scores = json.loads(result[0] if isinstance(result, tuple) else result)["scores"]
     order = sorted(range(len(chunks)), key=lambda index: -scores[index])
@@ -62,10 +59,10 @@ def test_seed_flow_with_cross_encoder_reranker(endpoint, retriever, expected):
     compression = ContextualCompressionRetriever(
         base_compressor=compressor, base_retriever=retriever
     )
-    documents = compression.invoke(SEED_QUERY)
+    documents = compression.invoke(EXAMPLE_QUERY)
     assert [document.page_content for document in documents] == [t for t, _ in expected[:3]]
     # The ranking is not the retriever's own order: the reranker decided it.
-    retrieved = [document.page_content for document in retriever.invoke(SEED_QUERY)]
+    retrieved = [document.page_content for document in retriever.invoke(EXAMPLE_QUERY)]
     assert [t for t, _ in expected] != retrieved
 
 
@@ -74,16 +71,16 @@ def test_seed_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever, e
         base_compressor=SagemakerRerank(model=cross_encoder(endpoint), top_n=3),
         base_retriever=retriever,
     )
-    documents = compression.invoke(SEED_QUERY)
+    documents = compression.invoke(EXAMPLE_QUERY)
     ranked = [(d.page_content, d.metadata["relevance_score"]) for d in documents]
     assert ranked == expected[:3]
     assert all(
         document.metadata["source"].endswith("state_of_the_union.txt") for document in documents
     )
-    asynchronous = asyncio.run(compression.ainvoke(SEED_QUERY))
+    asynchronous = asyncio.run(compression.ainvoke(EXAMPLE_QUERY))
     assert [(d.page_content, d.metadata["relevance_score"]) for d in asynchronous] == ranked
     # The retriever's documents are copied, not modified.
-    assert all("relevance_score" not in d.metadata for d in retriever.invoke(SEED_QUERY))
+    assert all("relevance_score" not in d.metadata for d in retriever.invoke(EXAMPLE_QUERY))
 
 
 def test_demo_offline_falls_back_labelled_and_stops_its_server(capsys, monkeypatch):

@@ -28,7 +28,8 @@ import pytest
 from botocore.exceptions import ClientError
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, port_open
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.inference import inference
 
 JSON = "application/json"
@@ -49,7 +50,7 @@ def expected_status(kind: str, status: int, origin: str = "handler") -> int:
 
 def mms_skip_reason() -> str | None:
     """Why the mms tier cannot run here (None when it can): only a missing Java skips it."""
-    from sagemaker_reranker.deploy.mms import unavailable_reason
+    from sagemaker_reranker.deploy.local.mms.backend import unavailable_reason
 
     return unavailable_reason()
 
@@ -109,7 +110,7 @@ class DirectTier(Tier):
     http = False
 
     def __init__(self, model_dir: Path) -> None:
-        from sagemaker_reranker.deploy.local_server import HandlerContext
+        from sagemaker_reranker.deploy.local.inprocess import HandlerContext
 
         self.model = inference.model_fn(str(model_dir))
         self.context = HandlerContext(str(model_dir))
@@ -272,7 +273,7 @@ def skip_unless_kind_available(kind: str) -> None:
             print(f"\nSKIP mms tier: {reason}")
             pytest.skip(reason)
         # Build the tier's virtualenv once, here, not inside an endpoint's start-up timeout.
-        from sagemaker_reranker.deploy.mms_venv import ensure_venv
+        from sagemaker_reranker.deploy.local.mms.venv import ensure_venv
 
         ensure_venv()
 

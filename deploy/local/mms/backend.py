@@ -17,7 +17,8 @@ One class differs from the image: MMS's decoder of worker responses, which crash
 worker on a response split across socket reads (see ``mms_decoder/``); the tier's build
 compiles a fixed one that MMS loads first.
 
-``python -m sagemaker_reranker.deploy.mms build-venv`` builds the virtualenv ahead of time.
+``python -m sagemaker_reranker.deploy.local.mms.backend build-venv`` builds the virtualenv
+ahead of time.
 """
 
 from __future__ import annotations
@@ -37,20 +38,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local_server import (
-    CUSTOM_ATTRIBUTES,
-    JSON,
+from sagemaker_reranker.deploy.local.backend import (
     BackendResponse,
     InvocationTimeout,
     container_headers,
-    port_open,
 )
-from sagemaker_reranker.deploy.mms_venv import (
+from sagemaker_reranker.deploy.local.mms.venv import (
     DECODER_DIR,
     MmsVenvError,
     default_venv_dir,
     ensure_venv,
 )
+from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger(__name__)
 
@@ -467,9 +467,11 @@ def _positive_int(env: dict[str, str], name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``build-venv``: build (or confirm) the tier's virtualenv and print its path."""
-    parser = argparse.ArgumentParser(prog="python -m sagemaker_reranker.deploy.mms")
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_reranker.deploy.local.mms.backend")
     parser.add_argument("command", choices=["build-venv"])
-    parser.add_argument("--venv", type=Path, help="where (default: .venv-mms in the repo)")
+    parser.add_argument(
+        "--venv", type=Path, help="where (default: $RERANKER_MMS_VENV, else the user cache)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()

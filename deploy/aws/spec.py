@@ -13,18 +13,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagemaker_reranker.deploy.artifacts import ModelData
-from sagemaker_reranker.deploy.aws import DeployError
+from sagemaker_reranker.deploy.aws.artifacts import ModelData
+from sagemaker_reranker.deploy.aws.session import DeployError
+from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION, VARIANT
+from sagemaker_reranker.deploy.settings import parse_env, parse_key_values
 
 TAG_PREFIX = "sagemaker-reranker:"
 ENDPOINT_TAG = TAG_PREFIX + "endpoint"
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 INSTANCE_RE = re.compile(r"^ml\.([a-z]+)(\d+[a-z]*)\.(\d*x?large|medium|small|\d+xlarge)$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAG_VALUE_BAD = re.compile(r"[^\w\s.:/=+\-@]")
 DIGEST_LENGTH = 10
-VARIANT = "AllTraffic"
 DEFAULT_INSTANCE = "ml.g5.xlarge"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_REQUEST_BYTES = 4_000_000
@@ -65,16 +65,6 @@ def cpu_env(vcpus: int) -> dict[str, str]:
     }
 
 
-def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise DeployError(f"{what} {value!r} is not KEY=VALUE")
-        pairs[key] = val
-    return pairs
-
-
 def tag_value(value: str | None) -> str:
     """Tag values allow letters, digits, spaces and ``_.:/=+-@`` up to 256 characters."""
     return TAG_VALUE_BAD.sub("_", value or "none")[:256]
@@ -96,8 +86,8 @@ class DeployOptions:
     instance_type: str | None = None
     instance_count: int = 1
     image_uri: str | None = None
-    transformers_version: str = "4.51.3"
-    pytorch_version: str = "2.6.0"
+    transformers_version: str = TRANSFORMERS_VERSION
+    pytorch_version: str = PYTORCH_VERSION
     serverless_memory: int | None = None
     serverless_concurrency: int | None = None
     env: tuple[str, ...] = ()
@@ -236,11 +226,10 @@ def _base_env(options: DeployOptions, model_data: ModelData, kind: str) -> dict[
 
 def user_env(options: DeployOptions) -> dict[str, str]:
     """``--env K=V`` pairs, which override the defaults above."""
-    env = parse_pairs(options.env, "--env")
-    for key in env:
-        if not ENV_KEY_RE.match(key):
-            raise DeployError(f"--env {key!r} is not a valid environment variable name")
-    return env
+    try:
+        return parse_env(options.env)
+    except ValueError as error:
+        raise DeployError(str(error)) from None
 
 
 def _check_serverless(options: DeployOptions, notices: list[str]) -> dict[str, int]:
@@ -304,7 +293,7 @@ def check_options(options: DeployOptions, role: str) -> Placement:
         raise DeployError("--instance-count must be at least 1")
     if bool(options.vpc_subnets) != bool(options.security_groups):
         raise DeployError("--vpc-subnets and --security-groups go together: pass both")
-    parse_pairs(options.tags, "--tag")
+    _tags(options)
     user_env(options)
     notices: list[str] = []
     serverless = _check_serverless(options, notices) if options.serverless else None
@@ -341,6 +330,13 @@ def build_spec(
         vpc=vpc,
         kms_key=options.kms_key,
         isolation=_isolation(options, model_data, notices),
-        user_tags=parse_pairs(options.tags, "--tag"),
+        user_tags=_tags(options),
         notices=notices,
     )
+
+
+def _tags(options: DeployOptions) -> dict[str, str]:
+    try:
+        return parse_key_values(options.tags, "--tag")
+    except ValueError as error:
+        raise DeployError(str(error)) from None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -46,6 +46,31 @@ class DeployError(Exception):
     """A control-plane problem the user can act on, reported in one line."""
 
 
+class Reporter:
+    """How the control plane tells a person what it does; this base class stays silent.
+
+    The command line passes one that writes to the terminal (``cli/report.py``); a program
+    using the control plane as a library gets quiet calls unless it passes its own.
+    """
+
+    def note(self, message: str) -> None:
+        """A notice worth a line of its own (progress, a decision taken)."""
+
+    def planned(self, call: PlannedCall) -> None:
+        """A mutating call that ``--dry-run`` skipped."""
+
+    def status(self, label: str, status: str, elapsed: float) -> None:
+        """The state of a resource being waited for, polled again."""
+
+    def status_done(self) -> None:
+        """The wait is over."""
+
+    @contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
+        """A transfer of ``total`` bytes; yields the callback that advances it."""
+        yield lambda done: None
+
+
 @dataclass
 class PlannedCall:
     """A mutating call that ``--dry-run`` printed instead of sending."""
@@ -62,11 +87,6 @@ class PlannedCall:
         return f"{self.service}.{self.operation} {params}"
 
 
-def note(message: str) -> None:
-    """Progress and notices go to stderr so stdout stays parseable (``--json``)."""
-    print(message, file=sys.stderr, flush=True)
-
-
 @dataclass
 class Aws:
     """A boto3 session for one command, with the dry-run switch and the calls it skipped."""
@@ -75,7 +95,7 @@ class Aws:
     profile: str | None = None
     dry_run: bool = False
     planned: list[PlannedCall] = field(default_factory=list)
-    echo: Callable[[str], None] = print
+    reporter: Reporter = field(default_factory=lambda: Reporter())
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -118,7 +138,7 @@ class Aws:
             shown = {key: value for key, value in params.items() if not callable(value)}
             call = PlannedCall(service, operation, shown)
             self.planned.append(call)
-            self.echo(f"[dry-run] would call {call.describe()}")
+            self.reporter.planned(call)
             return None
         return getattr(self.client(service), operation)(**params)
 
@@ -147,50 +167,25 @@ def error_line(error: ClientError) -> str:
     return f"{detail.get('Code', 'Error')}: {detail.get('Message', str(error))}"
 
 
-class StatusLine:
-    """A live ``name: status (elapsed)`` line: redrawn on a terminal, else one line per change."""
-
-    def __init__(self, label: str, stream: Any = None) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.last = ""
-        self.last_status = ""
-
-    def show(self, status: str, elapsed: float) -> None:
-        line = f"{self.label}: {status} ({elapsed:.0f}s)"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(len(self.last)))
-        elif status != self.last_status:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.last, self.last_status = line, status
-
-    def close(self) -> None:
-        if self.tty and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def wait_until_settled(
     describe: Callable[[], dict[str, Any]],
     status_key: str,
     label: str,
     timeout: float,
     resume_hint: str,
+    reporter: Reporter,
 ) -> dict[str, Any]:
     """Poll ``describe`` until its status leaves the pending states; return the last answer.
 
     A timeout leaves the resource as it is: re-running the same command resumes the wait.
     """
-    line = StatusLine(label)
     start = time.monotonic()
     try:
         while True:
             answer = describe()
             status = str(answer.get(status_key, "?"))
             elapsed = time.monotonic() - start
-            line.show(status, elapsed)
+            reporter.status(label, status, elapsed)
             if status not in PENDING:
                 return answer
             if elapsed >= timeout:
@@ -200,4 +195,4 @@ def wait_until_settled(
                 )
             time.sleep(POLL_SECONDS)
     finally:
-        line.close()
+        reporter.status_done()

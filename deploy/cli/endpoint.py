@@ -8,16 +8,13 @@ from typing import Any
 
 import click
 
-from sagemaker_reranker.deploy import endpoints
-from sagemaker_reranker.deploy.artifacts import (
-    DEFAULT_PYTORCH,
-    DEFAULT_TRANSFORMERS,
+from sagemaker_reranker.deploy.aws import endpoints
+from sagemaker_reranker.deploy.aws.artifacts import (
     image_uri,
     resolve_model_data,
 )
-from sagemaker_reranker.deploy.aws import Aws, DeployError, note
-from sagemaker_reranker.deploy.aws_options import Result, aws_command
-from sagemaker_reranker.deploy.spec import (
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError
+from sagemaker_reranker.deploy.aws.spec import (
     DEFAULT_INSTANCE,
     DeployOptions,
     DeploySpec,
@@ -25,6 +22,8 @@ from sagemaker_reranker.deploy.spec import (
     check_endpoint_name,
     check_options,
 )
+from sagemaker_reranker.deploy.cli.options import Result, aws_command
+from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
 DEFAULT_TIMEOUT = 3600
 
@@ -49,8 +48,8 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--instance-count", type=int, default=1, show_default=True),
         click.option("--image-uri", help="Container image; default: the Hugging Face PyTorch one."),
-        click.option("--transformers-version", default=DEFAULT_TRANSFORMERS, show_default=True),
-        click.option("--pytorch-version", default=DEFAULT_PYTORCH, show_default=True),
+        click.option("--transformers-version", default=TRANSFORMERS_VERSION, show_default=True),
+        click.option("--pytorch-version", default=PYTORCH_VERSION, show_default=True),
         click.option("--serverless-memory", type=int, help="Serverless: memory in MB (1024-6144)."),
         click.option("--serverless-concurrency", type=int, help="Serverless: max concurrency."),
         click.option("--env", multiple=True, help="Model env K=V (e.g. RERANKER_MAX_PAIRS=512)."),
@@ -94,7 +93,7 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     data = resolve_model_data(aws, model_data, bucket, options.kms_key)
     spec = build_spec(options, placement, data, image, role)
     for notice in spec.notices:
-        note(f"note: {notice}")
+        aws.reporter.note(f"note: {notice}")
     return spec
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sagemaker_reranker.deploy.aws import Aws, DeployError, error_line
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line
+from sagemaker_reranker.deploy.cli.report import TerminalReporter
 
 # A command returns what it did (for --json) and how to say it to a person.
 Result = tuple[Any, list[str]]
@@ -37,8 +38,8 @@ def aws_command(name: str) -> Callable[[Callable[..., Result]], click.Command]:
         def command(
             region: str | None, profile: str | None, dry_run: bool, as_json: bool, **params: Any
         ) -> None:
-            echo = (lambda line: None) if as_json else click.echo
-            aws = Aws(region_option=region, profile=profile, dry_run=dry_run, echo=echo)
+            reporter = TerminalReporter(quiet=as_json)
+            aws = Aws(region_option=region, profile=profile, dry_run=dry_run, reporter=reporter)
             try:
                 data, lines = function(aws, **params)
             except ClientError as error:

@@ -26,13 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from sagemaker_reranker.deploy.archive import copy_handler, extract_archive
-from sagemaker_reranker.deploy.local_server import (
-    INVOCATION_TIMEOUT,
-    MAX_BODY_BYTES,
-    SERVERS,
-    port_open,
-)
+from sagemaker_reranker.deploy.local.backend import SERVERS
+from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.packaging.archive import copy_handler, extract_archive
+from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 HANDLER = Path("code") / "inference.py"
 PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")
@@ -154,7 +151,7 @@ class LocalEndpoint:
         command = [
             sys.executable,
             "-m",
-            "sagemaker_reranker.deploy.local_server",
+            "sagemaker_reranker.deploy.local.server",
             "--model-dir",
             str(model),
             "--host",

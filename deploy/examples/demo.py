@@ -5,7 +5,7 @@ offline, the MiniLM-L6 encoder with an untrained head, clearly labelled as such)
 archive with local mode, indexes ``state_of_the_union.txt`` (500/100 chunks, MiniLM
 embeddings, FAISS, k=20), reranks the seed query through LangChain's
 ``ContextualCompressionRetriever`` and prints the top 3 with their scores and the time each
-stage took. Run ``python -m sagemaker_reranker.deploy.demo``.
+stage took. Run ``python -m sagemaker_reranker.deploy.examples.demo``.
 
 The building blocks (``split_speech``, ``minilm_embeddings``, ``build_retriever``) are what the
 seed-flow test uses too.
@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SEED_QUERY = "What is the plan for the economy?"
+from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, SPEECH, split_speech
+
 DEFAULT_MODEL = "BAAI/bge-reranker-base"
 OFFLINE_MODEL = "minilm"
-SPEECH = Path(__file__).resolve().parents[1] / "bench" / "data" / "state_of_the_union.txt"
-CHUNK_SIZE, CHUNK_OVERLAP, TOP_K, TOP_N = 500, 100, 20, 3
+TOP_K, TOP_N = 20, 3
 QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -45,19 +45,6 @@ def _quiet_deprecations() -> Iterator[None]:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*deprecated.*")
         yield
-
-
-def split_speech(path: Path = SPEECH) -> list:
-    """The seed's chunks: ``TextLoader`` + ``RecursiveCharacterTextSplitter(500, 100)``."""
-    with _quiet_deprecations():
-        from langchain_community.document_loaders import TextLoader
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; pass --text PATH to the speech")
-    documents = TextLoader(str(path), encoding="utf-8").load()
-    splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
-    return splitter.split_documents(documents)
 
 
 def minilm_embeddings():
@@ -85,8 +72,8 @@ def package_model(model: str, out_dir: Path) -> tuple[Path, str]:
 
     Returns the archive and a label for the output.
     """
-    from sagemaker_reranker.deploy.archive import PackageError, package
-    from sagemaker_reranker.deploy.offline import build_offline_model
+    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+    from sagemaker_reranker.deploy.packaging.archive import PackageError, package
 
     archive = out_dir / "model.tar.gz"
     try:
@@ -112,7 +99,7 @@ def run(model: str, text: Path) -> None:
     from langchain_classic.retrievers import ContextualCompressionRetriever
 
     from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
-    from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint
+    from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="reranker-demo-") as scratch:
@@ -138,9 +125,9 @@ def run(model: str, text: Path) -> None:
                 base_retriever=retriever,
             )
             started = time.perf_counter()
-            documents = compression.invoke(SEED_QUERY)
+            documents = compression.invoke(EXAMPLE_QUERY)
             timings["retrieve+rerank"] = time.perf_counter() - started
-    print(f"\nquery: {SEED_QUERY}\n")
+    print(f"\nquery: {EXAMPLE_QUERY}\n")
     for rank, document in enumerate(documents, 1):
         score = document.metadata["relevance_score"]
         print(f"Document {rank} (score {score:.4f}):")

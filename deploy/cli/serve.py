@@ -9,15 +9,12 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.archive import PackageError
-from sagemaker_reranker.deploy.local_endpoint import LocalEndpoint, LocalEndpointError
-from sagemaker_reranker.deploy.local_server import (
-    INVOCATION_TIMEOUT,
-    MAX_BODY_BYTES,
-    SERVERS,
-    bind_warning,
-    parse_env,
-)
+from sagemaker_reranker.deploy.local.backend import SERVERS
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
+from sagemaker_reranker.deploy.local.net import bind_warning
+from sagemaker_reranker.deploy.packaging.archive import PackageError
+from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
+from sagemaker_reranker.deploy.settings import parse_env
 
 EXAMPLE = '{"pairs": [["What is the plan for the economy?", "We will lower costs for families."]]}'
 

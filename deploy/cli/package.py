@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.archive import PackageError, package
+from sagemaker_reranker.deploy.packaging.archive import PackageError, package
 
 
 def human_size(size: int) -> str:

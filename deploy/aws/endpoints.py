@@ -7,10 +7,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.deploy import autoscaling
-from sagemaker_reranker.deploy.artifacts import upload
-from sagemaker_reranker.deploy.aws import Aws, DeployError, is_not_found, note, wait_until_settled
-from sagemaker_reranker.deploy.spec import DIGEST_LENGTH, ENDPOINT_TAG, VARIANT, DeploySpec
+from sagemaker_reranker.deploy.aws import autoscaling
+from sagemaker_reranker.deploy.aws.artifacts import upload
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, is_not_found, wait_until_settled
+from sagemaker_reranker.deploy.aws.spec import DIGEST_LENGTH, ENDPOINT_TAG, DeploySpec
+from sagemaker_reranker.deploy.platform import VARIANT
 
 NAME_KEYS = {
     "model": "ModelName",
@@ -45,6 +46,7 @@ def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[st
         f"endpoint {name}",
         timeout,
         f"re-run the same `{command}` command to keep waiting",
+        aws.reporter,
     )
 
 
@@ -72,7 +74,9 @@ def deploy(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
     if current and current["EndpointStatus"] == "InService":
         return {**result, "action": "unchanged", "status": "InService"}
     if current:
-        note(f"endpoint {spec.endpoint} is {current['EndpointStatus']}: resuming the wait")
+        aws.reporter.note(
+            f"endpoint {spec.endpoint} is {current['EndpointStatus']}: resuming the wait"
+        )
         action = "resumed"
     else:
         _create_model(aws, spec)
@@ -141,9 +145,13 @@ def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
     if status == "InService":
         scaling = _start_update(aws, spec, current, old_config)
     else:
-        note(f"endpoint {name} is {status} towards {spec.config_name}: resuming the wait")
+        aws.reporter.note(
+            f"endpoint {name} is {status} towards {spec.config_name}: resuming the wait"
+        )
     if aws.dry_run or not wait:
-        note("not waiting: re-run the same `update` command to wait and remove the old config")
+        aws.reporter.note(
+            "not waiting: re-run the same `update` command to wait and remove the old config"
+        )
         return {**result, "action": "updating", "status": "Updating", "previous": old_config}
     final = _wait_endpoint(aws, name, timeout, "update")
     if final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == spec.config_name:
@@ -165,7 +173,9 @@ def _start_update(
     count = None
     if scaling and _variant_type(aws, old_config) != spec.instance_type:
         # The service refuses an instance-type change while a scalable target is registered.
-        note("instance type changes: deregistering autoscaling until the update is done")
+        aws.reporter.note(
+            "instance type changes: deregistering autoscaling until the update is done"
+        )
         count = _desired_count(current)
         autoscaling.remove(aws, scaling)
         removed = scaling

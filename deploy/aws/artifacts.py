@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import click
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.deploy.archive import Manifest, file_sha256, read_manifest
-from sagemaker_reranker.deploy.aws import Aws, DeployError, note
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError
+from sagemaker_reranker.deploy.packaging.archive import Manifest, file_sha256, read_manifest
+from sagemaker_reranker.deploy.platform import PY_VERSION
 
 KEY_PREFIX = "sagemaker-reranker"
-DEFAULT_TRANSFORMERS = "4.51.3"
-DEFAULT_PYTORCH = "2.6.0"
-DEFAULT_PY = "py312"
 # Serverless endpoints run on CPU; the image lookup needs an instance type to pick CPU.
 SERVERLESS_IMAGE_INSTANCE = "ml.m5.xlarge"
 
@@ -78,7 +74,7 @@ def ensure_bucket(aws: Aws, bucket: str, create: bool) -> bool:
     if aws.region != "us-east-1":
         params["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     if not aws.dry_run:
-        note(f"creating bucket {bucket}")
+        aws.reporter.note(f"creating bucket {bucket}")
     aws.write("s3", "create_bucket", **params)
     return False
 
@@ -90,7 +86,7 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
             "s3", "upload_file", Filename=str(archive), Bucket=bucket, Key=key, ExtraArgs=extra
         )
         return
-    with click.progressbar(length=size, label=f"uploading {archive.name}", file=sys.stderr) as bar:
+    with aws.reporter.progress(size, f"uploading {archive.name}") as advance:
         try:
             aws.write(
                 "s3",
@@ -99,7 +95,7 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
                 Bucket=bucket,
                 Key=key,
                 ExtraArgs=extra,
-                Callback=bar.update,
+                Callback=advance,
             )
         except S3UploadFailedError as error:
             # s3transfer wraps the service's error (e.g. AccessDenied) in its own message.
@@ -135,7 +131,7 @@ def upload(aws: Aws, data: ModelData) -> None:
     bucket, key = parse_s3_uri(data.uri)
     existed = ensure_bucket(aws, bucket, create=data.own_bucket)
     if existed and aws.find("s3", "head_object", Bucket=bucket, Key=key):
-        note(f"{data.uri} already uploaded (same sha256): skipping the upload")
+        aws.reporter.note(f"{data.uri} already uploaded (same sha256): skipping the upload")
         return
     metadata = {"sha256": data.sha256 or ""}
     if data.manifest:
@@ -189,7 +185,7 @@ def image_uri(region: str, transformers: str, pytorch: str, instance_type: str |
             region=region,
             version=transformers,
             base_framework_version=f"pytorch{pytorch}",
-            py_version=DEFAULT_PY,
+            py_version=PY_VERSION,
             image_scope="inference",
             instance_type=instance_type or SERVERLESS_IMAGE_INSTANCE,
         )

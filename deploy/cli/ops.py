@@ -9,16 +9,12 @@ from typing import Any
 
 import click
 
-from sagemaker_reranker.deploy import autoscaling
-from sagemaker_reranker.deploy.artifacts import parse_s3_uri
-from sagemaker_reranker.deploy.aws import Aws, DeployError, PlannedCall, wait_until_settled
-from sagemaker_reranker.deploy.aws_options import Result, aws_command
-from sagemaker_reranker.deploy.spec import (
-    DEFAULT_INSTANCE,
-    VARIANT,
-    check_endpoint_name,
-    instance_kind,
-)
+from sagemaker_reranker.deploy.aws import autoscaling
+from sagemaker_reranker.deploy.aws.artifacts import parse_s3_uri
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, PlannedCall, wait_until_settled
+from sagemaker_reranker.deploy.aws.spec import DEFAULT_INSTANCE, check_endpoint_name, instance_kind
+from sagemaker_reranker.deploy.cli.options import Result, aws_command
+from sagemaker_reranker.deploy.platform import VARIANT
 
 PREVIEW_CHARS = 80
 
@@ -90,7 +86,7 @@ def invoke_command(
             "sagemaker-runtime", "invoke_endpoint", {"EndpointName": name, "pairs": len(documents)}
         )
         aws.planned.append(call)
-        aws.echo(f"[dry-run] would call {call.describe()}")
+        aws.reporter.planned(call)
         return [], []
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
 
@@ -268,6 +264,7 @@ def batch_command(
         f"transform job {job}",
         timeout,
         f"follow it with: aws sagemaker describe-transform-job --transform-job-name {job}",
+        aws.reporter,
     )
     status = final["TransformJobStatus"]
     if status != "Completed":

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import click
 
-from sagemaker_reranker.deploy.endpoint_commands import (
+from sagemaker_reranker.deploy.cli.endpoint import (
     delete_command,
     deploy_command,
     list_command,
     status_command,
     update_command,
 )
-from sagemaker_reranker.deploy.iam_policy import iam_policy_command
-from sagemaker_reranker.deploy.ops_commands import autoscale_command, batch_command, invoke_command
-from sagemaker_reranker.deploy.package_command import package_command
-from sagemaker_reranker.deploy.serve_command import serve_command
+from sagemaker_reranker.deploy.cli.iam import iam_policy_command
+from sagemaker_reranker.deploy.cli.ops import autoscale_command, batch_command, invoke_command
+from sagemaker_reranker.deploy.cli.package import package_command
+from sagemaker_reranker.deploy.cli.serve import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

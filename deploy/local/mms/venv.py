@@ -3,12 +3,13 @@
 The container serves ``code/inference.py`` with multi-model-server and the Hugging Face
 serving toolkit on transformers 4.x; this repository's main environment has transformers 5,
 which the toolkit cannot import (``transformers.file_utils.is_tf_available`` is gone). So the
-tier gets a separate virtualenv, ``.venv-mms/`` at the repository root, built on demand and
-reused while its spec (the lists below, ``constraints.txt`` and the Python version) is
-unchanged: a stamp file inside holds the spec's hash.
+tier gets a separate virtualenv (``$RERANKER_MMS_VENV``, else in the user's cache folder),
+built on demand and reused while its spec (the lists below, the constraints file and the
+Python version) is unchanged: a stamp file inside holds the spec's hash.
 
-Every install goes through the repository's ``constraints.txt`` (torch==2.13.0, the CPU
-wheel; a looser spec pulls a 5.5 GB CUDA build).
+pip's own ``PIP_CONSTRAINT`` names the constraints file every install goes through; this
+repository's Makefile and tests point it at ``constraints.txt`` (torch==2.13.0, the CPU wheel;
+a looser spec pulls a 5.5 GB CUDA build).
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ import sys
 import time
 from pathlib import Path
 
+from sagemaker_reranker.deploy.platform import TRANSFORMERS_VERSION
+
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = REPO_ROOT / "constraints.txt"
 VENV_ENV = "RERANKER_MMS_VENV"  # overrides the default location
 STAMP = "reranker-spec.sha256"
-# As in the AWS Hugging Face PyTorch inference image: transformers 4.51.3 (its default),
-# multi-model-server 1.1.11, sagemaker-inference 1.10.1. torch comes from constraints.txt.
+# As in the AWS Hugging Face PyTorch inference image deploy uses: its transformers version,
+# multi-model-server 1.1.11, sagemaker-inference 1.10.1. torch comes from the constraints.
 REQUIREMENTS = (
     "torch",
-    "transformers==4.51.3",
+    f"transformers=={TRANSFORMERS_VERSION}",
     "multi-model-server==1.1.11",
     "sagemaker-inference==1.10.1",
     # What the serving toolkit imports at run time, since it is installed without its deps.
@@ -43,7 +44,7 @@ REQUIREMENTS = (
     "Pillow",
     "retrying",
 )
-DECODER_SOURCE = Path(__file__).resolve().parent / "mms_decoder" / "ModelResponseDecoder.java"
+DECODER_SOURCE = Path(__file__).resolve().parent / "ModelResponseDecoder.java"
 # Inside the virtualenv; MmsBackend puts it first on MMS's classpath.
 DECODER_DIR = "mms-decoder-fix"
 # Its declared deps pull librosa, pyctcdecode (numpy<2), numba and scikit-learn (+300 MB)
@@ -56,23 +57,33 @@ class MmsVenvError(RuntimeError):
 
 
 def default_venv_dir() -> Path:
-    """``$RERANKER_MMS_VENV``, else ``.venv-mms`` at the repository root."""
+    """``$RERANKER_MMS_VENV``, else ``sagemaker-reranker/venv-mms`` in the user's cache."""
     override = os.environ.get(VENV_ENV)
-    return Path(override) if override else REPO_ROOT / ".venv-mms"
+    if override:
+        return Path(override)
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "sagemaker-reranker" / "venv-mms"
+
+
+def constraints_file() -> Path | None:
+    """pip's ``PIP_CONSTRAINT`` file, if one is set (a clear error if it does not exist)."""
+    named = os.environ.get("PIP_CONSTRAINT")
+    if not named:
+        return None
+    path = Path(named)
+    if not path.is_file():
+        raise MmsVenvError(f"PIP_CONSTRAINT names {path}, which is not a file")
+    return path
 
 
 def spec_hash() -> str:
     """Hash of everything that decides the virtualenv's contents."""
-    if not CONSTRAINTS.is_file():
-        raise MmsVenvError(
-            f"{CONSTRAINTS} not found: build the model-server tier from a checkout of the "
-            "repository (its constraints file pins the CPU build of torch)"
-        )
+    constraints = constraints_file()
     spec = {
         "python": list(sys.version_info[:2]),
         "requirements": REQUIREMENTS,
         "no_deps": NO_DEPS,
-        "constraints": CONSTRAINTS.read_text(encoding="utf-8"),
+        "constraints": constraints.read_text(encoding="utf-8") if constraints else "",
         "decoder": DECODER_SOURCE.read_text(encoding="utf-8"),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
@@ -116,7 +127,8 @@ def _build(venv: Path) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(venv)])
     pip = [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run([*pip, "-c", str(CONSTRAINTS), *REQUIREMENTS])
+    constraints = constraints_file()
+    _run([*pip, *(["-c", str(constraints)] if constraints else []), *REQUIREMENTS])
     _run([*pip, "--no-deps", *NO_DEPS])
     _check_torch(venv)
     _compile_decoder(venv)

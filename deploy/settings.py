@@ -1,0 +1,30 @@
+"""``KEY=VALUE`` settings from the command line (``--env``, ``--tag``), parsed one way."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings into a dict (the value may be empty or hold ``=``)."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not KEY=VALUE (expected NAME=VALUE)")
+        pairs[key] = value
+    return pairs
+
+
+def parse_env(items: Iterable[str], what: str = "--env") -> dict[str, str]:
+    """Environment settings: ``NAME=VALUE`` with ``NAME`` a valid variable name."""
+    env = parse_key_values(items, what)
+    for key in env:
+        if not ENV_NAME.match(key):
+            raise ValueError(
+                f"{what} {key!r} is not a valid environment variable name (expected NAME=VALUE)"
+            )
+    return env
