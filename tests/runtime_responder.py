@@ -25,9 +25,8 @@ from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.client.cross_encoder import runtime_config
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.local.runtime_errors import model_error
 from sagemaker_reranker.inference import inference
-
-MODEL_ERROR_TYPE = "ModelError:http://internal.amazon.com/coral/com.amazonaws.sagemaker/"
 
 
 @dataclass(frozen=True)
@@ -171,21 +170,11 @@ class RuntimeResponder:
                 return 400, json.dumps(wrapped, indent=2).encode()
             return error.status_code, error.message.encode()
 
-    def _model_error(self, original_status: int, original_message: str):
+    @staticmethod
+    def _model_error(original_status: int, original_message: str):
         kind = "client" if original_status < 500 else "server"
-        message = (
-            f"Received {kind} error ({original_status}) from primary with message "
-            f'"{original_message}". See https://example.invalid/logs for more information.'
-        )
-        body = {
-            "ErrorCode": "CLIENT_ERROR_FROM_MODEL",
-            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/x",
-            "Message": message,
-            "OriginalMessage": original_message,
-            "OriginalStatusCode": original_status,
-        }
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": MODEL_ERROR_TYPE}
-        return 424, {**headers, **_request_id()}, json.dumps(body).encode()
+        reply = model_error("x", original_status, original_message, _request_id(), kind)
+        return reply.status, {"Content-Type": reply.content_type, **reply.headers}, reply.body
 
     def _fault(self, fault: Fault):
         if fault.code == "ModelError":

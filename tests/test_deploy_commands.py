@@ -25,7 +25,8 @@ from sagemaker_reranker.deploy.aws.artifacts import image_uri
 from sagemaker_reranker.deploy.aws.iam import policies, wildcard_grants
 from sagemaker_reranker.deploy.cli import endpoint as endpoint_commands
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.packaging.archive import file_sha256, package
+from sagemaker_reranker.deploy.packaging.build import package
+from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 
 SECRET = "FAKE/Secret+Key-must-never-be-printed-9f31"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

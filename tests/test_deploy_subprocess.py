@@ -21,7 +21,8 @@ from moto.server import ThreadedMotoServer
 from moto_shims import patch_moto
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
-from sagemaker_reranker.deploy.packaging.archive import extract_archive, file_sha256
+from sagemaker_reranker.deploy.packaging.extract import extract_archive
+from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 from sagemaker_reranker.inference.inference import model_fn
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 import torch
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
-from sagemaker_reranker.deploy.packaging.archive import extract_archive
+from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.inference import inference
 
 QUERY = "what is the plan for the economy"

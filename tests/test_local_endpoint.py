@@ -15,7 +15,7 @@ from sagemaker_reranker.deploy.local.endpoint import (
     prepare_model_dir,
 )
 from sagemaker_reranker.deploy.local.net import bind_warning
-from sagemaker_reranker.deploy.packaging.archive import PackageError
+from sagemaker_reranker.deploy.packaging.manifest import PackageError
 from sagemaker_reranker.deploy.settings import parse_env
 
 

@@ -18,7 +18,7 @@ import pytest
 from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.mms import venv as mms_venv
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.packaging.archive import extract_archive
+from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]

@@ -12,13 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.packaging.archive import (
+from sagemaker_reranker.deploy.packaging.build import handler_source, package
+from sagemaker_reranker.deploy.packaging.extract import extract_archive
+from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
     PackageError,
-    extract_archive,
     file_sha256,
-    handler_source,
-    package,
     read_manifest,
 )
 

@@ -12,7 +12,7 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
-from sagemaker_reranker.deploy.packaging.archive import Manifest, file_sha256, read_manifest
+from sagemaker_reranker.deploy.packaging.manifest import Manifest, file_sha256, read_manifest
 from sagemaker_reranker.deploy.platform import PY_VERSION
 
 KEY_PREFIX = "sagemaker-reranker"

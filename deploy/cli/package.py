@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.packaging.archive import PackageError, package
+from sagemaker_reranker.deploy.packaging.build import package
+from sagemaker_reranker.deploy.packaging.manifest import PackageError
 
 
 def human_size(size: int) -> str:

@@ -12,7 +12,7 @@ import click
 from sagemaker_reranker.deploy.local.backend import SERVERS
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
-from sagemaker_reranker.deploy.packaging.archive import PackageError
+from sagemaker_reranker.deploy.packaging.manifest import PackageError
 from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 from sagemaker_reranker.deploy.settings import parse_env
 

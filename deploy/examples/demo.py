@@ -73,7 +73,8 @@ def package_model(model: str, out_dir: Path) -> tuple[Path, str]:
     Returns the archive and a label for the output.
     """
     from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
-    from sagemaker_reranker.deploy.packaging.archive import PackageError, package
+    from sagemaker_reranker.deploy.packaging.build import package
+    from sagemaker_reranker.deploy.packaging.manifest import PackageError
 
     archive = out_dir / "model.tar.gz"
     try:

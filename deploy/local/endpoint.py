@@ -28,7 +28,8 @@ from typing import IO
 
 from sagemaker_reranker.deploy.local.backend import SERVERS
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.packaging.archive import copy_handler, extract_archive
+from sagemaker_reranker.deploy.packaging.build import copy_handler
+from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 HANDLER = Path("code") / "inference.py"

@@ -62,8 +62,13 @@ from sagemaker_reranker.deploy.local.backend import (
     make_backend,
 )
 from sagemaker_reranker.deploy.local.net import bind_warning
+from sagemaker_reranker.deploy.local.runtime_errors import (
+    Reply,
+    model_error,
+    runtime_error,
+    timeout_message,
+)
 from sagemaker_reranker.deploy.platform import (
-    CONTAINER,
     CUSTOM_ATTRIBUTES,
     INVOCATION_TIMEOUT,
     JSON,
@@ -82,21 +87,6 @@ class FrontConfig:
     endpoint_name: str
     invocation_timeout: float = INVOCATION_TIMEOUT
     max_body_bytes: int = MAX_BODY_BYTES
-
-
-@dataclass
-class Reply:
-    """An HTTP answer: status, JSON or raw body, extra headers."""
-
-    status: int
-    body: bytes
-    content_type: str = JSON
-    headers: dict[str, str] | None = None
-    close: bool = False
-
-    @classmethod
-    def json(cls, status: int, payload: dict, **kwargs) -> Reply:
-        return cls(status, json.dumps(payload).encode("utf-8"), JSON, **kwargs)
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -215,7 +205,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             answer = self._invoke(body)
         except InvocationTimeout:
-            return Reply.json(408, {"message": self._timeout_message()})
+            return Reply.json(
+                408, {"message": timeout_message(self.server.config.invocation_timeout)}
+            )
         headers = self._attributes_header(answer)
         return Reply(answer.status, answer.body, answer.content_type, headers)
 
@@ -226,7 +218,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if name != served:
             self._skip_body()
             message = f"Endpoint {name} of account 000000000000 not found."
-            return _runtime_error(400, "ValidationError", message, ids, close=True)
+            return runtime_error(400, "ValidationError", message, ids, close=True)
         body, refusal = self._read_body()
         if refusal is not None:
             # The runtime answers an oversized body with a bare 413 (boto3: ClientError '413').
@@ -234,18 +226,26 @@ class RequestHandler(BaseHTTPRequestHandler):
         state, reason = self.server.state()
         if state == "loading":
             message = f"Endpoint {name} is still loading its model. Wait and try again."
-            return _runtime_error(429, "ModelNotReadyException", message, ids)
+            return runtime_error(429, "ModelNotReadyException", message, ids)
         if state == "failed":
             message = f"Endpoint {name} is not in service: {reason}"
-            return _runtime_error(400, "ValidationError", message, ids)
+            return runtime_error(400, "ValidationError", message, ids)
         try:
             answer = self._invoke(body)
         except InvocationTimeout:
-            return self._model_error(0, self._timeout_message(), ids, kind="server")
+            return model_error(
+                self.server.config.endpoint_name,
+                0,
+                timeout_message(self.server.config.invocation_timeout),
+                ids,
+                kind="server",
+            )
         if answer.status >= 400:
             text = answer.body.decode("utf-8", errors="replace")
             kind = "client" if answer.status < 500 else "server"
-            return self._model_error(answer.status, text, ids, kind=kind)
+            return model_error(
+                self.server.config.endpoint_name, answer.status, text, ids, kind=kind
+            )
         headers = {**ids, "x-Amzn-Invoked-Production-Variant": VARIANT}
         headers.update(self._attributes_header(answer) or {})
         return Reply(answer.status, answer.body, answer.content_type, headers)
@@ -293,48 +293,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.pairs = _count_scores(answer.body)
         return answer
 
-    def _timeout_message(self) -> str:
-        timeout = self.server.config.invocation_timeout
-        return (
-            f"Your invocation timed out while waiting for a response from container {CONTAINER}"
-            f" (invocation timeout {timeout:g} s)."
-        )
-
-    def _model_error(self, status: int, message: str, ids: dict[str, str], kind: str) -> Reply:
-        """The runtime's ModelError: the container's status and message wrapped in a 424."""
-        name = self.server.config.endpoint_name
-        log_stream = (
-            f"arn:aws:logs:local:000000000000:log-group:/aws/sagemaker/Endpoints/{name}"
-            f":log-stream:{VARIANT}/local"
-        )
-        wrapped = (
-            f'Received {kind} error ({status}) from {CONTAINER} with message "{message}". '
-            "See the local server's log for more information."
-        )
-        return _runtime_error(
-            424,
-            "ModelError",
-            wrapped,
-            ids,
-            OriginalStatusCode=status,
-            OriginalMessage=message,
-            LogStreamArn=log_stream,
-        )
-
     @staticmethod
     def _attributes_header(answer: BackendResponse) -> dict[str, str] | None:
         if answer.custom_attributes is None:
             return None
         return {CUSTOM_ATTRIBUTES: answer.custom_attributes}
-
-
-def _runtime_error(
-    status: int, code: str, message: str, headers: dict[str, str], close: bool = False, **fields
-) -> Reply:
-    """An error as the runtime's rest-json protocol sends it (botocore reads the header)."""
-    headers = {**headers, "x-amzn-ErrorType": f"{code}:"}
-    payload = {"ErrorCode": code, "Message": message, **fields}
-    return Reply.json(status, payload, headers=headers, close=close)
 
 
 def _count_scores(body: bytes) -> int | None:

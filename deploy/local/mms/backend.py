@@ -17,22 +17,18 @@ One class differs from the image: MMS's decoder of worker responses, which crash
 worker on a response split across socket reads (see ``mms_decoder/``); the tier's build
 compiles a fixed one that MMS loads first.
 
-``python -m sagemaker_reranker.deploy.local.mms.backend build-venv`` builds the virtualenv
-ahead of time.
+``python -m sagemaker_reranker.deploy.local.mms.venv`` builds the virtualenv ahead of time.
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -43,13 +39,14 @@ from sagemaker_reranker.deploy.local.backend import (
     InvocationTimeout,
     container_headers,
 )
+from sagemaker_reranker.deploy.local.mms.processes import alive, descendants
 from sagemaker_reranker.deploy.local.mms.venv import (
     DECODER_DIR,
     MmsVenvError,
     default_venv_dir,
     ensure_venv,
 )
-from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.local.net import free_ports, port_open
 from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger(__name__)
@@ -149,7 +146,7 @@ class MmsBackend:
     def health(self) -> tuple[bool, str]:
         if self._failure is not None:
             return False, self._failure
-        if not _alive(self._java_pid):
+        if not alive(self._java_pid):
             return False, f"multi-model-server exited unexpectedly{self._log_reason(' (', ')')}"
         return True, "healthy"
 
@@ -189,7 +186,7 @@ class MmsBackend:
         # MMS's classpath starts with "." (its working directory, this run dir): the fixed
         # response decoder there shadows the one in its jar.
         (run / "com").symlink_to(venv / DECODER_DIR / "com", target_is_directory=True)
-        self.port, self.management_port = _free_ports(2)
+        self.port, self.management_port = free_ports(2, span=PORTS)
         env = self._environment(venv)
         config = run / "config.properties"
         config.write_text(self._config(venv, env), encoding="utf-8")
@@ -267,7 +264,7 @@ class MmsBackend:
     def _wait_ready(self, deadline: float) -> None:
         """Probe ``/invocations`` until it succeeds; fail on a load error or a dead server."""
         while True:
-            if not _alive(self._java_pid):
+            if not alive(self._java_pid):
                 raise StartFailure(
                     f"multi-model-server exited{self._log_reason(': ')}: {self._console_tail()}"
                 )
@@ -330,7 +327,7 @@ class MmsBackend:
         pid, self._java_pid = self._java_pid, None
         if pid is None or self.run_dir is None:
             return None
-        processes = [*_descendants(pid), pid]
+        processes = [*descendants(pid), pid]
         venv = self.venv.absolute()
         env = {**self._environment(venv), "TEMP": str(self.run_dir / "tmp")}
         subprocess.run(
@@ -344,14 +341,14 @@ class MmsBackend:
             check=False,
         )
         for process in processes:
-            if _alive(process):
+            if alive(process):
                 try:
                     os.kill(process, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 30
         ports = [port for port in (self.port, self.management_port) if port]
-        while any(_alive(p) for p in processes) or any(
+        while any(alive(p) for p in processes) or any(
             port_open("127.0.0.1", port) for port in ports
         ):
             if time.monotonic() > deadline:
@@ -409,80 +406,8 @@ def _short_tmp() -> str:
     return root if len(root) <= 40 else "/tmp"
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` free loopback ports in the range MMS accepts."""
-    chooser = random.SystemRandom()
-    ports: list[int] = []
-    for _ in range(500):
-        port = chooser.randint(*PORTS)
-        if port in ports:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise StartFailure(f"no free loopback port in {PORTS[0]}-{PORTS[1]}")
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone)."""
-    if pid is None:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    """All processes below ``pid`` (MMS's Python workers), from ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
-
-
 def _positive_int(env: dict[str, str], name: str) -> int:
     raw = env[name]
     if not raw.isdigit() or int(raw) < 1:
         raise StartFailure(f"{name} must be a positive integer, got {raw!r}")
     return int(raw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``build-venv``: build (or confirm) the tier's virtualenv and print its path."""
-    parser = argparse.ArgumentParser(prog="python -m sagemaker_reranker.deploy.local.mms.backend")
-    parser.add_argument("command", choices=["build-venv"])
-    parser.add_argument(
-        "--venv", type=Path, help="where (default: $RERANKER_MMS_VENV, else the user cache)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    started = time.perf_counter()
-    try:
-        venv = ensure_venv(args.venv)
-    except MmsVenvError as error:
-        logger.error("%s", error)
-        return 1
-    print(f"{venv} ready ({time.perf_counter() - started:.0f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,6 +14,7 @@ a looser spec pulls a 5.5 GB CUDA build).
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import json
@@ -172,3 +173,25 @@ def _run(command: list[str]) -> str:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise MmsVenvError(f"{' '.join(command[:6])} … failed ({result.returncode}):\n{tail}")
     return result.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or confirm) the tier's virtualenv and print its path."""
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_reranker.deploy.local.mms.venv")
+    parser.add_argument(
+        "--venv", type=Path, help="where (default: $RERANKER_MMS_VENV, else the user cache)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    try:
+        venv = ensure_venv(args.venv)
+    except MmsVenvError as error:
+        logger.error("%s", error)
+        return 1
+    print(f"{venv} ready ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,8 @@
-"""Build and extract ``model.tar.gz``: model files at the root, the handler in ``code/``.
+"""Build ``model.tar.gz``: model files at the root, the handler in ``code/``.
 
 The archive is deterministic (sorted entries, fixed mtime/owner/mode, gzip mtime 0), so its
 sha256 names its S3 key and an unchanged archive is never uploaded twice. A manifest at the
-root records where the model came from and the sha256 of every file, for deploy tags.
+root (``manifest.py``) records where the model came from and the sha256 of every file.
 """
 
 from __future__ import annotations
@@ -10,15 +10,20 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
 
-MANIFEST = "reranker-manifest.json"
+from sagemaker_reranker.deploy.packaging.manifest import (
+    MANIFEST,
+    Manifest,
+    PackageError,
+    file_sha256,
+)
+
 HANDLER = "inference.py"
 # What a reranker needs at run time: config, tokenizer files, safetensors weights, licence.
 MODEL_PATTERNS = (
@@ -50,28 +55,6 @@ CONVERT_HINT = (
     "AutoModelForSequenceClassification as M; M.from_pretrained('DIR').save_pretrained('OUT')\""
     " (and copy the tokenizer files), or pass --allow-pickle"
 )
-
-
-class PackageError(Exception):
-    """A problem with the model or the output path, reported in one line."""
-
-
-@dataclass
-class Manifest:
-    """What the archive holds; deploy tags resources with ``sha256`` and ``revision``."""
-
-    source: str
-    revision: str | None
-    weights: bool
-    files: dict[str, str] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
-        return cls(**json.loads(data))
 
 
 @dataclass
@@ -191,14 +174,6 @@ def write_archive(
     return PackageResult(output, file_sha256(output), output.stat().st_size, manifest)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_model(model_id: str, revision: str | None, allow_pickle: bool, dest: Path) -> str:
     """Download only what the archive needs from the hub; return the resolved commit."""
     from huggingface_hub import HfApi, snapshot_download
@@ -249,40 +224,6 @@ def package(
         commit = download_model(model, revision, allow_pickle, Path(scratch))
         files = model_files(Path(scratch), allow_pickle)
         return write_archive(output, files, model, commit, force)
-
-
-def read_manifest(archive: Path) -> Manifest | None:
-    """The manifest of a packaged archive, or None for archives made elsewhere."""
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:  # first in our archives; a foreign one is scanned to its end
-            if member.name == MANIFEST and member.isfile():
-                return Manifest.from_json(tar.extractfile(member).read())
-    return None
-
-
-def extract_archive(archive: Path, dest: Path) -> Path:
-    """Extract like SageMaker does, refusing absolute paths, ``..`` and escaping links."""
-    root = dest.resolve()
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
-            _check_member(member, root)
-        tar.extractall(root, filter="data")
-    return root
-
-
-def _check_member(member: tarfile.TarInfo, root: Path) -> None:
-    name = member.name
-    if name.startswith("/") or PurePosixPath(name).is_absolute():
-        raise PackageError(f"archive entry {name!r} has an absolute path")
-    if ".." in PurePosixPath(name).parts:
-        raise PackageError(f"archive entry {name!r} climbs out with '..'")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise PackageError(f"archive entry {name!r} is not a file, folder or link")
-    if member.issym() or member.islnk():
-        base = (root / name).parent if member.issym() else root
-        target = (base / member.linkname).resolve()
-        if not target.is_relative_to(root):
-            raise PackageError(f"archive entry {name!r} links outside the archive")
 
 
 def copy_handler(dest: Path) -> Path:
