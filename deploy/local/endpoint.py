@@ -40,6 +40,11 @@ class LocalEndpointError(RuntimeError):
     """The local server could not be started (the message says why)."""
 
 
+def _check_one_source(model_data: Path | None, model_dir: Path | None) -> None:
+    if (model_data is None) == (model_dir is None):
+        raise ValueError("pass exactly one of model_data (model.tar.gz) or model_dir")
+
+
 def prepare_model_dir(
     workdir: Path, model_data: Path | None = None, model_dir: Path | None = None
 ) -> Path:
@@ -49,8 +54,7 @@ def prepare_model_dir(
     ``code/inference.py`` is used as it is; one without gets the packaged handler through a
     temp overlay of links, so the user's directory is never written to.
     """
-    if (model_data is None) == (model_dir is None):
-        raise ValueError("pass exactly one of model_data (model.tar.gz) or model_dir")
+    _check_one_source(model_data, model_dir)
     target = workdir / "model"
     if model_data is not None:
         if not Path(model_data).is_file():
@@ -104,8 +108,7 @@ class LocalEndpoint:
             raise ValueError(f"unknown server {server!r}; choose one of {SERVERS}")
         self.model_data = Path(model_data) if model_data is not None else None
         self.model_dir = Path(model_dir) if model_dir is not None else None
-        if (self.model_data is None) == (self.model_dir is None):
-            raise ValueError("pass exactly one of model_data (model.tar.gz) or model_dir")
+        _check_one_source(self.model_data, self.model_dir)
         self.env = dict(env or {})
         self.server = server
         self.invocation_timeout = invocation_timeout
