@@ -29,6 +29,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Qwen3 causal LM, a yes/no reranker like Qwen3-Reranker (random weights)."""
+    return build_offline_model("tiny-qwen3", tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_seqcls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny-qwen3`` converted to a one-logit classifier (head ``W[yes] − W[no]``)."""
+    return build_offline_model("tiny-qwen3-seqcls", tmp_path_factory.mktemp("tiny-qwen3-seqcls"))
+
+
+@pytest.fixture(scope="session")
+def tiny_two_label_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a two-label head."""
+    return build_offline_model("tiny-two-label", tmp_path_factory.mktemp("tiny-two-label"))
+
+
+@pytest.fixture(scope="session")
 def tiny_archive(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``model.tar.gz`` of the tiny model, packaged exactly as users package theirs."""
     return package(str(tiny_model_dir), tmp_path_factory.mktemp("archive") / "model.tar.gz").path
