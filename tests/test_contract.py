@@ -265,7 +265,7 @@ def check_case(tier: Tier, case: Case, follow_up, expected_follow_up) -> list[st
 
 
 def test_bad_inputs_rejected_with_clear_errors(tier: Tier, score, capsys) -> None:
-    """Issue 8's table: every malformed request gets its status and a message naming the
+    """The bad-input table: every malformed request gets its status and a message naming the
     problem, no traceback, no 5xx, and the next valid request is answered correctly."""
     follow_up, expected = pairs_body(*PAIRS), score(PAIRS)
     cases = [case for case in BAD_INPUTS if tier.http or case.origin == "handler"]

@@ -1,6 +1,7 @@
 """10,000 pairs through the client against the local endpoint: complete, in order, requests
 under the byte limit, ``max_concurrency`` at once and no more; and the client's own overhead
-(validate, split, serialise, parse, check, reassemble) per 1,000 pairs, printed (issue 7).
+(validate, split, serialise, parse, check, reassemble) per 1,000 pairs, printed
+(docs/performance.md quotes it).
 
 Nothing here asserts a time: the figures are printed for the report.
 """

@@ -174,7 +174,7 @@ def test_model_fn_failure_is_reported_and_nothing_keeps_restarting(
 
 
 def test_hf_default_pipeline_scores_text_pairs(venv: Path, tiny_model_dir: Path) -> None:
-    """No ``code/inference.py``: the toolkit's own text-classification pipeline (issue 6).
+    """No ``code/inference.py``: the toolkit's own text-classification pipeline, as on AWS.
 
     ``function_to_apply: none`` returns the raw logit (a 1-label model defaults to sigmoid);
     one ``{label, score}`` per input, in input order.

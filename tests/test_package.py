@@ -74,7 +74,7 @@ def test_overwrite_is_refused_without_force(tiny_model_dir, tmp_path):
     assert run_cli("--model", str(tiny_model_dir), "-o", str(out), "--force").exit_code == 0
 
 
-def test_no_weights_reproduces_the_seed(tmp_path):
+def test_no_weights_leaves_the_weights_out(tmp_path):
     out = tmp_path / "model.tar.gz"
     result = run_cli("--model", "BAAI/bge-reranker-base", "--no-weights", "-o", str(out))
     assert result.exit_code == 0, result.output

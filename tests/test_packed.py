@@ -25,7 +25,7 @@ from transformers import (
 
 from sagemaker_reranker.inference import inference
 
-TOLERANCE = 1e-5  # fp32; the handler's promise to users is 1e-4 against the seed
+TOLERANCE = 1e-5  # fp32; the handler's promise to users is 1e-4 against one padded batch
 
 
 def small_xlm_roberta() -> XLMRobertaForSequenceClassification:

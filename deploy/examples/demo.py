@@ -1,14 +1,14 @@
-"""``make demo``: the seed notebook's retriever, reranked by a local SageMaker-style endpoint.
+"""``make demo``: LangChain's "Cross Encoder Reranker" example, reranked by a local endpoint.
 
 Packages the model (``BAAI/bge-reranker-base`` unless ``--model``/``MODEL`` says otherwise;
 offline, the MiniLM-L6 encoder with an untrained head, clearly labelled as such), serves the
 archive with local mode, indexes ``state_of_the_union.txt`` (500/100 chunks, MiniLM
-embeddings, FAISS, k=20), reranks the seed query through LangChain's
+embeddings, FAISS, k=20), reranks the example query through LangChain's
 ``ContextualCompressionRetriever`` and prints the top 3 with their scores and the time each
 stage took. Run ``python -m sagemaker_reranker.deploy.examples.demo``.
 
-The building blocks (``split_speech``, ``minilm_embeddings``, ``build_retriever``) are what the
-seed-flow test uses too.
+The building blocks (``split_speech``, ``minilm_embeddings``, ``build_retriever``) are what
+``tests/test_example_flow.py`` uses too.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def minilm_embeddings():
 
 
 def build_retriever(chunks: list, embeddings, k: int = TOP_K):
-    """FAISS over ``chunks``, returning the ``k`` nearest, as in the seed."""
+    """FAISS over ``chunks``, returning the ``k`` nearest, as LangChain's example does."""
     with _quiet_deprecations():
         from langchain_community.vectorstores import FAISS
 

@@ -14,8 +14,8 @@ the request's accept. A model directory without ``code/inference.py`` gets the t
 default ``pipeline`` (set ``HF_TASK``), as on AWS.
 
 One class differs from the image: MMS's decoder of worker responses, which crashes the
-worker on a response split across socket reads (see ``mms_decoder/``); the tier's build
-compiles a fixed one that MMS loads first.
+worker on a response split across socket reads (see ``ModelResponseDecoder.java`` beside this
+module); the tier's build compiles a fixed one that MMS loads first.
 
 ``python -m sagemaker_reranker.deploy.local.mms.venv`` builds the virtualenv ahead of time.
 """
@@ -91,9 +91,9 @@ def unavailable_reason() -> str | None:
 class MmsBackend:
     """The model container as multi-model-server with the Hugging Face handler service.
 
-    Implements ``local_server.Backend``. ``start`` is ready only after a real invocation of
-    ``probe`` succeeded (MMS answers ``/ping`` before the model has loaded, and while a
-    failing worker restarts). ``env`` is the model's environment (``--env``); the
+    Implements ``Backend`` (``local/backend.py``). ``start`` is ready only after a real
+    invocation of ``probe`` succeeded (MMS answers ``/ping`` before the model has loaded,
+    and while a failing worker restarts). ``env`` is the model's environment (``--env``); the
     container's ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1 here) and
     ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s) apply.
     """

@@ -1,4 +1,4 @@
-"""The seed notebook's flow end to end, with the endpoint served by local mode.
+"""LangChain's "Cross Encoder Reranker" example end to end, the endpoint served by local mode.
 
 state_of_the_union.txt -> RecursiveCharacterTextSplitter(500, 100) -> FAISS with real MiniLM
 embeddings -> k=20 -> ContextualCompressionRetriever(CrossEncoderReranker(model=
@@ -54,7 +54,7 @@ def cross_encoder(endpoint: LocalEndpoint) -> SagemakerEndpointCrossEncoder:
     )
 
 
-def test_seed_flow_with_cross_encoder_reranker(endpoint, retriever, expected):
+def test_example_flow_with_cross_encoder_reranker(endpoint, retriever, expected):
     compressor = CrossEncoderReranker(model=cross_encoder(endpoint), top_n=3)
     compression = ContextualCompressionRetriever(
         base_compressor=compressor, base_retriever=retriever
@@ -66,7 +66,7 @@ def test_seed_flow_with_cross_encoder_reranker(endpoint, retriever, expected):
     assert [t for t, _ in expected] != retrieved
 
 
-def test_seed_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever, expected):
+def test_example_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever, expected):
     compression = ContextualCompressionRetriever(
         base_compressor=SagemakerRerank(model=cross_encoder(endpoint), top_n=3),
         base_retriever=retriever,
