@@ -67,7 +67,18 @@ def build_offline_model(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(out)
     if kind in QWEN_KINDS:
         _portable_tokenizer_class(out)
+        _model_card(out, kind)
     return out
+
+
+def _model_card(out: Path, kind: str) -> None:
+    """A model card whose front matter marks the model a reranker, as Qwen3-Reranker's does
+    (``package`` reads ``pipeline_tag`` to tell a reranking causal LM from a chat model)."""
+    card = (
+        f"---\npipeline_tag: text-ranking\nlibrary_name: transformers\n---\n\n# {kind}\n\n"
+        "Random weights, generated offline for tests and benchmarks: not a trained reranker.\n"
+    )
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def _portable_tokenizer_class(out: Path) -> None:
