@@ -3,13 +3,17 @@
 A handler is a small object with this interface (subclass ``ContentHandler`` for a custom one)::
 
     content_type: str                 # request Content-Type
-    accept: str                       # response Accept
+    accept: str                       # response Accept (LangChain's spelling ``accepts`` too)
     one_query_per_request: bool       # the client sends pairs of one query per request
     max_pairs_per_request: int | None # the server's own cap, when it has one (TEI: 32)
+    supports_instruction: bool        # transform_input takes instruction=...
     transform_input(pairs) -> bytes   # pairs: a sequence of (query, document) tuples
-    transform_output(body) -> list[float]  # body: the raw response bytes
+    transform_output(body) -> list[float]
 
-``transform_output`` returns one score per input pair, in input order; it raises
+``transform_output`` gets the response body as bytes that can also be ``read()`` like
+botocore's ``StreamingBody``, so a LangChain content handler (``accepts``,
+``output.read()``) works unchanged; only ``content_type``, ``accept``/``accepts`` and the two
+methods are required. It returns one score per input pair, in input order, and raises
 ``ValueError`` naming the problem when the body is not what it expects. The client checks the
 count and that every score is finite, so a handler need not.
 """
@@ -24,6 +28,8 @@ import orjson
 
 JSON = "application/json"
 Pair = tuple[str, str]
+# Request instructions longer than this are refused by the handler (400).
+MAX_INSTRUCTION_CHARS = 4096
 
 
 class ContentHandler:
@@ -33,12 +39,91 @@ class ContentHandler:
     accept: str = JSON
     one_query_per_request: bool = False
     max_pairs_per_request: int | None = None
+    supports_instruction: bool = False
+
+    @property
+    def accepts(self) -> str:
+        """LangChain's name for ``accept``."""
+        return accept_of(self)
 
     def transform_input(self, pairs: Sequence[Pair]) -> bytes:
         raise NotImplementedError
 
     def transform_output(self, body: bytes) -> list[float]:
         raise NotImplementedError
+
+
+_ACCEPTS_ALIAS = vars(ContentHandler)["accepts"]
+
+
+class ResponseBody(bytes):
+    """A response body: bytes for this project's handlers, a stream for LangChain's.
+
+    LangChain's SageMaker handlers call ``output.read()`` on botocore's ``StreamingBody``;
+    the client has read that stream already (to time it out and measure it), so it hands on
+    the bytes with a ``read`` of their own.
+    """
+
+    _position = 0
+
+    def read(self, amt: int | None = None) -> bytes:
+        start = self._position
+        end = len(self) if amt is None or amt < 0 else min(len(self), start + amt)
+        self._position = end
+        return bytes(self[start:end])
+
+    def close(self) -> None:
+        """Nothing to release: the connection went back to the pool when it was read."""
+
+
+def accept_of(handler: object) -> str:
+    """The handler's ``accept`` or ``accepts``, whichever its own class (or it) sets last.
+
+    A LangChain-style subclass of ``ContentHandler`` names ``accepts``; it must win over the
+    ``accept`` default it inherits, so the class nearest the instance decides.
+    """
+    places = [getattr(handler, "__dict__", {})] + [vars(cls) for cls in type(handler).__mro__]
+    for place in places:
+        for name in ("accept", "accepts"):
+            if name in place and place[name] is not _ACCEPTS_ALIAS:
+                value = getattr(handler, name)  # through a property, if the handler has one
+                if isinstance(value, str):
+                    return value
+    raise ValueError(f"{type(handler).__name__} has neither accept nor accepts")
+
+
+def check_handler(handler: object) -> object:
+    """Refuse an object that lacks the handler interface, naming what is missing."""
+    missing = [
+        name
+        for name in ("transform_input", "transform_output")
+        if not callable(getattr(handler, name, None))
+    ]
+    if not isinstance(getattr(handler, "content_type", None), str):
+        missing.append("content_type")
+    try:
+        accept_of(handler)
+    except ValueError:
+        missing.append("accept (or accepts)")
+    if missing:
+        raise ValueError(
+            f"content_handler {type(handler).__name__} lacks {', '.join(missing)}; a handler "
+            "needs content_type, accept (or accepts), transform_input and transform_output"
+        )
+    return handler
+
+
+def body_bytes(body: Any) -> bytes | memoryview:
+    """The bytes of a body given as bytes or as a stream with ``read()``."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        # orjson takes bytes but not a subclass of them; a view of them costs no copy.
+        return memoryview(body) if type(body) is not bytes else body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    read = getattr(body, "read", None)
+    if callable(read):
+        return body_bytes(read())
+    raise ValueError(f"expected the response body as bytes or a stream, got {type(body).__name__}")
 
 
 def dumps(payload: object) -> bytes:
@@ -49,7 +134,8 @@ def dumps(payload: object) -> bytes:
         raise ValueError(f"cannot serialise the request: {error}") from None
 
 
-def loads(body: bytes) -> Any:
+def loads(body: Any) -> Any:
+    body = body_bytes(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -66,12 +152,19 @@ def _scores_list(payload: Any) -> list:
 
 @dataclass(frozen=True)
 class PairsHandler(ContentHandler):
-    """``{"pairs": [[query, doc], ...]}`` -> ``{"scores": [...]}``: this project's handler."""
+    """``{"pairs": [[query, doc], ...]}`` -> ``{"scores": [...]}``: this project's handler.
+
+    An instruction (for instruction-aware rerankers) goes beside the pairs as
+    ``"instruction"``; encoders ignore it.
+    """
 
     key: str = "pairs"
+    supports_instruction: bool = field(default=True, init=False)
 
-    def transform_input(self, pairs: Sequence[Pair]) -> bytes:
-        return dumps({self.key: pairs})
+    def transform_input(self, pairs: Sequence[Pair], instruction: str | None = None) -> bytes:
+        if instruction is None:
+            return dumps({self.key: pairs})
+        return dumps({self.key: pairs, "instruction": instruction})
 
     def transform_output(self, body: bytes) -> list[float]:
         return _scores_list(loads(body))
@@ -91,6 +184,7 @@ class TEIHandler(ContentHandler):
     TEI applies a sigmoid unless ``raw_scores`` is set, and answers ``[{index, score}]``
     sorted by score; the scores are put back in input order by index. TEI caps texts per
     request with ``--max-client-batch-size`` (32 by default): match ``max_pairs_per_request``.
+    TEI has no instruction field; the client leaves an instruction out (and warns).
     """
 
     raw_scores: bool = True

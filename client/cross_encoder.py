@@ -13,41 +13,71 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Literal
 
-import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoRegionError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from langchain_core.cross_encoders import BaseCrossEncoder
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-from sagemaker_reranker.client.content_handlers import ContentHandler, PairsHandler
+from sagemaker_reranker.client.content_handlers import (
+    MAX_INSTRUCTION_CHARS,
+    PairsHandler,
+    ResponseBody,
+    accept_of,
+    check_handler,
+)
 from sagemaker_reranker.client.errors import RerankerEndpointError
-from sagemaker_reranker.client.splitting import Limits, Pair, Request, plan_requests
+from sagemaker_reranker.client.results import (
+    as_pair_list,
+    assemble,
+    gather_or_first_error,
+    query_pairs,
+    ranked,
+    results_or_first_error,
+    score_problem,
+    sigmoid,
+)
+from sagemaker_reranker.client.runtime import (
+    CREDENTIAL_VARIABLES,
+    Credentials,
+    check_endpoint_kwargs,
+    client_is_loopback,
+    credentials_from_environment,
+    make_runtime_client,
+    runtime_config,
+    warn_about_injected_client,
+)
+from sagemaker_reranker.client.splitting import CHARS_PER_TOKEN, Limits, Request, plan_requests
+
+__all__ = ["SagemakerEndpointCrossEncoder", "runtime_config", "score_problem", "sigmoid"]
 
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 # The runtime rejects bodies over 6 MiB (serverless: 4 MB); stay clear of the edge.
 RUNTIME_MAX_BODY = 6 * MIB
-# The platform gives a container 60 s; AWS recommends a 70 s socket timeout so the client
-# sees the platform's answer (an error naming the timeout) rather than a socket timeout.
-DEFAULT_READ_TIMEOUT = 70.0
+# Fields that name an invoke_endpoint parameter (also settable through endpoint_kwargs).
+INVOKE_FIELDS = {
+    "inference_component_name": "InferenceComponentName",
+    "target_variant": "TargetVariant",
+    "custom_attributes": "CustomAttributes",
+}
 
 
 class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
@@ -63,18 +93,33 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     endpoint_name: str = Field(min_length=1)
     region_name: str | None = None
-    """AWS region; by default the environment's or the profile's, like boto3."""
+    """AWS region; by default AWS_REGION, AWS_DEFAULT_REGION or the profile's."""
     credentials_profile_name: str | None = None
-    client: Any = None
+    aws_access_key_id: SecretStr | None = None
+    """With ``aws_secret_access_key`` (and ``aws_session_token``): explicit credentials. Read
+    from AWS_ACCESS_KEY_ID etc. when not given, unless a profile or a client is."""
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    client: Any = Field(default=None, exclude=True, repr=False)
     """A ``sagemaker-runtime`` client; one passed in is used as is, never replaced."""
     endpoint_url: str | None = None
-    """Runtime URL override, e.g. a local endpoint (``sagemaker-reranker serve``)."""
-    boto_config: Config | None = None
-    """Merged over the defaults (adaptive rate limiting, no botocore retries, 70 s read)."""
-    content_handler: ContentHandler = Field(default_factory=PairsHandler)
+    """Runtime URL override: https, or http to a loopback host (``sagemaker-reranker serve``,
+    whose requests go unsigned: no credentials or region needed)."""
+    allow_insecure_http: bool = False
+    """Allow an http ``endpoint_url`` to a host that is not loopback (sent in clear)."""
+    config: Config | None = None
+    """botocore ``Config`` merged over the defaults (adaptive rate limiting, no botocore
+    retries, 70 s read timeout, a pool of ``max_concurrency`` connections)."""
+    content_handler: Any = Field(default_factory=PairsHandler)
+    """This project's handlers, or any object with LangChain's content-handler interface."""
+    endpoint_kwargs: dict[str, Any] | None = None
+    """More ``invoke_endpoint`` parameters: ``TargetModel``, ``InferenceId``, ``SessionId``..."""
     inference_component_name: str | None = None
     target_variant: str | None = None
     custom_attributes: str | None = None
+    instruction: str | None = Field(None, max_length=MAX_INSTRUCTION_CHARS)
+    """Sent with every request as ``"instruction"`` (instruction-aware rerankers use it,
+    encoders ignore it); ``rerank(..., instruction=...)`` overrides it per call."""
     normalize: Literal["sigmoid"] | None = None
     """``None`` returns the model's raw logits; ``"sigmoid"`` maps them to (0, 1)."""
     max_pairs_per_request: int = Field(256, ge=1)
@@ -90,53 +135,86 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _loopback: bool = PrivateAttr(default=False)
+    _warned_instruction: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_environment(cls, values: Any) -> Any:
+        return credentials_from_environment(values)
+
+    @field_validator("content_handler")
+    @classmethod
+    def _handler_interface(cls, handler: Any) -> Any:
+        return check_handler(handler)
 
     @model_validator(mode="after")
     def _make_client(self) -> SagemakerEndpointCrossEncoder:
         if self.client is not None:
-            _warn_about_injected_client(self.client, self.max_concurrency)
-            return self
-        config = runtime_config(self.max_concurrency).merge(self.boto_config or Config())
-        if (config.max_pool_connections or 10) < self.max_concurrency:
-            raise ValueError(
-                f"boto_config.max_pool_connections ({config.max_pool_connections}) must be >= "
-                f"max_concurrency ({self.max_concurrency})"
-            )
-        try:
-            session = boto3.Session(profile_name=self.credentials_profile_name)
-            self.client = session.client(
-                "sagemaker-runtime",
+            ignored = [
+                name
+                for name in (
+                    "endpoint_url",
+                    "config",
+                    "credentials_profile_name",
+                    *CREDENTIAL_VARIABLES,
+                )
+                if getattr(self, name) is not None
+            ]
+            if ignored:
+                raise ValueError(
+                    f"client= is used as it is, so {', '.join(ignored)} would be ignored: set "
+                    "them on the client you pass, or leave client out"
+                )
+            warn_about_injected_client(self.client, self.max_concurrency)
+        else:
+            self.client = make_runtime_client(
+                max_concurrency=self.max_concurrency,
                 region_name=self.region_name,
+                profile_name=self.credentials_profile_name,
                 endpoint_url=self.endpoint_url,
-                config=config,
+                allow_insecure_http=self.allow_insecure_http,
+                credentials=Credentials(
+                    access_key_id=_reveal(self.aws_access_key_id),
+                    secret_access_key=_reveal(self.aws_secret_access_key),
+                    session_token=_reveal(self.aws_session_token),
+                ),
+                config=self.config,
             )
-        except NoRegionError:
-            raise ValueError(
-                "no AWS region: pass region_name=..., or set AWS_REGION / AWS_DEFAULT_REGION, "
-                "or a region in your AWS profile"
-            ) from None
-        except ProfileNotFound as error:
-            raise ValueError(f"AWS profile not found: {error}") from None
-        self.region_name = self.client.meta.region_name
+            self.region_name = self.client.meta.region_name
+        self._loopback = client_is_loopback(self.client)
+        named = {key: getattr(self, name) for name, key in INVOKE_FIELDS.items()}
+        twice = sorted(
+            key
+            for key, value in named.items()
+            if value is not None and key in (self.endpoint_kwargs or {})
+        )
+        if twice:
+            raise ValueError(f"{', '.join(twice)} set both as a field and in endpoint_kwargs")
+        check_endpoint_kwargs(self.endpoint_kwargs or {}, self.client)
         return self
 
     # ------------------------------------------------------------------ public API
 
-    def score(self, text_pairs: Sequence[Sequence[str]]) -> list[float]:
+    def score(
+        self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
+    ) -> list[float]:
         """One score per pair, in input order (raw logits unless ``normalize`` is set)."""
-        count, requests = self._prepare(text_pairs)
+        count, requests = self._prepare(text_pairs, instruction)
         if len(requests) <= 1:
             results = [self._invoke(request) for request in requests]
         else:
             futures = [self._executor().submit(self._invoke, request) for request in requests]
-            results = _results_or_first_error(futures)
-        return self._assemble(count, requests, results)
+            results = results_or_first_error(futures)
+        return assemble(count, requests, self.normalize, results)
 
-    async def ascore(self, text_pairs: Sequence[Sequence[str]]) -> list[float]:
+    async def ascore(
+        self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
+    ) -> list[float]:
         """``score`` without blocking the event loop; requests run concurrently in threads."""
         loop = asyncio.get_running_loop()
         pool = self._executor()
-        count, requests = await loop.run_in_executor(pool, self._prepare, text_pairs)
+        count, requests = await loop.run_in_executor(pool, self._prepare, text_pairs, instruction)
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def invoke(request: Request) -> list[float]:
@@ -144,19 +222,28 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 return await loop.run_in_executor(pool, self._invoke, request)
 
         tasks = [asyncio.ensure_future(invoke(request)) for request in requests]
-        return self._assemble(count, requests, await _gather_or_first_error(tasks))
+        return assemble(count, requests, self.normalize, await gather_or_first_error(tasks))
 
     def rerank(
-        self, query: str, documents: Sequence[str], top_n: int | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        instruction: str | None = None,
     ) -> list[tuple[int, float]]:
         """``(index, score)`` for ``documents``, best first; equal scores keep input order."""
-        return _ranked(self.score(_query_pairs(query, documents)), top_n)
+        return ranked(self.score(query_pairs(query, documents), instruction), top_n)
 
     async def arerank(
-        self, query: str, documents: Sequence[str], top_n: int | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        instruction: str | None = None,
     ) -> list[tuple[int, float]]:
         """Async ``rerank``."""
-        return _ranked(await self.ascore(_query_pairs(query, documents)), top_n)
+        pairs = query_pairs(query, documents)
+        return ranked(await self.ascore(pairs, instruction), top_n)
 
     def close(self, wait: bool = True) -> None:
         """Stop the worker threads, by default after the requests still running finish.
@@ -171,20 +258,51 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     # ------------------------------------------------------------------ internals
 
-    def _prepare(self, text_pairs: Sequence[Sequence[str]]) -> tuple[int, list[Request]]:
+    def _prepare(
+        self, text_pairs: Sequence[Sequence[str]], instruction: str | None
+    ) -> tuple[int, list[Request]]:
         pairs = as_pair_list(text_pairs)
         handler = self.content_handler
+        serialize = handler.transform_input
+        extra_tokens = 0
+        instruction = self._instruction(instruction)
+        if instruction is not None:
+            # An instruction-aware model reads the instruction with every pair.
+            serialize = partial(handler.transform_input, instruction=instruction)
+            extra_tokens = len(instruction) // CHARS_PER_TOKEN
         max_pairs = self.max_pairs_per_request
-        if handler.max_pairs_per_request:
-            max_pairs = min(max_pairs, handler.max_pairs_per_request)
-        limits = Limits(max_pairs, self.max_request_bytes, self.max_tokens_per_request)
-        requests = plan_requests(
-            pairs, limits, handler.transform_input, handler.one_query_per_request
+        handler_cap = getattr(handler, "max_pairs_per_request", None)
+        if handler_cap:
+            max_pairs = min(max_pairs, handler_cap)
+        limits = Limits(
+            max_pairs, self.max_request_bytes, self.max_tokens_per_request, extra_tokens
         )
+        one_query = bool(getattr(handler, "one_query_per_request", False))
+        requests = plan_requests(pairs, limits, serialize, one_query)
         logger.debug(
             "endpoint %s: %d pairs in %d request(s)", self.endpoint_name, len(pairs), len(requests)
         )
         return len(pairs), requests
+
+    def _instruction(self, given: str | None) -> str | None:
+        """The instruction to send (the call's, else the field's), or None to send none."""
+        instruction = given if given is not None else self.instruction
+        if instruction is None:
+            return None
+        if not isinstance(instruction, str) or len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise ValueError(
+                f"instruction must be a string of at most {MAX_INSTRUCTION_CHARS} characters"
+            )
+        if getattr(self.content_handler, "supports_instruction", False):
+            return instruction
+        if not self._warned_instruction:
+            self._warned_instruction = True
+            logger.warning(
+                "%s has no instruction field: the instruction is not sent to endpoint %s",
+                type(self.content_handler).__name__,
+                self.endpoint_name,
+            )
+        return None
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -194,14 +312,13 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 )
             return self._pool
 
-    def _invoke_kwargs(self) -> dict[str, str]:
+    def _invoke_kwargs(self) -> dict[str, Any]:
         kwargs = {
             "EndpointName": self.endpoint_name,
             "ContentType": self.content_handler.content_type,
-            "Accept": self.content_handler.accept,
-            "InferenceComponentName": self.inference_component_name,
-            "TargetVariant": self.target_variant,
-            "CustomAttributes": self.custom_attributes,
+            "Accept": accept_of(self.content_handler),
+            **{key: getattr(self, name) for name, key in INVOKE_FIELDS.items()},
+            **(self.endpoint_kwargs or {}),
         }
         return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -240,9 +357,14 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 error_code="ReadTimeout",
             ) from error
         except BotoConnectionError as error:
-            # Connection refused or connect timeout: the request never reached the endpoint.
+            # The request never reached the endpoint. A loopback one is a local server that
+            # is not running: retrying only delays saying so.
+            hint = " (is the local endpoint running?)" if self._loopback else ""
             raise RerankerEndpointError(
-                str(error), endpoint_name=name, error_code="ConnectionError", retryable=True
+                f"{error}{hint}",
+                endpoint_name=name,
+                error_code="ConnectionError",
+                retryable=not self._loopback,
             ) from error
         except BotoCoreError as error:
             raise RerankerEndpointError(str(error), endpoint_name=name) from error
@@ -252,10 +374,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
         """The scores in a response body, or an error naming what is wrong with them."""
         try:
-            scores = self.content_handler.transform_output(body)
-        except ValueError as error:
+            scores = self.content_handler.transform_output(ResponseBody(body))
+        except Exception as error:  # a LangChain handler raises KeyError, TypeError...
+            detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
             raise RerankerEndpointError(
-                f"unreadable response: {error}",
+                f"unreadable response: {detail}",
                 endpoint_name=self.endpoint_name,
                 request_id=request_id,
             ) from error
@@ -266,128 +389,6 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
             )
         return scores
 
-    def _assemble(
-        self, count: int, requests: list[Request], results: list[list[float]]
-    ) -> list[float]:
-        scores: list[float] = [0.0] * count
-        for request, values in zip(requests, results, strict=True):
-            indices = request.indices
-            if isinstance(indices, range):
-                scores[indices.start : indices.stop] = values
-            else:
-                for index, value in zip(indices, values, strict=True):
-                    scores[index] = value
-        if self.normalize == "sigmoid":
-            return [sigmoid(value) for value in scores]
-        return [float(value) for value in scores]
 
-
-def runtime_config(max_concurrency: int) -> Config:
-    """botocore settings for invoking an endpoint.
-
-    Adaptive mode keeps its client-side rate limiter, which slows sending after throttling;
-    ``total_max_attempts=1`` turns botocore's own retries off, because they would also retry a
-    read timeout (running a slow inference twice) while missing ``ModelError`` throttling.
-    The client retries throttling itself.
-    """
-    return Config(
-        read_timeout=DEFAULT_READ_TIMEOUT,
-        connect_timeout=10,
-        retries={"mode": "adaptive", "total_max_attempts": 1},
-        max_pool_connections=max(10, max_concurrency),
-        tcp_keepalive=True,
-    )
-
-
-def _warn_about_injected_client(client: Any, max_concurrency: int) -> None:
-    config = getattr(getattr(client, "meta", None), "config", None)
-    if config is None:
-        return
-    if (config.read_timeout or 60) <= 60:
-        logger.warning(
-            "the sagemaker-runtime client has read_timeout=%s s, not above the platform's 60 s: "
-            "a slow call times out in the client first (and botocore may retry it)",
-            config.read_timeout,
-        )
-    if (config.max_pool_connections or 10) < max_concurrency:
-        logger.warning(
-            "the sagemaker-runtime client keeps %s connections, fewer than max_concurrency=%d",
-            config.max_pool_connections,
-            max_concurrency,
-        )
-
-
-def as_pair_list(text_pairs: Sequence[Sequence[str]]) -> list[Sequence[str]]:
-    """``text_pairs`` as a list (the planner checks each pair as it goes)."""
-    if isinstance(text_pairs, (str, bytes)) or not isinstance(text_pairs, Iterable):
-        raise TypeError(
-            f"text_pairs must be a sequence of (query, document) pairs, "
-            f"got {type(text_pairs).__name__}"
-        )
-    return text_pairs if type(text_pairs) is list else list(text_pairs)
-
-
-def score_problem(scores: object, expected: int) -> str | None:
-    """What is wrong with a response's scores, or ``None``: count, type and finiteness."""
-    if not isinstance(scores, list):
-        return f"expected a list of scores, got {type(scores).__name__}"
-    if len(scores) != expected:
-        return f"expected {expected} scores, got {len(scores)}; refusing to guess which is which"
-    if all(type(value) is float or type(value) is int for value in scores) and all(
-        map(math.isfinite, scores)
-    ):
-        return None
-    for index, value in enumerate(scores):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"score {index} is not a number: {value!r:.40}"
-        if not math.isfinite(value):
-            return f"score {index} is not finite: {value}"
-    return None
-
-
-def sigmoid(value: float) -> float:
-    """Logistic function without overflow for large negative logits."""
-    if value >= 0:
-        return 1.0 / (1.0 + math.exp(-value))
-    exp = math.exp(value)
-    return exp / (1.0 + exp)
-
-
-def _query_pairs(query: str, documents: Sequence[str]) -> list[Pair]:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if isinstance(documents, str):
-        raise TypeError("documents must be a sequence of strings, not one string")
-    return [(query, document) for document in documents]
-
-
-def _ranked(scores: list[float], top_n: int | None) -> list[tuple[int, float]]:
-    if top_n is not None and (isinstance(top_n, bool) or top_n < 0):
-        raise ValueError(f"top_n must be None or >= 0, got {top_n!r}")
-    order = sorted(range(len(scores)), key=lambda index: -scores[index])  # stable
-    return [(index, scores[index]) for index in order[:top_n]]
-
-
-async def _gather_or_first_error(tasks: list[asyncio.Future]) -> list[list[float]]:
-    """Results in order; on the first failure, cancel the tasks still waiting and raise it."""
-    if not tasks:
-        return []
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    errors = [task.exception() for task in tasks if task in done and task.exception()]
-    if errors:
-        raise errors[0]
-    return [task.result() for task in tasks]
-
-
-def _results_or_first_error(futures: list[Future]) -> list[list[float]]:
-    """Results in order; on the first failure, cancel what has not started and raise it."""
-    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-    for future in pending:
-        future.cancel()
-    for future in futures:
-        if future in done and future.exception() is not None:
-            raise future.exception()
-    return [future.result() for future in futures]
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

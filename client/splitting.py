@@ -38,6 +38,13 @@ class Limits:
     max_pairs: int
     max_bytes: int
     max_tokens: int
+    extra_tokens_per_pair: int = 0
+    """Tokens the server adds to every pair beyond its texts (an instruction, for models
+    that read one with each pair)."""
+
+    @property
+    def tokens_per_pair(self) -> int:
+        return SPECIAL_TOKENS_PER_PAIR + self.extra_tokens_per_pair
 
     def __post_init__(self) -> None:
         for name in ("max_pairs", "max_bytes", "max_tokens"):
@@ -100,7 +107,7 @@ def _within(body: bytes, count: int, limits: Limits) -> bool:
     have characters), the token limit."""
     return (
         len(body) <= limits.max_bytes
-        and len(body) // CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR * count <= limits.max_tokens
+        and len(body) // CHARS_PER_TOKEN + limits.tokens_per_pair * count <= limits.max_tokens
     )
 
 
@@ -109,7 +116,7 @@ def _block_size(body_bytes: int, count: int, limits: Limits) -> int:
     limits, with a 3 % margin for pairs longer than that average (at least 1)."""
     per_pair = body_bytes / count
     by_bytes = limits.max_bytes / per_pair
-    by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR)
+    by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + limits.tokens_per_pair)
     return max(1, min(limits.max_pairs, int(0.97 * min(by_bytes, by_tokens))))
 
 
@@ -160,10 +167,8 @@ def _fitting(block: Sequence[Pair], limits: Limits) -> int:
     sizes = list(map(add, pair_lengths, repeat(PAIR_SYNTAX_BYTES)))
     count = bisect_right(list(accumulate(sizes)), limits.max_bytes)
     if len(block) * TOKENS_PER_PAIR_CAP > limits.max_tokens:  # else tokens cannot bind
-        tokens = [
-            min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + SPECIAL_TOKENS_PER_PAIR)
-            for size in sizes
-        ]
+        extra = limits.tokens_per_pair
+        tokens = [min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + extra) for size in sizes]
         count = min(count, bisect_right(list(accumulate(tokens)), limits.max_tokens))
     return max(count, 1)  # a pair over a limit on its own goes alone
 

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from handler import inference
 from runtime_responder import Fault, RuntimeResponder, handler_body
 
 from sagemaker_reranker.client import (
@@ -17,8 +18,7 @@ from sagemaker_reranker.client import (
     SagemakerEndpointCrossEncoder,
     TextPairsHandler,
 )
-from sagemaker_reranker.client.cross_encoder import _ranked, score_problem, sigmoid
-from sagemaker_reranker.inference import inference
+from sagemaker_reranker.client.results import ranked, score_problem, sigmoid
 
 QUERY = "what is the plan for the economy"
 DOCS = [f"document {i}: " + "jobs and energy costs " * (i % 7) for i in range(40)]
@@ -132,8 +132,8 @@ def test_rerank_is_best_first_with_stable_ties_and_top_n(responder):
 
 def test_equal_scores_keep_input_order():
     scores = [0.5, 2.0, 0.5, -1.0, 2.0, 0.5]
-    assert _ranked(scores, None) == [(1, 2.0), (4, 2.0), (0, 0.5), (2, 0.5), (5, 0.5), (3, -1.0)]
-    assert _ranked(scores, 3) == [(1, 2.0), (4, 2.0), (0, 0.5)]
+    assert ranked(scores, None) == [(1, 2.0), (4, 2.0), (0, 0.5), (2, 0.5), (5, 0.5), (3, -1.0)]
+    assert ranked(scores, 3) == [(1, 2.0), (4, 2.0), (0, 0.5)]
 
 
 def test_sigmoid_normalisation(responder, reference):
@@ -279,7 +279,7 @@ def test_a_read_timeout_is_reported_and_not_retried(responder, aws_env):
     model = SagemakerEndpointCrossEncoder(
         endpoint_name="reranker",
         endpoint_url=responder.url,
-        boto_config=Config(read_timeout=1),
+        config=Config(read_timeout=1),
         max_attempts=5,
     )
     assert model.client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 1}
@@ -292,19 +292,42 @@ def test_a_read_timeout_is_reported_and_not_retried(responder, aws_env):
     assert len(responder.requests) == 1
 
 
-def test_connection_refused_is_retried_then_reported(aws_env):
+def closed_port() -> int:
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_local_endpoint_fails_at_once(caplog):
+    """A loopback URL is a local server: if it refuses, it is not running, and retrying only
+    delays saying so (7.6 s with the default attempts)."""
+    model = SagemakerEndpointCrossEncoder(
+        endpoint_name="reranker", endpoint_url=f"http://127.0.0.1:{closed_port()}"
+    )
+    with caplog.at_level(logging.INFO, logger="sagemaker_reranker"):
+        with pytest.raises(RerankerEndpointError) as raised:
+            model.score(PAIRS[:1])
+    assert raised.value.error_code == "ConnectionError" and not raised.value.retryable
+    assert "is the local endpoint running?" in str(raised.value)
+    assert not [record for record in caplog.records if "retry" in record.getMessage()]
+    assert model.client.meta.config.connect_timeout <= 2
+
+
+def test_a_connection_refused_by_a_remote_host_is_retried_then_reported(aws_env, caplog):
+    # 0.0.0.0 reaches this machine on Linux, yet is not a loopback address: the stand-in for
+    # a remote host that refuses (plain http to it needs the explicit opt-in).
     model = SagemakerEndpointCrossEncoder(
         endpoint_name="reranker",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        max_attempts=2,
+        endpoint_url=f"http://0.0.0.0:{closed_port()}",
+        allow_insecure_http=True,
+        max_attempts=3,
         backoff_base=0.001,
     )
-    with pytest.raises(RerankerEndpointError) as raised:
-        model.score(PAIRS[:1])
+    with caplog.at_level(logging.INFO, logger="sagemaker_reranker"):
+        with pytest.raises(RerankerEndpointError) as raised:
+            model.score(PAIRS[:1])
     assert raised.value.error_code == "ConnectionError" and raised.value.retryable
+    assert len([record for record in caplog.records if "retry" in record.getMessage()]) == 2
 
 
 # ---------------------------------------------------------------------------- construction
@@ -355,7 +378,7 @@ def test_a_small_connection_pool_is_refused(aws_env):
 
     with pytest.raises(ValueError, match="max_pool_connections"):
         SagemakerEndpointCrossEncoder(
-            endpoint_name="e", max_concurrency=20, boto_config=Config(max_pool_connections=5)
+            endpoint_name="e", max_concurrency=20, config=Config(max_pool_connections=5)
         )
 
 

@@ -1,0 +1,139 @@
+"""Local use with no AWS account: no credentials, no region, no config, no profile.
+
+Each check runs in a subprocess whose environment holds only PATH and a HOME that is an empty
+folder, against the real local endpoint (real server process, real handler). The expected
+scores come from the same endpoint through a signed boto3 client with placeholder keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+
+QUERY = "what is the plan for the economy"
+DOCS = ["jobs and wages", "the weather is mild", "lower energy costs for families"]
+TIMEOUT = 120
+CLI = str(Path(sys.executable).parent / "sagemaker-reranker")
+
+
+def empty_env(home: Path, **extra: str) -> dict[str, str]:
+    home.mkdir(exist_ok=True)
+    return {"PATH": os.environ["PATH"], "HOME": str(home), **extra}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-c", textwrap.dedent(code)], env, cwd)
+
+
+@pytest.fixture(scope="module")
+def expected(endpoint: LocalEndpoint) -> list[float]:
+    body = json.dumps({"pairs": [[QUERY, doc] for doc in DOCS]})
+    answer = endpoint.runtime_client().invoke_endpoint(
+        EndpointName=endpoint.endpoint_name, ContentType="application/json", Body=body
+    )
+    return json.loads(answer["Body"].read())["scores"]
+
+
+def test_cli_invoke_needs_no_aws_setup(endpoint, expected, tmp_path):
+    env = empty_env(tmp_path / "home")
+    args = [CLI, "invoke", endpoint.endpoint_name, "-q", QUERY, "--top-n", "3", "--json"]
+    args += [arg for doc in DOCS for arg in ("--doc", doc)]
+    done = run([*args, "--endpoint-url", endpoint.url], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {row["index"]: row["score"] for row in rows} == pytest.approx(dict(enumerate(expected)))
+    assert [row["score"] for row in rows] == sorted(expected, reverse=True)
+
+
+def test_client_with_endpoint_url_needs_no_aws_setup(endpoint, expected, tmp_path):
+    code = f"""
+        import json
+        from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
+        model = SagemakerEndpointCrossEncoder(
+            endpoint_name={endpoint.endpoint_name!r}, endpoint_url={endpoint.url!r}
+        )
+        print(json.dumps([model.region_name, model.score([({QUERY!r}, d) for d in {DOCS!r}])]))
+    """
+    done = python(code, empty_env(tmp_path / "home"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    region, scores = json.loads(done.stdout)
+    assert region and scores == pytest.approx(expected)
+
+
+def test_the_endpoint_variable_points_our_client_at_local_mode(endpoint, expected, tmp_path):
+    """AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME alone is enough for this client (no endpoint_url)."""
+    env = empty_env(tmp_path / "home", AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=endpoint.url)
+    code = f"""
+        import json
+        from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
+        model = SagemakerEndpointCrossEncoder(endpoint_name={endpoint.endpoint_name!r})
+        print(json.dumps(model.score([({QUERY!r}, d) for d in {DOCS!r}])))
+    """
+    done = python(code, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == pytest.approx(expected)
+
+
+def test_the_endpoint_variable_points_any_boto3_client_at_local_mode(endpoint, expected, tmp_path):
+    """A stock boto3 client, as LangChain's builds it (no endpoint_url in the code): botocore
+    signs every request, so it needs a region and placeholder keys, and nothing else."""
+    env = empty_env(
+        tmp_path / "home",
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=endpoint.url,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+    )
+    body = json.dumps({"pairs": [[QUERY, doc] for doc in DOCS]})
+    code = f"""
+        import json, boto3
+        runtime = boto3.client("sagemaker-runtime")
+        answer = runtime.invoke_endpoint(
+            EndpointName={endpoint.endpoint_name!r}, ContentType="application/json", Body={body!r}
+        )
+        print(json.dumps([runtime.meta.endpoint_url, json.loads(answer["Body"].read())["scores"]]))
+    """
+    done = python(code, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    url, scores = json.loads(done.stdout)
+    assert url == endpoint.url and scores == pytest.approx(expected)
+
+
+def test_no_credentials_are_invented_for_aws(tmp_path):
+    """Without a loopback URL the client stays a signed AWS client: no region is a clear
+    error, and with one the requests are signed with whatever boto3 finds (here: nothing)."""
+    code = """
+        from botocore import UNSIGNED
+        from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
+        try:
+            SagemakerEndpointCrossEncoder(endpoint_name="e")
+        except ValueError as error:
+            print("refused:", " ".join(str(error).split()))
+        model = SagemakerEndpointCrossEncoder(endpoint_name="e", region_name="eu-west-1")
+        config = model.client.meta.config
+        print("unsigned" if config.signature_version is UNSIGNED else "signed")
+        print(model.client._request_signer._credentials)  # what boto3 found: nothing
+        print(model.client.meta.endpoint_url)
+    """
+    done = python(code, empty_env(tmp_path / "home"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    refused, signing, credentials, url = done.stdout.splitlines()
+    assert "no AWS region" in refused
+    assert signing == "signed" and credentials == "None"
+    assert url == "https://runtime.sagemaker.eu-west-1.amazonaws.com"
