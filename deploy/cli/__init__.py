@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from sagemaker_reranker.deploy.cli import verbosity
 from sagemaker_reranker.deploy.cli.endpoint import (
     delete_command,
     deploy_command,
@@ -14,6 +15,7 @@ from sagemaker_reranker.deploy.cli.endpoint import (
     status_command,
     update_command,
 )
+from sagemaker_reranker.deploy.cli.eval import eval_command
 from sagemaker_reranker.deploy.cli.iam import iam_policy_command
 from sagemaker_reranker.deploy.cli.ops import autoscale_command, batch_command, invoke_command
 from sagemaker_reranker.deploy.cli.package import package_command
@@ -22,7 +24,15 @@ from sagemaker_reranker.deploy.cli.serve import serve_command
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="sagemaker-reranker")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show notices such as the client's retries.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Also botocore's wire log: requests with their bodies (your documents) and "
+    "responses; credentials redacted.",
+)
+@click.pass_context
+def main(context: click.Context, verbose: bool, debug: bool) -> None:
     """Serve a Hugging Face cross-encoder reranker from Amazon SageMaker.
 
     \b
@@ -31,6 +41,7 @@ def main() -> None:
       sagemaker-reranker serve --model-data model.tar.gz          # local, offline
       sagemaker-reranker deploy my-reranker --model-data model.tar.gz --role ARN
     """
+    context.call_on_close(verbosity.configure(verbose, debug))
 
 
 main.add_command(package_command)
@@ -44,3 +55,4 @@ main.add_command(invoke_command)
 main.add_command(autoscale_command)
 main.add_command(batch_command)
 main.add_command(iam_policy_command)
+main.add_command(eval_command)
