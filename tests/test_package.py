@@ -161,9 +161,9 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
         (_entry("/etc/evil"), "absolute path"),
         (_entry("../evil"), "'..'"),
         (_entry("code/../../evil"), "'..'"),
-        (_entry("link", tarfile.SYMTYPE, "/etc/passwd"), "links outside"),
-        (_entry("code/link", tarfile.SYMTYPE, "../../outside"), "links outside"),
-        (_entry("hard", tarfile.LNKTYPE, "../outside"), "links outside"),
+        (_entry("link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link"),
+        (_entry("code/link", tarfile.SYMTYPE, "../../outside"), "symbolic link"),
+        (_entry("hard", tarfile.LNKTYPE, "../outside"), "hard link"),
         (_entry("fifo", tarfile.FIFOTYPE), "not a file"),
     ],
 )

@@ -1,18 +1,23 @@
 """The archive's manifest: where the model came from, what each file hashes to, which versions.
 
 ``reranker-manifest.json`` is the archive's first entry, so reading it never decompresses the
-weights.
+weights. It is checked before anything acts on it: at most ``MAX_MANIFEST_BYTES``, each field
+of the right type, and (``verify.py``) every file's hash against the archive's contents.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 MANIFEST = "reranker-manifest.json"
+MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is a few KiB
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
 
 
 class PackageError(Exception):
@@ -34,7 +39,70 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
-        return cls(**json.loads(data))
+        """Parse and type-check; keys this version does not know (a newer one's) are ignored."""
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise PackageError(f"{MANIFEST} is over {MAX_MANIFEST_BYTES} bytes: not a manifest")
+        try:
+            payload = json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise PackageError(f"{MANIFEST} is not valid JSON ({error})") from None
+        if not isinstance(payload, dict):
+            raise PackageError(f"{MANIFEST} is not a JSON object")
+        known = {item.name for item in fields(cls)}
+        values = {key: value for key, value in payload.items() if key in known}
+        for key, value in values.items():
+            problem = _FIELD_CHECKS.get(key, _any)(value)
+            if problem:
+                raise PackageError(f"{MANIFEST}: {key!r} {problem}")
+        try:
+            return cls(**values)
+        except TypeError:
+            missing = [name for name in ("source", "revision", "weights") if name not in values]
+            raise PackageError(f"{MANIFEST} lacks {', '.join(map(repr, missing))}") from None
+
+
+def _any(value: Any) -> str | None:
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and PRINTABLE.match(value):
+        return None
+    return "must be printable text of at most 256 characters"
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _hashes(value: Any) -> str | None:
+    if isinstance(value, dict) and all(
+        isinstance(name, str) and isinstance(digest, str) and SHA256_HEX.match(digest)
+        for name, digest in value.items()
+    ):
+        return None
+    return "must map file names to sha256 hex digests"
+
+
+def _strings(value: Any) -> str | None:
+    if isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    ):
+        return None
+    return "must map names to strings"
+
+
+_FIELD_CHECKS = {
+    "source": _text,
+    "revision": _optional_text,
+    "weights": _bool,
+    "files": _hashes,
+    "versions": _strings,
+}
 
 
 def file_sha256(path: Path) -> str:
@@ -46,9 +114,14 @@ def file_sha256(path: Path) -> str:
 
 
 def read_manifest(archive: Path) -> Manifest | None:
-    """The manifest of a packaged archive, or None for archives made elsewhere."""
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:  # first in our archives; a foreign one is scanned to its end
-            if member.name == MANIFEST and member.isfile():
-                return Manifest.from_json(tar.extractfile(member).read())
+    """The manifest of a packaged archive, or None for archives made elsewhere.
+
+    Only parsed and type-checked: ``verify.inspect_archive`` also checks it against the files.
+    """
+    from sagemaker_reranker.deploy.packaging.tar_reader import TarReader, read_small
+
+    with TarReader(archive) as reader:
+        for member in reader:  # first in our archives; a foreign one is scanned to its end
+            if member.name == MANIFEST and not member.is_dir:
+                return Manifest.from_json(read_small(member, MAX_MANIFEST_BYTES))
     return None

@@ -1,0 +1,173 @@
+"""Is an archive what its manifest says? Every file's sha256, and what the files really are.
+
+The manifest is a claim anyone can edit; the files are what SageMaker loads. ``serve``,
+``deploy`` and ``update`` act only on an archive whose files match its manifest one for one,
+and what matters for security follows from the files: weights baked in (hence network
+isolation on, and no hub download) is true exactly when weight files are there, and a
+manifest that says otherwise is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from sagemaker_reranker.deploy.packaging.build import PICKLE_PATTERNS
+from sagemaker_reranker.deploy.packaging.manifest import (
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    PackageError,
+)
+from sagemaker_reranker.deploy.packaging.tar_reader import Limits, Member, TarReader
+
+WEIGHT_PATTERNS = ("*.safetensors", *PICKLE_PATTERNS)
+# What an archive without weights may name as the model to download: a hub id, no more.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+
+def is_weight_file(name: str) -> bool:
+    """A weight file the handler would load (the handler's own ``code/`` folder aside)."""
+    return not name.startswith("code/") and any(
+        PurePosixPath(name).match(pattern) for pattern in WEIGHT_PATTERNS
+    )
+
+
+@dataclass
+class ArchiveContents:
+    """What an archive holds, checked: its manifest (None if made elsewhere) and file hashes."""
+
+    archive: Path
+    manifest: Manifest | None
+    hashes: dict[str, str] = field(default_factory=dict)
+    sha256: str | None = None
+    """The archive file's own sha256 (from ``inspect_archive``)."""
+
+    @property
+    def weights(self) -> bool | None:
+        """Weights baked in, from the files; None for an archive without a manifest."""
+        if self.manifest is None:
+            return None
+        return any(is_weight_file(name) for name in self.hashes)
+
+
+class Collector:
+    """Hashes each entry as it streams by (and hands the bytes to ``write``, if given)."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = archive
+        self.hashes: dict[str, str] = {}
+        self.dirs: set[str] = set()
+        self._manifest: bytes | None = None
+
+    def add_dir(self, member: Member) -> None:
+        self._claim(member.name, as_dir=True)
+
+    def add_file(self, member: Member, write: Callable[[bytes], None] | None = None) -> None:
+        self._claim(member.name, as_dir=False)
+        keep = member.name == MANIFEST
+        if keep and member.size > MAX_MANIFEST_BYTES:
+            raise PackageError(f"{MANIFEST} is over {MAX_MANIFEST_BYTES} bytes: not a manifest")
+        digest = hashlib.sha256()
+        kept = []
+        for chunk in member.chunks():
+            digest.update(chunk)
+            if write is not None:
+                write(chunk)
+            if keep:
+                kept.append(chunk)
+        self.hashes[member.name] = digest.hexdigest()
+        if keep:
+            self._manifest = b"".join(kept)
+
+    def _claim(self, name: str, as_dir: bool) -> None:
+        """One entry per path, and no file where a folder is (or the other way round)."""
+        parents = [str(parent) for parent in PurePosixPath(name).parents][:-1]
+        clash = name in self.hashes or (not as_dir and name in self.dirs)
+        clash = clash or any(parent in self.hashes for parent in parents)
+        if clash:
+            raise PackageError(
+                f"archive entry {name!r} appears twice or clashes with another entry's path"
+            )
+        self.dirs.update(parents)
+        if as_dir:
+            self.dirs.add(name)
+
+    def finish(self) -> ArchiveContents:
+        manifest = Manifest.from_json(self._manifest) if self._manifest is not None else None
+        contents = ArchiveContents(self.archive, manifest, self.hashes)
+        if manifest is not None:
+            check_manifest(contents)
+        return contents
+
+
+def check_manifest(contents: ArchiveContents) -> None:
+    """Refuse an archive whose files are not exactly those its manifest lists, byte for byte,
+    or whose manifest claims weights the files do not bear out (either way round)."""
+    manifest, archive = contents.manifest, contents.archive
+    assert manifest is not None
+    for name, digest in contents.hashes.items():
+        if name == MANIFEST:
+            continue
+        expected = manifest.files.get(name)
+        if expected is None:
+            raise PackageError(
+                f"{archive}: entry {name!r} is not in its manifest (the archive was changed "
+                "after `package` wrote it)"
+            )
+        if digest != expected:
+            raise PackageError(
+                f"{archive}: entry {name!r} does not match its manifest's sha256 (the archive "
+                "is corrupt or was edited)"
+            )
+    for name in manifest.files:
+        if name not in contents.hashes:
+            raise PackageError(
+                f"{archive}: entry {name!r} listed in its manifest is missing (the archive is "
+                "truncated or was edited)"
+            )
+    weights = bool(contents.weights)
+    if weights != manifest.weights:
+        holds = "holds weight files" if weights else "holds no weight files"
+        raise PackageError(
+            f"{archive}: its manifest says weights: {str(manifest.weights).lower()} but the "
+            f"archive {holds} (a forged or edited manifest)"
+        )
+    if not weights:
+        _check_download_source(archive, manifest)
+
+
+def _check_download_source(archive: Path, manifest: Manifest) -> None:
+    """An archive without weights makes the endpoint download ``source``: a hub id, nothing else."""
+    if not HUB_ID.match(manifest.source):
+        raise PackageError(
+            f"{archive} has no weights and its manifest names {manifest.source!r} as the model "
+            "to download, which is not a Hugging Face hub id; package the model with its weights"
+        )
+    if manifest.revision is not None and not REVISION.match(manifest.revision):
+        raise PackageError(f"{archive}: manifest revision {manifest.revision!r} is not a revision")
+
+
+def inspect_archive(
+    archive: Path, limits: Limits | None = None, advance: Callable[[int], None] | None = None
+) -> ArchiveContents:
+    """Read the whole archive once: its sha256, and every entry checked against the manifest.
+
+    Nothing is written; the same refusals as extraction apply (links, special files, sizes).
+    ``advance(n)`` is told of every ``n`` bytes of the archive read (progress).
+    """
+    with TarReader(archive, limits, advance) as reader:
+        collector = Collector(Path(archive))
+        for member in reader:
+            if member.is_dir:
+                collector.add_dir(member)
+            else:
+                collector.add_file(member)
+        sha256 = reader.sha256()
+    contents = collector.finish()
+    contents.sha256 = sha256
+    return contents
