@@ -25,7 +25,7 @@ test: install  ## ruff, then the whole suite (slow tiers included, as in CI)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-demo: install  ## package the model, serve it locally, rerank the seed query through LangChain
+demo: install  ## package the model, serve it locally, rerank the example query through LangChain
 	$(BIN)/python -m sagemaker_reranker.deploy.examples.demo --model $(MODEL)
 
 lint: install
