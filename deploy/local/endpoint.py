@@ -28,6 +28,7 @@ from typing import IO
 
 from sagemaker_reranker.deploy.local.backend import SERVERS
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.local.server import MAX_CONNECTIONS, REQUEST_TIMEOUT
 from sagemaker_reranker.deploy.packaging.build import copy_handler
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
@@ -103,6 +104,8 @@ class LocalEndpoint:
         max_body_bytes: int = MAX_BODY_BYTES,
         start_timeout: float = 300.0,
         log: IO | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if server not in SERVERS:
             raise ValueError(f"unknown server {server!r}; choose one of {SERVERS}")
@@ -117,6 +120,8 @@ class LocalEndpoint:
         self.port = port
         self.max_body_bytes = max_body_bytes
         self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self.startup_seconds: float | None = None
         self._log = log
         self._workdir: Path | None = None
@@ -168,6 +173,10 @@ class LocalEndpoint:
             str(self.invocation_timeout),
             "--max-body-bytes",
             str(self.max_body_bytes),
+            "--request-timeout",
+            str(self.request_timeout),
+            "--max-connections",
+            str(self.max_connections),
             "--server",
             self.server,
             "--ready-file",
@@ -177,8 +186,9 @@ class LocalEndpoint:
             "--run-dir",
             str(workdir),
         ]
-        for key, value in self.env.items():
-            command += ["--env", f"{key}={value}"]
+        # Names on the command line, values only in the environment: argv is visible in ``ps``.
+        for key in self.env:
+            command += ["--env-name", key]
         env = dict(os.environ)
         env.update(self.env)
         # SageMaker imports the handler as the top-level module ``inference`` from code/.

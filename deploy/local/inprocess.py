@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -14,7 +15,7 @@ from sagemaker_reranker.deploy.local.backend import (
     InvocationTimeout,
     container_headers,
 )
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES
+from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger("sagemaker_reranker.local")
 
@@ -63,7 +64,8 @@ class RequestProcessor:
 def _client_safe_transformer():
     """``sagemaker_inference``'s Transformer with one change: its error responses.
 
-    The stock ``handle_error`` puts a Python traceback in the response body. And the toolkit
+    The stock ``handle_error`` puts a Python traceback in the response body; this one answers
+    ``{"message": ...}`` in JSON. And the toolkit
     decodes ``application/json`` bodies to ``str`` itself, before ``transform_fn`` runs, so
     a client's invalid UTF-8 raises ``UnicodeDecodeError`` inside the toolkit, which it
     reports as a 500 (likewise a ``RecursionError`` from nesting): client errors, so 400.
@@ -89,7 +91,9 @@ def _client_safe_transformer():
                 logger.warning("handler error %d: %s", status, type(error).__name__)
                 logger.debug("%s", trace)
             context.set_response_status(code=status, phrase=inference_exception.phrase)
-            return [inference_exception.message]
+            # JSON, as the local front's own errors and the model server's are.
+            context.set_response_content_type(0, JSON)
+            return [json.dumps({"message": inference_exception.message})]
 
     return ClientSafeTransformer()
 

@@ -15,13 +15,15 @@ from sagemaker_reranker.deploy.platform import CONTAINER, JSON, VARIANT
 
 @dataclass
 class Reply:
-    """An HTTP answer: status, JSON or raw body, extra headers."""
+    """An HTTP answer: status, JSON or raw body, extra headers; ``reason`` (never sent) is
+    what the access log says about an answer that is not a 200."""
 
     status: int
     body: bytes
     content_type: str = JSON
     headers: dict[str, str] | None = None
     close: bool = False
+    reason: str | None = None
 
     @classmethod
     def json(cls, status: int, payload: dict, **kwargs) -> Reply:
@@ -29,12 +31,20 @@ class Reply:
 
 
 def runtime_error(
-    status: int, code: str, message: str, headers: dict[str, str], close: bool = False, **fields
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str],
+    close: bool = False,
+    reason: str | None = None,
+    **fields,
 ) -> Reply:
     """An error as the runtime's rest-json protocol sends it (botocore reads the header)."""
     headers = {**headers, "x-amzn-ErrorType": f"{code}:"}
     payload = {"ErrorCode": code, "Message": message, **fields}
-    return Reply.json(status, payload, headers=headers, close=close)
+    return Reply.json(
+        status, payload, headers=headers, close=close, reason=reason or f"{code}: {message}"
+    )
 
 
 def timeout_message(timeout: float) -> str:
@@ -60,7 +70,19 @@ def model_error(endpoint: str, status: int, message: str, ids: dict[str, str], k
         "ModelError",
         wrapped,
         ids,
+        reason=f"ModelError: container answered {status}: {container_message(message)}",
         OriginalStatusCode=status,
         OriginalMessage=message,
         LogStreamArn=log_stream,
     )
+
+
+def container_message(body: str) -> str:
+    """The message inside a container's error body (``{"message": ...}``), else the body."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return payload["message"]
+    return body
