@@ -97,10 +97,11 @@ def encoder_flops(config, batches: list[list[int]], packed: bool = False) -> flo
 
     Per layer (h = hidden, f = intermediate size; 2 FLOPs per multiply-add), a token costs
     8 h^2 in the Q, K, V and output projections and 4 h f in the feed-forward; attention costs
-    4 W h per query row over a padded width W. Padded (the seed, Hugging Face): every row is
-    padded to its batch's longest. ``packed`` (``PackedEncoder``): projections and feed-forward
-    see real tokens only, and the last layer computes K and V for every token but queries,
-    output and feed-forward for the first row of each pair. Head: 2 h^2 + 2 h per row.
+    4 W h per query row over a padded width W. Padded (the sample handler, Hugging Face):
+    every row is padded to its batch's longest. ``packed`` (``PackedEncoder``): projections
+    and feed-forward see real tokens only, and the last layer computes K and V for every token
+    but queries, output and feed-forward for the first row of each pair. Head: 2 h^2 + 2 h per
+    row.
     Embeddings, layer norms, softmax and activations are left out (memory-bound, <3%).
     """
     h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers

@@ -1,10 +1,11 @@
-"""Benchmark: the seed handler vs sentence-transformers vs ours, same weights, same inputs.
+"""Benchmark: the LangChain docs' sample handler vs sentence-transformers vs ours, same
+weights, same inputs.
 
 Run from the repository root: ``python -m bench.run`` (``make bench``). Prints a markdown
 table and writes ``bench/results/<machine>.json`` and ``.md``.
 
-Budget (2 CPU cores, < 15 min in all): bge-base costs ~8x MiniLM per token and the seed pads
-a mixed request to 512 tokens, so workload (c) has 128 pairs for MiniLM but 32 for bge-base
+Budget (2 CPU cores, < 20 min in all): bge-base costs ~8x MiniLM per token and the sample
+pads a mixed request to 512 tokens, so workload (c) has 128 pairs for MiniLM but 32 for bge-base
 (same mix, same generator); each system gets one small warm-up call per workload; and each
 (system, workload) cell runs ``--repeats`` times (median) but stops early, after at least
 one run, once its runs took ``--cell-seconds`` in all; fast cells run until they took
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,16 +35,17 @@ from bench.machine import (
     machine_name,
     matmul_gflops,
 )
+from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
-from bench.seed import SeedCrossEncoder
 from bench.workloads import Workload, build_workloads
 from sagemaker_reranker.deploy.examples.speech import SPEECH
+from sagemaker_reranker.deploy.packaging.build import handler_dir
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ("minilm", "bge-base-random")
 MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
-SEED_MAX_LENGTH = 512
 MAX_RUNS = 30
+JSON = "application/json"
 
 Scorer = Callable[[list[tuple[str, str]]], list[float]]
 
@@ -53,7 +57,7 @@ def timed_rounds(
     cell_seconds: float,
     min_seconds: float,
 ) -> dict[str, dict]:
-    """Time each scorer in rounds (seed, peer, ours, seed, ...) so that load from elsewhere
+    """Time each scorer in rounds (sample, peer, ours, sample, ...) so that load from elsewhere
     hits all alike. A scorer runs ``repeats`` times, stopping early once its runs took
     ``cell_seconds``, and more times (up to ``MAX_RUNS``) until they took ``min_seconds``: a
     single pair takes milliseconds, and three such runs give a median at the mercy of noise.
@@ -74,26 +78,38 @@ def timed_rounds(
     return results
 
 
+def handler_module(name: str = "inference"):
+    """A module of the packaged handler, imported as the serving container imports it:
+    ``code/`` on ``sys.path``, then ``import inference``."""
+    code = str(handler_dir())
+    if code not in sys.path:
+        sys.path.insert(0, code)
+    # Run from the repository root, its ``inference/`` folder is a namespace package; one
+    # cached before code/ was on the path would stand in for the module.
+    if getattr(sys.modules.get("inference"), "__file__", "") is None:
+        del sys.modules["inference"]
+    return importlib.import_module(name)
+
+
 def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
     """The three contenders, each as (score function, its handle for batch accounting)."""
     from sentence_transformers import CrossEncoder
 
-    from sagemaker_reranker.inference.inference import JSON, model_fn, transform_fn
-
-    seed = SeedCrossEncoder(str(model_dir))
+    handler = handler_module()
+    sample = SampleCrossEncoder(str(model_dir))
     peer = CrossEncoder(str(model_dir), device="cpu", activation_fn=torch.nn.Identity())
-    ours = model_fn(str(model_dir))
+    ours = handler.model_fn(str(model_dir))
 
     def peer_scores(pairs):
         return peer.predict(pairs, batch_size=32, show_progress_bar=False).tolist()
 
     def our_scores(pairs):
         body = json.dumps({"pairs": pairs})
-        response = transform_fn(ours, body.encode(), JSON, JSON)
+        response = handler.transform_fn(ours, body.encode(), JSON, JSON)
         return json.loads(response)["scores"]
 
     return {
-        "seed": (seed, seed),
+        "sample": (sample, sample),
         "sentence-transformers": (peer_scores, peer),
         "ours": (our_scores, ours),
     }
@@ -101,8 +117,8 @@ def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
 
 def planned_batches(system: str, handle, pairs: list[tuple[str, str]]) -> tuple[list, bool] | None:
     """The row lengths of each forward pass a system runs for ``pairs``, and whether packed."""
-    if system == "seed":
-        encoded = handle.tokenizer(pairs, truncation=True, max_length=SEED_MAX_LENGTH)
+    if system == "sample":
+        encoded = handle.tokenizer(pairs, truncation=True, max_length=SAMPLE_MAX_LENGTH)
         lengths = [len(ids) for ids in encoded["input_ids"]]
         return [lengths], False
     if system == "ours":
@@ -115,7 +131,7 @@ def planned_batches(system: str, handle, pairs: list[tuple[str, str]]) -> tuple[
 def bench_model(
     kind: str, model_dir: Path, workloads: list[Workload], args: argparse.Namespace, peak: dict
 ) -> dict:
-    """Time every system on every workload; accuracy is measured against the seed's scores."""
+    """Time every system on every workload; accuracy is measured against the sample's scores."""
     systems = load_systems(model_dir)
     config = systems["ours"][1].model.config
     scorers = {name: scorer for name, (scorer, _) in systems.items()}
@@ -126,7 +142,7 @@ def bench_model(
         timings = timed_rounds(
             scorers, workload.pairs, args.repeats, args.cell_seconds, args.min_seconds
         )
-        reference = timings["seed"]["scores"]
+        reference = timings["sample"]["scores"]
         row = {"description": workload.description, "pairs": len(workload.pairs), "systems": {}}
         for name, cell in timings.items():
             median = statistics.median(cell["times_s"])
@@ -136,7 +152,7 @@ def bench_model(
                 "median_s": median,
                 "median_cpu_s": statistics.median(cell["cpu_s"]),
                 "pairs_per_s": len(workload.pairs) / median,
-                "max_abs_diff_vs_seed": max(
+                "max_abs_diff_vs_sample": max(
                     abs(a - b) for a, b in zip(cell["scores"], reference, strict=True)
                 ),
             }
@@ -163,9 +179,7 @@ def bench_model(
 
 def bf16_check(info: dict) -> dict:
     """bf16 vs fp32 on this CPU; without native bf16 the handler keeps fp32 (say why)."""
-    from sagemaker_reranker.inference.inference import cpu_has_native_bf16
-
-    native = cpu_has_native_bf16()
+    native = handler_module("reranker_loading").cpu_has_native_bf16()
     size = 512
     fp32 = matmul_gflops(size)
     bf16 = matmul_gflops(size, torch.bfloat16, repeats=1)

@@ -1,9 +1,9 @@
-"""The benchmark's inputs: the seed notebook's retrieval scenario and a mixed-length request.
+"""The benchmark's inputs: the LangChain docs' retrieval example and a mixed-length request.
 
-(a) the seed query's top-20 chunks of ``state_of_the_union.txt`` (500/100 split, ranked by
+(a) the example query's top-20 chunks of ``state_of_the_union.txt`` (500/100 split, ranked by
 all-MiniLM-L6-v2 embeddings and cosine similarity, as the notebook's FAISS retriever does),
-(b) every chunk against the seed query, (c) a mixed request (30 % short pairs, 15 % far over
-512 tokens, the rest chunk-sized; fixed seed), (d) a single pair.
+(b) every chunk against the example query, (c) a mixed request (30 % short pairs, 15 % far over
+512 tokens, the rest chunk-sized; fixed random seed), (d) a single pair.
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def build_workloads(speech: Path, mixed_count: int) -> list[Workload]:
     top = top_chunks(EXAMPLE_QUERY, chunks, TOP_K)
     mixed = mixed_pairs(chunks, mixed_count)
     return [
-        Workload("a", f"seed query x its top-{TOP_K} chunks", [(EXAMPLE_QUERY, c) for c in top]),
+        Workload("a", f"example query x its top-{TOP_K} chunks", [(EXAMPLE_QUERY, c) for c in top]),
         Workload(
-            "b", f"seed query x all {len(chunks)} chunks", [(EXAMPLE_QUERY, c) for c in chunks]
+            "b", f"example query x all {len(chunks)} chunks", [(EXAMPLE_QUERY, c) for c in chunks]
         ),
         Workload("c", f"mixed, {mixed_count} pairs (30% short, 15% >512 tokens)", mixed),
         Workload("d", "single pair", [(EXAMPLE_QUERY, top[0])]),

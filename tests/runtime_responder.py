@@ -21,12 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 from botocore.config import Config
+from handler import inference
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.client.cross_encoder import runtime_config
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.runtime_errors import model_error
-from sagemaker_reranker.inference import inference
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,32 @@
-"""Regression guard for the handler's batching: order, parity with the seed, token budget.
+"""Regression guard for the handler's batching: order, parity with the reference, token budget.
 
-The reference is the seed handler's computation kept verbatim in ``bench/seed.py`` (one padded
-batch, ``padding=True, truncation=True, max_length=512``). No timing assertions.
+The reference is ``bench/reference.py``'s ``SampleCrossEncoder``: the computation of the
+sample handler on the LangChain docs' page (one padded batch, ``padding=True,
+truncation=True, max_length=512``). No timing assertions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from handler import (
+    inference,
+    reranker_batching,
+    reranker_loading,
+    reranker_scoring,
+    reranker_settings,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references import SampleCrossEncoder
 
-from sagemaker_reranker.inference import inference
-
-SEED_FILE = Path(__file__).resolve().parents[1] / "bench" / "seed.py"
 QUERIES = ["what is the plan for the economy", "energy costs", "jobs in america"]
 WORDS = "the plan economy jobs america energy tax credit inflation price families work".split()
 BUDGET = 256  # small enough that the mixed set below needs several micro-batches
-
-
-def load_seed_class():
-    """``bench/seed.py`` by path: the benchmark folder is not an installed package."""
-    spec = importlib.util.spec_from_file_location("bench_seed", SEED_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SeedCrossEncoder
 
 
 def mixed_pairs(count: int = 40, seed: int = 0) -> list[tuple[str, str]]:
@@ -42,15 +39,17 @@ def mixed_pairs(count: int = 40, seed: int = 0) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def seed_scores(tiny_model_dir: Path) -> list[float]:
-    return load_seed_class()(str(tiny_model_dir))(mixed_pairs())
+def reference_scores(tiny_model_dir: Path) -> list[float]:
+    return SampleCrossEncoder(str(tiny_model_dir))(mixed_pairs())
 
 
 @pytest.fixture(scope="module", params=["packed", "padded"])
-def small_budget_reranker(request, tiny_model_dir: Path) -> inference.Reranker:
+def small_budget_reranker(request, tiny_model_dir: Path) -> reranker_scoring.Reranker:
     """The handler's reranker with a small budget, on each forward: packed and padded."""
-    settings_ = dataclasses.replace(inference.Settings.from_env(), packed=request.param == "packed")
-    reranker = inference.load_reranker(str(tiny_model_dir), settings_)
+    settings_ = dataclasses.replace(
+        reranker_settings.Settings.from_env(), packed=request.param == "packed"
+    )
+    reranker = reranker_loading.load_reranker(str(tiny_model_dir), settings_)
     assert (reranker.packed is not None) == settings_.packed
     reranker.batch_tokens = BUDGET
     return reranker
@@ -65,25 +64,25 @@ def test_the_mixed_set_really_exceeds_512_tokens_and_needs_several_batches(
     assert len(batches) > 3
 
 
-def test_scores_match_the_seed_in_input_order(small_budget_reranker, seed_scores):
+def test_scores_match_the_reference_in_input_order(small_budget_reranker, reference_scores):
     ours = small_budget_reranker.score(mixed_pairs())
-    assert len(ours) == len(seed_scores)
-    assert max(abs(a - b) for a, b in zip(ours, seed_scores, strict=True)) <= 1e-4
+    assert len(ours) == len(reference_scores)
+    assert max(abs(a - b) for a, b in zip(ours, reference_scores, strict=True)) <= 1e-4
 
 
-def test_default_settings_also_match_the_seed(tiny_model_dir, seed_scores):
+def test_default_settings_also_match_the_reference(tiny_model_dir, reference_scores):
     reranker = inference.model_fn(str(tiny_model_dir))
     ours = reranker.score(mixed_pairs())
-    assert max(abs(a - b) for a, b in zip(ours, seed_scores, strict=True)) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(ours, reference_scores, strict=True)) <= 1e-4
 
 
-def test_shuffling_the_request_shuffles_the_scores(small_budget_reranker, seed_scores):
+def test_shuffling_the_request_shuffles_the_scores(small_budget_reranker, reference_scores):
     pairs = mixed_pairs()
     permutation = list(range(len(pairs)))
     random.Random(1).shuffle(permutation)
     shuffled = small_budget_reranker.score([pairs[i] for i in permutation])
     for position, index in enumerate(permutation):
-        assert shuffled[position] == pytest.approx(seed_scores[index], abs=1e-4)
+        assert shuffled[position] == pytest.approx(reference_scores[index], abs=1e-4)
 
 
 def test_every_forward_pass_stays_within_the_budget_and_covers_each_pair_once(
@@ -113,26 +112,26 @@ def test_every_forward_pass_stays_within_the_budget_and_covers_each_pair_once(
     assert sorted(i for batch in batches for i in batch) == list(range(len(pairs)))
 
 
-def test_the_seed_reference_is_the_single_padded_batch(tiny_model_dir):
+def test_the_reference_is_the_single_padded_batch(tiny_model_dir):
     """Guard the guard: the reference really is one batch padded to the longest pair."""
-    seed = load_seed_class()(str(tiny_model_dir))
+    reference = SampleCrossEncoder(str(tiny_model_dir))
     shapes: list[tuple[int, ...]] = []
-    hook = seed.model.register_forward_pre_hook(
+    hook = reference.model.register_forward_pre_hook(
         lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
         with_kwargs=True,
     )
     try:
-        seed(mixed_pairs())
+        reference(mixed_pairs())
     finally:
         hook.remove()
     assert shapes == [(len(mixed_pairs()), 512)]
 
 
 def plan_cost(lengths: list[int], batches: list[list[int]], packed: bool) -> float:
-    overhead = inference.BATCH_OVERHEAD_TOKENS
+    overhead = reranker_batching.BATCH_OVERHEAD_TOKENS
     return sum(
         overhead
-        + inference.batch_cost(
+        + reranker_batching.batch_cost(
             len(batch),
             max(lengths[i] for i in batch),
             sum(lengths[i] for i in batch),
@@ -149,16 +148,16 @@ def plan_cost(lengths: list[int], batches: list[list[int]], packed: bool) -> flo
     packed=st.booleans(),
 )
 def test_plan_batches_properties(lengths, budget, packed):
-    batches = inference.plan_batches(lengths, budget, packed=packed)
+    batches = reranker_batching.plan_batches(lengths, budget, packed=packed)
     flat = [index for batch in batches for index in batch]
     assert sorted(flat) == list(range(len(lengths)))  # nothing dropped or duplicated
     assert all(batch for batch in batches)
     for batch in batches:
         padded = len(batch) * max(lengths[i] for i in batch)
         assert padded <= budget or len(batch) == 1
-        assert len(batch) <= inference.MAX_BATCH_ROWS
+        assert len(batch) <= reranker_batching.MAX_BATCH_ROWS
     fits = max(lengths, default=0) * len(lengths) <= budget
-    if lengths and fits and len(lengths) <= inference.MAX_BATCH_ROWS:
+    if lengths and fits and len(lengths) <= reranker_batching.MAX_BATCH_ROWS:
         assert batches == [list(range(len(lengths)))]  # what fits in one batch stays one
     else:  # cut by cost: never costlier than the always-feasible plan of one pass per pair
         singles = [[i] for i in range(len(lengths))]
@@ -169,7 +168,7 @@ def test_plan_batches_properties(lengths, budget, packed):
 def test_a_request_that_fits_is_never_split(packed):
     # (a)-like: 20 chunks of 79-123 tokens; splitting them measured slower than one batch.
     lengths = [79 + (i * 7) % 45 for i in range(20)]
-    assert inference.plan_batches(lengths, 8192, packed=packed) == [list(range(20))]
+    assert reranker_batching.plan_batches(lengths, 8192, packed=packed) == [list(range(20))]
 
 
 def test_collate_pads_like_the_tokenizer(small_budget_reranker):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from handler import inference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runtime_responder import Fault, RuntimeResponder
@@ -26,7 +27,6 @@ from sagemaker_reranker.client.splitting import (
     Limits,
     plan_requests,
 )
-from sagemaker_reranker.inference import inference
 
 # Escapes, multi-byte characters and emoji make the serialised size differ from the length.
 ALPHABET = st.sampled_from([*"abc xyz", "é", "日", '"', "\\", "\n", "\t", "😀"])

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from handler import inference
 from tiers import (  # noqa: F401 - the *_fixture names register fixtures
     HANDLER_ERRORS_AS,
     JSON,
@@ -23,7 +24,6 @@ from tiers import (  # noqa: F401 - the *_fixture names register fixtures
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.inference import inference
 
 QUERY = "what is the plan for the economy?"
 # The tiny test model's scores mostly track length: documents of distinct lengths score apart.

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from handler import inference
 from moto.server import ThreadedMotoServer
 from moto_shims import patch_moto
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.packaging.manifest import file_sha256
-from sagemaker_reranker.inference.inference import model_fn
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_failure_is_one_line_with_the_service_message(moto_server, tiny_archive,
 
 
 def test_invoke_ranks_documents_with_the_real_handler_in_local_mode(tiny_archive, tmp_path):
-    reranker = model_fn(str(extract_archive(tiny_archive, tmp_path / "model")))
+    reranker = inference.model_fn(str(extract_archive(tiny_archive, tmp_path / "model")))
     expected = reranker.score([[QUERY, doc] for doc in DOCS])
     order = sorted(range(len(DOCS)), key=lambda i: -expected[i])
     env = cli_env(tmp_path, "http://127.0.0.1:9")  # any AWS call would fail: none is made

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from handler import inference
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
@@ -23,7 +24,6 @@ from sagemaker_reranker.deploy.examples.demo import build_retriever, minilm_embe
 from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, split_speech
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
 

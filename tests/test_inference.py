@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from handler import inference, reranker_loading, reranker_scoring
 from sagemaker_inference.errors import GenericInferenceToolkitError
+from transformers import AutoModelForSequenceClassification
 
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
-from sagemaker_reranker.inference import inference
 
 QUERY = "what is the plan for the economy"
 DOCS = [
@@ -30,7 +33,7 @@ DOCS = [
 
 
 @pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
+def reranker(tiny_model_dir: Path) -> reranker_scoring.Reranker:
     return inference.model_fn(str(tiny_model_dir))
 
 
@@ -154,31 +157,31 @@ def test_bad_integer_settings_fail_loading_with_the_name(tiny_model_dir, monkeyp
 
 def test_dtype_choice(monkeypatch, caplog):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert inference.choose_dtype(None, cpu) is torch.float32
-    assert inference.choose_dtype(None, cuda) is torch.float16
-    assert inference.choose_dtype("bf16", cuda) is torch.bfloat16
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert reranker_loading.choose_dtype(None, cpu) is torch.float32
+    assert reranker_loading.choose_dtype(None, cuda) is torch.float16
+    assert reranker_loading.choose_dtype("bf16", cuda) is torch.bfloat16
+    monkeypatch.setattr(reranker_loading, "cpu_has_native_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
-        assert inference.choose_dtype("bfloat16", cpu) is torch.float32
+        assert reranker_loading.choose_dtype("bfloat16", cpu) is torch.float32
     assert "no native bf16" in caplog.text
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
-    assert inference.choose_dtype("bfloat16", cpu) is torch.bfloat16
+    monkeypatch.setattr(reranker_loading, "cpu_has_native_bf16", lambda: True)
+    assert reranker_loading.choose_dtype("bfloat16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="RERANKER_DTYPE"):
-        inference.choose_dtype("int8", cpu)
+        reranker_loading.choose_dtype("int8", cpu)
 
 
 def test_remote_code_is_off_unless_enabled(tiny_model_dir, monkeypatch):
     seen = []
-    original = inference.AutoTokenizer.from_pretrained
+    original = reranker_loading.AutoTokenizer.from_pretrained
 
     def recording(source, **options):
         seen.append(options["trust_remote_code"])
         return original(source, **options)
 
-    monkeypatch.setattr(inference.AutoTokenizer, "from_pretrained", recording)
-    inference.load_reranker(str(tiny_model_dir))
+    monkeypatch.setattr(reranker_loading.AutoTokenizer, "from_pretrained", recording)
+    reranker_loading.load_reranker(str(tiny_model_dir))
     monkeypatch.setenv("RERANKER_TRUST_REMOTE_CODE", "1")
-    inference.load_reranker(str(tiny_model_dir))
+    reranker_loading.load_reranker(str(tiny_model_dir))
     assert seen == [False, True]
 
 
@@ -200,6 +203,52 @@ def test_a_multi_label_model_is_refused(tiny_model_dir, tmp_path):
             (tmp_path / name).symlink_to(tiny_model_dir / name)
     with pytest.raises(ValueError, match="2 output labels"):
         inference.model_fn(str(tmp_path))
+
+
+class RunsCodeWhenUnpickled:
+    """A pickle whose loading creates ``marker``: what a hostile ``pytorch_model.bin`` can do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def model_dir_with_pickle(tiny_model_dir: Path, dest: Path, weights: bytes) -> Path:
+    """The tiny model's config and tokenizer, with ``weights`` as ``pytorch_model.bin``."""
+    dest.mkdir()
+    for name in os.listdir(tiny_model_dir):
+        if not name.endswith(".safetensors"):
+            (dest / name).symlink_to(tiny_model_dir / name)
+    (dest / "pytorch_model.bin").write_bytes(weights)
+    return dest
+
+
+def test_pickle_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path, monkeypatch):
+    marker = tmp_path / "the-pickle-ran"
+    hostile = pickle.dumps(RunsCodeWhenUnpickled(marker))
+    model = model_dir_with_pickle(tiny_model_dir, tmp_path / "model", hostile)
+    with pytest.raises(ValueError, match="RERANKER_ALLOW_PICKLE") as refused:
+        inference.model_fn(str(model))
+    assert "pytorch_model.bin" in str(refused.value) and "safetensors" in str(refused.value)
+    assert not marker.exists()
+    # Beside safetensors weights, the pickle is never read.
+    (model / "model.safetensors").symlink_to(tiny_model_dir / "model.safetensors")
+    assert len(call(inference.model_fn(str(model)), {"pairs": [[QUERY, "d"]]})) == 1
+    assert not marker.exists()
+
+
+def test_allow_pickle_loads_trusted_pickle_weights(tiny_model_dir, reranker, tmp_path, monkeypatch):
+    state = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    model = model_dir_with_pickle(tiny_model_dir, tmp_path / "model", buffer.getvalue())
+    monkeypatch.setenv("RERANKER_ALLOW_PICKLE", "1")
+    pairs = {"pairs": [[QUERY, doc] for doc in DOCS]}
+    assert call(inference.model_fn(str(model)), pairs) == pytest.approx(
+        call(reranker, pairs), abs=1e-6
+    )
 
 
 ROUND_TRIP = textwrap.dedent(

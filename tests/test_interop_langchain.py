@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from handler import inference
 from runtime_responder import RuntimeResponder, handler_body
 
 from sagemaker_reranker.client import (
@@ -18,7 +19,6 @@ from sagemaker_reranker.client import (
     TEIHandler,
 )
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
-from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from handler import inference
 
 from sagemaker_reranker.client import (
     HFTextClassificationHandler,
@@ -24,7 +25,6 @@ from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.server import FrontConfig, LocalServer
-from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]
 

@@ -15,10 +15,10 @@ import time
 
 import orjson
 import pytest
+from handler import inference
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
-from sagemaker_reranker.inference import inference
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from handler import inference
 
 from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.mms import venv as mms_venv
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
-from sagemaker_reranker.inference import inference
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]
 

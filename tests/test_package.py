@@ -6,13 +6,14 @@ import io
 import json
 import shutil
 import tarfile
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.packaging.build import handler_source, package
+from sagemaker_reranker.deploy.packaging.build import handler_files, handler_source, package
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
@@ -34,7 +35,7 @@ def members(archive: Path) -> dict[str, tarfile.TarInfo]:
 def test_layout_and_manifest(tiny_archive, tiny_model_dir):
     entries = members(tiny_archive)
     assert sorted(entries) == [
-        "code/inference.py",
+        *(f"code/{name}" for name in handler_files()),
         "config.json",
         "model.safetensors",
         MANIFEST,
@@ -44,6 +45,9 @@ def test_layout_and_manifest(tiny_archive, tiny_model_dir):
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 for m in entries.values())
     with tarfile.open(tiny_archive, "r:gz") as tar:
         assert tar.extractfile("code/inference.py").read() == handler_source()
+        for name, data in handler_files().items():  # the front door and its reranker_* modules
+            assert tar.extractfile(f"code/{name}").read() == data
+            assert read_manifest(tiny_archive).files[f"code/{name}"] == sha256(data).hexdigest()
     manifest = read_manifest(tiny_archive)
     assert manifest.weights is True
     assert manifest.source == f"dir:{tiny_model_dir.name}"
@@ -78,7 +82,7 @@ def test_no_weights_leaves_the_weights_out(tmp_path):
     out = tmp_path / "model.tar.gz"
     result = run_cli("--model", "BAAI/bge-reranker-base", "--no-weights", "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(members(out)) == ["code/inference.py", MANIFEST]
+    assert sorted(members(out)) == [*(f"code/{name}" for name in handler_files()), MANIFEST]
     manifest = read_manifest(out)
     assert manifest.weights is False and manifest.source == "BAAI/bge-reranker-base"
 

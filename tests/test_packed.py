@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from handler import reranker_encoder, reranker_loading
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -22,8 +23,6 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
 )
-
-from sagemaker_reranker.inference import inference
 
 TOLERANCE = 1e-5  # fp32; the handler's promise to users is 1e-4 against one padded batch
 
@@ -91,16 +90,16 @@ BATCHES = {
 @pytest.mark.parametrize("kind", ["bert", "xlm-roberta"])
 def test_packed_logits_equal_the_padded_forward(kind, batch, bert):
     model = bert if kind == "bert" else small_xlm_roberta()
-    assert inference.PackedEncoder.supports(model)
+    assert reranker_encoder.PackedEncoder.supports(model)
     rows = random_rows(BATCHES[batch], model.config.vocab_size, pair_types=kind == "bert")
     with torch.inference_mode():
         reference = padded_logits(model, rows)
-        packed = inference.PackedEncoder(model)(rows, torch.device("cpu"))
+        packed = reranker_encoder.PackedEncoder(model)(rows, torch.device("cpu"))
     assert packed.shape == reference.shape == (len(rows),)
     assert torch.allclose(packed, reference, atol=TOLERANCE, rtol=0), (packed, reference)
     # Each row is scored on its own tokens: its logit does not depend on its neighbours.
     with torch.inference_mode():
-        alone = inference.PackedEncoder(model)(rows[-1:], torch.device("cpu"))
+        alone = reranker_encoder.PackedEncoder(model)(rows[-1:], torch.device("cpu"))
     assert abs(float(alone[0]) - float(packed[-1])) <= TOLERANCE
 
 
@@ -119,15 +118,15 @@ def test_models_outside_the_packed_family_keep_the_padded_forward():
         BertForSequenceClassification(relative),
         DistilBertForSequenceClassification(distil),
     ):
-        assert not inference.PackedEncoder.supports(model), type(model).__name__
+        assert not reranker_encoder.PackedEncoder.supports(model), type(model).__name__
 
 
 def test_reranker_packed_and_padded_forwards_agree(tiny_model_dir: Path, monkeypatch):
     pairs = [("energy costs", "the plan " * n) for n in (1, 30, 400, 7, 7)]
     monkeypatch.setenv("RERANKER_PACKED", "0")
-    padded = inference.load_reranker(str(tiny_model_dir))
+    padded = reranker_loading.load_reranker(str(tiny_model_dir))
     assert padded.packed is None and not padded.settings.packed
-    packed = inference.load_reranker(
+    packed = reranker_loading.load_reranker(
         str(tiny_model_dir), dataclasses.replace(padded.settings, packed=True)
     )
     assert packed.packed is not None

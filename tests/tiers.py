@@ -1,7 +1,7 @@
 """The tiers the contract suite runs on, behind one small interface.
 
 =================  ==================================================================
-``direct``         ``transform_fn`` of ``sagemaker_reranker.inference.inference``, called here
+``direct``         ``transform_fn`` of the handler (``tests/handler.py``), called here
 ``inprocess``      ``LocalEndpoint(server="inprocess")``: ``POST /invocations`` (container)
 ``inprocess-rt``   the same server through boto3's ``sagemaker-runtime`` client (runtime API)
 ``mms``            ``LocalEndpoint(server="mms")``, container contract (multi-model-server)
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from handler import inference
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.inference import inference
 
 JSON = "application/json"
 TIERS = ("direct", "inprocess", "inprocess-rt", "mms", "mms-rt")

@@ -69,19 +69,22 @@ def _client_safe_transformer():
     decodes ``application/json`` bodies to ``str`` itself, before ``transform_fn`` runs, so
     a client's invalid UTF-8 raises ``UnicodeDecodeError`` inside the toolkit, which it
     reports as a 500 (likewise a ``RecursionError`` from nesting): client errors, so 400.
+    For invalid UTF-8 the handler gets the raw bytes, as the Hugging Face container passes
+    them, and names the problem in its own words.
     Everything else (dispatch, decoding, content types) stays the toolkit's own code.
     """
     from sagemaker_inference.errors import GenericInferenceToolkitError
     from sagemaker_inference.transformer import Transformer
 
     class ClientSafeTransformer(Transformer):
-        @staticmethod
-        def handle_error(context, inference_exception, trace):
+        def transform(self, data, context):
+            self._bodies = [item.get("body") for item in data]
+            return super().transform(data, context)
+
+        def handle_error(self, context, inference_exception, trace):
             error = sys.exc_info()[1]  # called from inside Transformer.transform's except
             if isinstance(error, UnicodeDecodeError):
-                inference_exception = GenericInferenceToolkitError(
-                    400, f"request body is not valid UTF-8 (byte {error.start})"
-                )
+                inference_exception = self._verdict_on_raw_body(context, error)
             elif isinstance(error, RecursionError):
                 inference_exception = GenericInferenceToolkitError(
                     400, "request body is nested too deeply"
@@ -94,6 +97,21 @@ def _client_safe_transformer():
             # JSON, as the local front's own errors and the model server's are.
             context.set_response_content_type(0, JSON)
             return [json.dumps({"message": inference_exception.message})]
+
+        def _verdict_on_raw_body(self, context, error: UnicodeDecodeError):
+            headers = context.request_processor[0].get_request_properties()
+            try:
+                self._transform_fn(
+                    self._model,
+                    self._bodies[0],
+                    headers.get("Content-Type"),
+                    headers.get("Accept"),
+                )
+            except GenericInferenceToolkitError as verdict:
+                return verdict
+            except Exception:  # a handler that cannot take bytes: say what the toolkit saw
+                pass
+            return GenericInferenceToolkitError(400, f"request body is not UTF-8: {error}")
 
     return ClientSafeTransformer()
 

@@ -14,7 +14,7 @@ import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import metadata, util
 from pathlib import Path, PurePosixPath
 
 from sagemaker_reranker.deploy.packaging.manifest import (
@@ -103,9 +103,24 @@ def model_files(model_dir: Path, allow_pickle: bool) -> dict[str, Path]:
     return chosen
 
 
+def handler_dir() -> Path:
+    """The installed handler's folder (``code/`` in every archive), found through importlib."""
+    spec = util.find_spec("sagemaker_reranker.inference")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / HANDLER).is_file():
+            return Path(location)
+    raise PackageError(f"this installation has no handler ({HANDLER}); reinstall the package")
+
+
+def handler_files() -> dict[str, bytes]:
+    """Every file of the handler (``inference.py`` and its ``reranker_*`` modules), by name:
+    the same bytes every archive carries in ``code/``."""
+    return {path.name: path.read_bytes() for path in sorted(handler_dir().glob("*.py"))}
+
+
 def handler_source() -> bytes:
-    """The handler shipped in this package: the same bytes every archive carries."""
-    return resources.files("sagemaker_reranker.inference").joinpath(HANDLER).read_bytes()
+    """The handler's front door, ``code/inference.py``."""
+    return (handler_dir() / HANDLER).read_bytes()
 
 
 def _versions() -> dict[str, str]:
@@ -149,7 +164,7 @@ def write_archive(
     """Write a deterministic ``model.tar.gz`` with ``files`` at the root and the handler."""
     if output.exists() and not force:
         raise PackageError(f"{output} exists; pass --force to overwrite it")
-    handler = handler_source()
+    handler = handler_files()
     manifest = Manifest(
         source=source,
         revision=revision,
@@ -157,7 +172,8 @@ def write_archive(
         files={name: file_sha256(files[name]) for name in sorted(files)},
         versions=_versions(),
     )
-    manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
+    for name, data in handler.items():
+        manifest.files[f"code/{name}"] = hashlib.sha256(data).hexdigest()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     with open(partial, "wb") as raw:
@@ -167,7 +183,8 @@ def write_archive(
                 # The manifest goes first: read_manifest then stops after one entry
                 # instead of decompressing the weights.
                 _add(tar, MANIFEST, manifest.to_json())
-                _add(tar, f"code/{HANDLER}", handler)
+                for name, data in handler.items():
+                    _add(tar, f"code/{name}", data)
                 for name in sorted(files):
                     _add_file(tar, name, files[name])
     os.replace(partial, output)
@@ -230,6 +247,6 @@ def copy_handler(dest: Path) -> Path:
     """Write the packaged handler into ``dest/code`` (for serving a bare model directory)."""
     code = dest / "code"
     code.mkdir(parents=True, exist_ok=True)
-    target = code / HANDLER
-    target.write_bytes(handler_source())
-    return target
+    for name, data in handler_files().items():
+        (code / name).write_bytes(data)
+    return code / HANDLER
