@@ -7,6 +7,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import boto3
 import pytest
 
 from sagemaker_reranker.deploy.local.net import free_port, port_open
+from sagemaker_reranker.deploy.packaging.build import write_archive
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -172,3 +174,62 @@ def test_serve_refuses_ambiguous_or_bad_arguments(tiny_archive: Path, tmp_path) 
     assert serve.finish() == 2 and "exactly one of --model-data or --model-dir" in serve.text()
     serve = Serve(tmp_path / "second", "--model-data", str(tiny_archive), "--env", "NOPE")
     assert serve.finish() == 2 and "NAME=VALUE" in serve.text()
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(tiny_archive: Path, tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = Serve(tmp_path, "--model-data", str(tiny_archive), "--port", str(port))
+        assert serve.finish() == 2
+        assert "".join(serve.output["stdout"]) == ""
+        assert "".join(serve.output["stderr"]) == (
+            f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port, "
+            "or --port 0 for a free one\n"
+        )
+    serve.assert_clean(None)
+
+
+def _cut(archive: Path, target: Path) -> Path:
+    """The archive's first 60%: its manifest reads fine, the weights end early."""
+    data = archive.read_bytes()
+    target.write_bytes(data[: len(data) * 6 // 10])
+    return target
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda archive, path: path.write_bytes(b"not a gzip file") and path, r"is not a"),
+        (_cut, r"truncated|cannot be read"),
+    ],
+    ids=["not-gzip", "cut-off"],
+)
+def test_serve_on_a_damaged_archive_is_one_line(tiny_archive, tmp_path, make, words) -> None:
+    archive = make(tiny_archive, tmp_path / "model.tar.gz")
+    serve = Serve(tmp_path / "run", "--model-data", str(archive), "--port", "0")
+    assert serve.finish() == 2
+    errors = "".join(serve.output["stderr"])
+    assert errors.startswith("Error: ") and errors.count("\n") == 1, errors
+    assert str(archive) in errors and re.search(words, errors), errors
+    assert "Traceback" not in serve.text()
+    serve.assert_clean(None)
+
+
+def test_serve_refuses_an_archive_with_no_weights_and_no_hub_model(tmp_path) -> None:
+    archive = write_archive(tmp_path / "model.tar.gz", {}, "dir:my-model", None)
+    serve = Serve(tmp_path / "run", "--model-data", str(archive.path), "--port", "0")
+    assert serve.finish() == 2
+    assert "has no weights and names no hub model (dir:my-model)" in serve.text()
+    serve.assert_clean(None)
+
+
+def test_serve_log_has_no_progress_bars(tiny_archive: Path, tmp_path) -> None:
+    serve = Serve(tmp_path, "--model-data", str(tiny_archive), "--port", "0")
+    port = int(URL.search(serve.wait_for(r"^Serving .* at http://")).group(1))
+    assert serve.stop(signal.SIGINT) == 0
+    log = "".join(serve.output["stderr"])
+    assert "model loaded" in log  # the log is there ...
+    assert "\r" not in log and "it/s]" not in log  # ... without a redrawn bar
+    serve.assert_clean(port)

@@ -80,11 +80,14 @@ def test_overwrite_is_refused_without_force(tiny_model_dir, tmp_path):
 
 def test_no_weights_leaves_the_weights_out(tmp_path):
     out = tmp_path / "model.tar.gz"
-    result = run_cli("--model", "BAAI/bge-reranker-base", "--no-weights", "-o", str(out))
+    commit = "f" * 40  # a full commit needs no hub lookup (the tests run offline)
+    args = ("--model", "BAAI/bge-reranker-base", "--no-weights", "--revision", commit)
+    result = run_cli(*args, "-o", str(out))
     assert result.exit_code == 0, result.output
     assert sorted(members(out)) == [*(f"code/{name}" for name in handler_files()), MANIFEST]
     manifest = read_manifest(out)
     assert manifest.weights is False and manifest.source == "BAAI/bge-reranker-base"
+    assert manifest.revision == commit
 
 
 @pytest.mark.parametrize(

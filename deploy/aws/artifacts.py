@@ -51,32 +51,61 @@ def default_bucket(aws: Aws) -> str:
     return f"sagemaker-{aws.region}-{aws.account}"
 
 
+def owner_args(aws: Aws, bucket: str) -> dict[str, str]:
+    """``ExpectedBucketOwner`` for every call to the default bucket.
+
+    Its name is guessable, so another account could create it first and receive the
+    uploads; with the owner stated, S3 refuses the call instead (403).
+    """
+    if bucket.startswith(f"sagemaker-{aws.region}-") and bucket == default_bucket(aws):
+        return {"ExpectedBucketOwner": aws.account}
+    return {}
+
+
 def ensure_bucket(aws: Aws, bucket: str, create: bool) -> bool:
     """Check the bucket is usable; create the default bucket when missing. True if it existed."""
-    try:
-        aws.read("s3", "head_bucket", Bucket=bucket)
-        return True
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        if code == "403":
-            raise DeployError(
-                f"bucket {bucket} exists but these credentials cannot use it (403 Forbidden); "
-                "pass --bucket with a bucket of yours"
-            ) from None
-        if code not in ("404", "NoSuchBucket"):
-            raise
+    owner = owner_args(aws, bucket)
+    if aws.assume_missing:
+        # A plan without credentials: the default bucket would be made, the user's is taken.
         if not create:
-            raise DeployError(
-                f"bucket {bucket} does not exist; create it, or leave out --bucket to use the "
-                "SageMaker default bucket"
-            ) from None
+            return True
+    else:
+        try:
+            aws.read("s3", "head_bucket", Bucket=bucket, **owner)
+            return True
+        except ClientError as error:
+            _bucket_unusable(error, bucket, create, owner)
     params: dict = {"Bucket": bucket}
     if aws.region != "us-east-1":
         params["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     if not aws.dry_run:
         aws.reporter.note(f"creating bucket {bucket}")
+    # CreateBucket takes no ExpectedBucketOwner; it fails if anyone else owns the name.
     aws.write("s3", "create_bucket", **params)
     return False
+
+
+def _bucket_unusable(error: ClientError, bucket: str, create: bool, owner: dict) -> None:
+    """Raise the one-line reason a bucket cannot be used, unless it is only missing."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    if code == "403":
+        whose = (
+            f"belongs to another account than {owner['ExpectedBucketOwner']}, or these "
+            "credentials cannot use it"
+            if owner
+            else "these credentials cannot use it"
+        )
+        raise DeployError(
+            f"bucket {bucket} exists but {whose} (403 Forbidden); pass --bucket with a bucket "
+            "of yours"
+        ) from None
+    if code not in ("404", "NoSuchBucket"):
+        raise error
+    if not create:
+        raise DeployError(
+            f"bucket {bucket} does not exist; create it, or leave out --bucket to use the "
+            "SageMaker default bucket"
+        ) from None
 
 
 def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None:
@@ -129,8 +158,9 @@ def upload(aws: Aws, data: ModelData) -> None:
     if data.local is None:
         return
     bucket, key = parse_s3_uri(data.uri)
+    owner = owner_args(aws, bucket)
     existed = ensure_bucket(aws, bucket, create=data.own_bucket)
-    if existed and aws.find("s3", "head_object", Bucket=bucket, Key=key):
+    if existed and aws.find("s3", "head_object", Bucket=bucket, Key=key, **owner):
         aws.reporter.note(f"{data.uri} already uploaded (same sha256): skipping the upload")
         return
     metadata = {"sha256": data.sha256 or ""}
@@ -138,7 +168,7 @@ def upload(aws: Aws, data: ModelData) -> None:
         metadata.update(weights=str(data.manifest.weights).lower(), source=data.manifest.source)
         if data.manifest.revision:
             metadata["revision"] = data.manifest.revision
-    extra: dict = {"Metadata": metadata, "ContentType": "application/gzip"}
+    extra: dict = {"Metadata": metadata, "ContentType": "application/gzip", **owner}
     if data.kms_key:
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=data.kms_key)
     _upload(aws, data.local, bucket, key, extra)
@@ -147,7 +177,7 @@ def upload(aws: Aws, data: ModelData) -> None:
 def remote_archive(aws: Aws, uri: str) -> ModelData:
     """An archive already in S3: what we uploaded carries its sha256 and manifest summary."""
     bucket, key = parse_s3_uri(uri)
-    head = aws.find("s3", "head_object", Bucket=bucket, Key=key)
+    head = aws.find("s3", "head_object", Bucket=bucket, Key=key, **owner_args(aws, bucket))
     if head is None:
         raise DeployError(f"{uri} does not exist")
     meta = head.get("Metadata", {})

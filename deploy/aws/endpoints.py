@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,6 +19,13 @@ NAME_KEYS = {
     "endpoint_config": "EndpointConfigName",
     "endpoint": "EndpointName",
 }
+
+
+def iso_time(value: Any) -> str | None:
+    """A time as ISO 8601 (``2025-01-31T12:00:00+00:00``); boto3 gives datetimes."""
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def describe_endpoint(aws: Aws, name: str) -> dict[str, Any] | None:
@@ -149,9 +157,10 @@ def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
             f"endpoint {name} is {status} towards {spec.config_name}: resuming the wait"
         )
     if aws.dry_run or not wait:
-        aws.reporter.note(
-            "not waiting: re-run the same `update` command to wait and remove the old config"
-        )
+        if not aws.dry_run:
+            aws.reporter.note(
+                "not waiting: re-run the same `update` command to wait and remove the old config"
+            )
         return {**result, "action": "updating", "status": "Updating", "previous": old_config}
     final = _wait_endpoint(aws, name, timeout, "update")
     if final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == spec.config_name:
@@ -275,8 +284,8 @@ def status(aws: Aws, name: str) -> dict[str, Any]:
         "endpoint": name,
         "status": current["EndpointStatus"],
         "config": current["EndpointConfigName"],
-        "created": str(current.get("CreationTime", "")),
-        "modified": str(current.get("LastModifiedTime", "")),
+        "created": iso_time(current.get("CreationTime")),
+        "modified": iso_time(current.get("LastModifiedTime")),
     }
     if current.get("FailureReason"):
         info["failure_reason"] = current["FailureReason"]
@@ -327,7 +336,7 @@ def list_endpoints(aws: Aws, name_contains: str | None) -> list[dict[str, Any]]:
                 {
                     "endpoint": item["EndpointName"],
                     "status": item["EndpointStatus"],
-                    "created": str(item.get("CreationTime", "")),
+                    "created": iso_time(item.get("CreationTime")),
                 }
             )
     return rows

@@ -7,6 +7,7 @@ with its parameters and never sent, which is what makes the dry run safe to trus
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import time
@@ -34,6 +35,18 @@ PENDING = {
     "Stopping",
 }
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound"}
+# Stands for the account id in a plan made without credentials (see ``Aws.assume_missing``).
+UNKNOWN_ACCOUNT = "<account>"
+
+
+@lru_cache(maxsize=1)
+def user_agent() -> str:
+    """``sagemaker-reranker/<version>``: named in every request, as AWS asks tools to do."""
+    try:
+        version = importlib.metadata.version("sagemaker-reranker")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"sagemaker-reranker/{version}"
 
 
 @lru_cache(maxsize=1)
@@ -96,6 +109,8 @@ class Aws:
     dry_run: bool = False
     planned: list[PlannedCall] = field(default_factory=list)
     reporter: Reporter = field(default_factory=lambda: Reporter())
+    assume_missing: bool = False
+    """A dry run without credentials: every lookup answers "not there", the account is unknown."""
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -117,11 +132,19 @@ class Aws:
 
     @cached_property
     def account(self) -> str:
+        if self.assume_missing:
+            return UNKNOWN_ACCOUNT
         return self.read("sts", "get_caller_identity")["Account"]
+
+    def has_credentials(self) -> bool:
+        """Whether boto3 finds credentials (environment, profile, SSO, instance role, ...)."""
+        return self.session.get_credentials() is not None
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            config = Config(retries={"mode": "adaptive", "max_attempts": 8})
+            config = Config(
+                retries={"mode": "adaptive", "max_attempts": 8}, user_agent_extra=user_agent()
+            )
             # AWS_ENDPOINT_URL (e.g. a local moto server) is honoured by boto3 itself.
             self._clients[service] = self.session.client(
                 service, region_name=self.region, config=config
@@ -130,6 +153,11 @@ class Aws:
 
     def read(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         """A call that changes nothing: always sent, also under ``--dry-run``."""
+        if self.assume_missing:
+            raise DeployError(
+                f"planning this needs read access to AWS ({service} {operation}); configure "
+                "credentials or pass --profile"
+            )
         return getattr(self.client(service), operation)(**params)
 
     def write(self, service: str, operation: str, **params: Any) -> dict[str, Any] | None:
@@ -144,6 +172,8 @@ class Aws:
 
     def find(self, service: str, operation: str, **params: Any) -> dict[str, Any] | None:
         """A Describe/Head call that returns None when the resource does not exist."""
+        if self.assume_missing:
+            return None
         try:
             return self.read(service, operation, **params)
         except ClientError as error:

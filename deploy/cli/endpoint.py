@@ -97,7 +97,18 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     return spec
 
 
-def _report(outcome: dict[str, Any], spec: DeploySpec) -> Result:
+# What a dry run says instead of what happened.
+WOULD = {
+    "created": "would be created",
+    "resumed": "would be waited for",
+    "updating": "would be updated",
+    "unchanged": "unchanged: nothing to do",
+}
+
+
+def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) -> Result:
+    if dry_run:
+        outcome = {**outcome, "action": WOULD.get(outcome["action"], outcome["action"])}
     data = {
         **outcome,
         "image": spec.image,
@@ -107,19 +118,21 @@ def _report(outcome: dict[str, Any], spec: DeploySpec) -> Result:
         "instance_type": spec.instance_type,
         "serverless": spec.serverless,
     }
+    done = outcome["action"] if dry_run else f"{outcome['action']} ({outcome['status']})"
     lines = [
-        f"endpoint  {outcome['endpoint']}: {outcome['action']} ({outcome['status']})",
+        f"endpoint  {outcome['endpoint']}: {done}",
         f"config    {outcome['config']}",
         f"image     {spec.image}",
         f"data      {spec.model_data.uri}",
         f"isolation {'on' if spec.isolation else 'off'}",
     ]
     if outcome.get("removed"):
-        lines.append(f"removed   {', '.join(outcome['removed'])}")
+        removed = ", ".join(outcome["removed"])
+        lines.append(f"{'would remove' if dry_run else 'removed  '} {removed}")
     return data, lines
 
 
-@aws_command("deploy")
+@aws_command("deploy", dry_run=True, plans_without_reads=True)
 @deployment_options
 def deploy_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
     """Create a reranker endpoint from a packaged model (idempotent).
@@ -137,10 +150,10 @@ def deploy_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Resu
     """
     spec = _prepare(aws, params)
     outcome = endpoints.deploy(aws, spec, wait=not no_wait, timeout=timeout)
-    return _report(outcome, spec)
+    return _report(outcome, spec, aws.dry_run)
 
 
-@aws_command("update")
+@aws_command("update", dry_run=True)
 @deployment_options
 def update_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
     """Blue/green update of a live endpoint to a new archive or settings.
@@ -156,7 +169,7 @@ def update_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Resu
     """
     spec = _prepare(aws, params)
     outcome = endpoints.update(aws, spec, wait=not no_wait, timeout=timeout)
-    return _report(outcome, spec)
+    return _report(outcome, spec, aws.dry_run)
 
 
 @aws_command("status")
@@ -192,8 +205,11 @@ def list_command(aws: Aws, name_contains: str | None) -> Result:
       sagemaker-reranker list --name-contains reranker
     """
     rows = endpoints.list_endpoints(aws, name_contains)
-    lines = [f"{row['endpoint']:<40}{row['status']:<16}{row['created']}" for row in rows]
-    return rows, lines or ["no endpoints"]
+    if not rows:
+        return rows, ["no endpoints"]
+    lines = [f"{'ENDPOINT':<40}{'STATUS':<16}CREATED"]
+    lines += [f"{row['endpoint']:<40}{row['status']:<16}{row['created']}" for row in rows]
+    return rows, lines
 
 
 def stdin_is_tty() -> bool:
@@ -208,7 +224,7 @@ def _confirm(name: str, yes: bool, dry_run: bool) -> None:
     click.confirm(f"Delete endpoint {name}, its configs and models?", abort=True, err=True)
 
 
-@aws_command("delete")
+@aws_command("delete", dry_run=True)
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete_command(aws: Aws, name: str, yes: bool) -> Result:
@@ -225,5 +241,6 @@ def delete_command(aws: Aws, name: str, yes: bool) -> Result:
     _confirm(name, yes, aws.dry_run)
     outcome = endpoints.delete(aws, name)
     removed = outcome["removed"]
-    lines = [f"deleted {item}" for item in removed] or [f"nothing named {name} to delete"]
+    verb = "would delete" if aws.dry_run else "deleted"
+    lines = [f"{verb} {item}" for item in removed] or [f"nothing named {name} to delete"]
     return outcome, lines

@@ -11,7 +11,7 @@ import click
 
 from sagemaker_reranker.deploy.aws import autoscaling
 from sagemaker_reranker.deploy.aws.artifacts import parse_s3_uri
-from sagemaker_reranker.deploy.aws.session import Aws, DeployError, PlannedCall, wait_until_settled
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, wait_until_settled
 from sagemaker_reranker.deploy.aws.spec import DEFAULT_INSTANCE, check_endpoint_name, instance_kind
 from sagemaker_reranker.deploy.cli.options import Result, aws_command
 from sagemaker_reranker.deploy.platform import VARIANT
@@ -81,13 +81,6 @@ def invoke_command(
           --endpoint-url http://127.0.0.1:8080
     """
     documents = read_documents(docs_file, docs)
-    if aws.dry_run:
-        call = PlannedCall(
-            "sagemaker-runtime", "invoke_endpoint", {"EndpointName": name, "pairs": len(documents)}
-        )
-        aws.planned.append(call)
-        aws.reporter.planned(call)
-        return [], []
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
 
     # A local endpoint ignores the region; AWS needs one.
@@ -130,7 +123,7 @@ def _check_scalable(aws: Aws, name: str, variant: str) -> None:
         )
 
 
-@aws_command("autoscale")
+@aws_command("autoscale", dry_run=True)
 @click.argument("name")
 @click.option("--min", "minimum", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max", "maximum", type=click.IntRange(min=1), default=4, show_default=True)
@@ -165,7 +158,8 @@ def autoscale_command(
         if scaling is None:
             return {"endpoint": name, "autoscaling": None}, [f"{name}: no autoscaling to remove"]
         autoscaling.remove(aws, scaling)
-        return {"endpoint": name, "autoscaling": None}, [f"{name}: autoscaling removed"]
+        done = "would remove autoscaling" if aws.dry_run else "autoscaling removed"
+        return {"endpoint": name, "autoscaling": None}, [f"{name}: {done}"]
     if minimum > maximum:
         raise DeployError(f"--min {minimum} is above --max {maximum}")
     _check_scalable(aws, name, variant)
@@ -177,8 +171,8 @@ def autoscale_command(
         "target_invocations_per_instance": target_invocations,
     }
     line = (
-        f"{name}/{variant}: {minimum}-{maximum} instances, "
-        f"target {target_invocations:g} invocations per instance per minute"
+        f"{name}/{variant}: {'would scale to ' if aws.dry_run else ''}{minimum}-{maximum} "
+        f"instances, target {target_invocations:g} invocations per instance per minute"
     )
     return data, [line]
 
@@ -212,7 +206,7 @@ def transform_request(
     }
 
 
-@aws_command("batch")
+@aws_command("batch", dry_run=True)
 @click.option("--model-name", required=True, help="A SageMaker model (see `status NAME`).")
 @click.option("--input", "input_uri", required=True, help="s3:// prefix of JSON-lines files.")
 @click.option("--output", "output_uri", required=True, help="s3:// prefix for the results.")
@@ -256,7 +250,9 @@ def batch_command(
     )
     aws.write("sagemaker", "create_transform_job", **request)
     data = {"job": job, "model": model_name, "output": output_uri, "status": "InProgress"}
-    if aws.dry_run or no_wait:
+    if aws.dry_run:
+        return data, [f"transform job {job}: would start; output in {output_uri}"]
+    if no_wait:
         return data, [f"transform job {job}: started; output in {output_uri}"]
     final = wait_until_settled(
         lambda: aws.read("sagemaker", "describe_transform_job", TransformJobName=job),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -17,30 +18,54 @@ from sagemaker_reranker.deploy.cli.report import TerminalReporter
 Result = tuple[Any, list[str]]
 
 
-def aws_command(name: str) -> Callable[[Callable[..., Result]], click.Command]:
-    """``@aws_command("status")``: a click command with --region/--profile/--dry-run/--json.
+class BadInput(click.ClickException):
+    """A problem with what the user passed: one ``Error: …`` line and exit code 2.
 
-    The wrapped function gets an :class:`Aws` first and returns ``(data, lines)``. botocore
-    errors and :class:`DeployError` end the command with exit code 1 and one line on stderr,
-    never a traceback.
+    (click's ``UsageError`` also prints the usage and a hint, three lines more than the
+    problem needs.)
+    """
+
+    exit_code = 2
+
+
+def json_value(value: Any) -> Any:
+    """How ``--json`` writes what the standard encoder cannot: dates in ISO 8601."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=json_value, sort_keys=True)
+
+
+def aws_command(
+    name: str, dry_run: bool = False, plans_without_reads: bool = False
+) -> Callable[[Callable[..., Result]], click.Command]:
+    """``@aws_command("status")``: a click command with --region/--profile/--json.
+
+    ``dry_run=True`` (commands that change something) adds ``--dry-run``. A dry run still
+    reads the current state to plan; without credentials, a command with
+    ``plans_without_reads`` plans as if nothing existed yet, any other says it needs read
+    access. The wrapped function gets an :class:`Aws` first and returns ``(data, lines)``.
+    botocore errors and :class:`DeployError` end the command with exit code 1 and one line
+    on stderr, never a traceback.
     """
 
     def decorate(function: Callable[..., Result]) -> click.Command:
-        @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-        @click.option(
-            "--dry-run",
-            is_flag=True,
-            help="Print each mutating API call with its parameters instead of making it.",
-        )
-        @click.option("--profile", help="AWS profile (default: AWS_PROFILE or the default one).")
-        @click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION).")
         @functools.wraps(function)
         def command(
-            region: str | None, profile: str | None, dry_run: bool, as_json: bool, **params: Any
+            region: str | None,
+            profile: str | None,
+            as_json: bool,
+            dry_run: bool = False,
+            **params: Any,
         ) -> None:
             reporter = TerminalReporter(quiet=as_json)
             aws = Aws(region_option=region, profile=profile, dry_run=dry_run, reporter=reporter)
             try:
+                if dry_run and not aws.has_credentials():
+                    _plan_without_credentials(aws, name, plans_without_reads)
                 data, lines = function(aws, **params)
             except ClientError as error:
                 raise click.ClickException(error_line(error)) from None
@@ -49,14 +74,44 @@ def aws_command(name: str) -> Callable[[Callable[..., Result]], click.Command]:
             if as_json:
                 if dry_run:
                     data = {"result": data, "dry_run": [call.to_dict() for call in aws.planned]}
-                click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+                click.echo(dump_json(data))
             else:
                 for line in lines:
                     click.echo(line)
 
+        options = [
+            click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)."),
+            click.option("--profile", help="AWS profile (default: AWS_PROFILE, else the default)."),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        ]
+        if dry_run:
+            options.append(
+                click.option(
+                    "--dry-run",
+                    is_flag=True,
+                    help="Print each call that would change something, with its parameters, "
+                    "instead of making it.",
+                )
+            )
+        shared = len(options)
+        for option in reversed(options):
+            command = option(command)
         built = click.command(name)(command)
         # The shared options read best after the command's own.
-        built.params = built.params[4:] + built.params[:4]
+        built.params = built.params[shared:] + built.params[:shared]
         return built
 
     return decorate
+
+
+def _plan_without_credentials(aws: Aws, name: str, plans_without_reads: bool) -> None:
+    if not plans_without_reads:
+        raise DeployError(
+            f"`{name} --dry-run` reads the current state to plan its changes, so it needs AWS "
+            "credentials with read access; none were found (configure them or pass --profile)"
+        )
+    aws.assume_missing = True
+    aws.reporter.note(
+        "[dry-run] no AWS credentials: planning as if nothing existed yet and with the account "
+        "id unknown; with read access the plan also shows what already exists"
+    )

@@ -2,29 +2,63 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from sagemaker_reranker.deploy.packaging.build import package
+from sagemaker_reranker.deploy.cli.options import BadInput
+from sagemaker_reranker.deploy.packaging.build import Progress, human_size, package
 from sagemaker_reranker.deploy.packaging.manifest import PackageError
 
 
-def human_size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+class ProgressBars:
+    """One bar per stage of ``package`` (hashing, compressing) on a terminal's stderr."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.shown = stage, 0
+            label = f"{stage} {human_size(total)}"
+            self.bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def progress_for(stream: Any) -> tuple[Progress | None, ProgressBars | None]:
+    """Bars on a terminal; on a pipe or a file nothing, not even the hub's download bars."""
+    if stream.isatty():
+        bars = ProgressBars()
+        return bars, bars
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    return None, None
 
 
 @click.command("package")
 @click.option("--model", required=True, help="Local model directory or Hugging Face hub id.")
-@click.option("--revision", help="Hub branch, tag or commit to pin (hub ids only).")
+@click.option(
+    "--revision",
+    help="Hub branch, tag or commit (hub ids only); recorded as the commit it resolves to.",
+)
 @click.option(
     "--no-weights",
     is_flag=True,
-    help="Leave the weights out: the endpoint downloads them at start (needs network access).",
+    help="Hub ids only: leave the weights out; the endpoint downloads the recorded commit at "
+    "start (needs network access, so no network isolation).",
 )
 @click.option(
     "-o",
@@ -56,6 +90,7 @@ def package_command(
       sagemaker-reranker package --model BAAI/bge-reranker-base -o model.tar.gz
       sagemaker-reranker package --model ./my-finetuned-reranker -o model.tar.gz --force
     """
+    progress, bars = progress_for(sys.stderr)
     try:
         result = package(
             model,
@@ -64,16 +99,24 @@ def package_command(
             weights=not no_weights,
             allow_pickle=allow_pickle,
             force=force,
+            progress=progress,
         )
     except PackageError as error:
-        raise click.UsageError(str(error)) from None
+        raise BadInput(str(error)) from None
+    finally:
+        if bars is not None:
+            bars.close()
     manifest = result.manifest
     click.echo(f"wrote   {result.path} ({human_size(result.size)})")
     click.echo(f"sha256  {result.sha256}")
     click.echo(
         f"source  {manifest.source}" + (f" @ {manifest.revision}" if manifest.revision else "")
     )
-    weights = "baked in" if manifest.weights else "none (downloaded by the endpoint at start)"
+    weights = (
+        "baked in"
+        if manifest.weights
+        else f"none (the endpoint downloads {manifest.source} @ {manifest.revision} at start)"
+    )
     click.echo(f"weights {weights}")
     for name in sorted(manifest.files):
         click.echo(f"  {name}")

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import errno
+import gzip
+import os
 import shlex
 import signal
+import socket
 import sys
+import tarfile
+import zlib
 from pathlib import Path
 
 import click
 
+from sagemaker_reranker.deploy.cli.options import BadInput
 from sagemaker_reranker.deploy.local.backend import SERVERS
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
-from sagemaker_reranker.deploy.packaging.manifest import PackageError
+from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
 from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 from sagemaker_reranker.deploy.settings import parse_env
 
 EXAMPLE = '{"pairs": [["What is the plan for the economy?", "We will lower costs for families."]]}'
+# What a damaged or foreign archive raises while it is read (gzip, tar, a cut-off file).
+ARCHIVE_ERRORS = (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
+# Progress bars redraw with carriage returns: noise in a log. The user's setting wins.
+QUIET_PROGRESS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 
 
 class _Stop(Exception):
@@ -25,6 +36,49 @@ class _Stop(Exception):
 
 def _raise_stop(signum, frame) -> None:
     raise _Stop
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before the model is even extracted."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server binds: a port a stopped server left in TIME_WAIT is free to reuse.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise BadInput(
+                    f"port {port} on {host} is already in use; pick another with --port, or "
+                    "--port 0 for a free one"
+                ) from None
+            raise BadInput(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def archive_env(model_data: Path) -> dict[str, str]:
+    """What the endpoint would get from deploy for this archive: the model to download when
+    the weights are not baked in, at the commit recorded when it was packaged."""
+    if not model_data.is_file():
+        raise BadInput(f"model archive {model_data} does not exist")
+    try:
+        manifest = read_manifest(model_data)
+    except PackageError as error:
+        raise BadInput(str(error)) from None
+    except (*ARCHIVE_ERRORS, OSError) as error:
+        raise BadInput(f"{model_data} is not a model.tar.gz archive ({error})") from None
+    if manifest is None or manifest.weights:
+        return {}
+    if manifest.source.startswith("dir:"):
+        raise BadInput(
+            f"{model_data} has no weights and names no hub model ({manifest.source}); package "
+            "the directory again without --no-weights"
+        )
+    env = {"RERANKER_MODEL_ID": manifest.source}
+    if manifest.revision:
+        env["RERANKER_MODEL_REVISION"] = manifest.revision
+    return env
 
 
 def usage(url: str, endpoint_name: str) -> str:
@@ -125,6 +179,11 @@ def serve_command(
     warning = bind_warning(host)
     if warning:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+    check_port_free(host, port)
+    if model_data is not None:
+        env = {**archive_env(model_data), **env}
+    for name, value in QUIET_PROGRESS.items():
+        os.environ.setdefault(name, value)
     endpoint = LocalEndpoint(
         model_data=model_data,
         model_dir=model_dir,
@@ -142,11 +201,18 @@ def serve_command(
         _run(endpoint, keep_alive, str(model_data or model_dir))
     except (_Stop, KeyboardInterrupt):
         click.echo("stopping", err=True)
-    except (LocalEndpointError, PackageError) as error:
+    except PackageError as error:  # a damaged, edited or hostile archive: bad input
+        raise BadInput(str(error)) from None
+    except LocalEndpointError as error:
         raise click.ClickException(str(error)) from None
+    except ARCHIVE_ERRORS as error:
+        raise BadInput(f"{model_data or model_dir} cannot be read: {error}") from None
     finally:
-        endpoint.stop()
         signal.signal(signal.SIGTERM, previous)
+        try:
+            endpoint.stop()
+        except LocalEndpointError as error:
+            click.secho(f"warning: {error}", fg="yellow", err=True)
 
 
 def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str) -> None:

@@ -12,17 +12,21 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path, PurePosixPath
 
+from sagemaker_reranker.deploy.packaging.hub import download_model, resolve_commit
 from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
     Manifest,
     PackageError,
     file_sha256,
 )
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: bytes done of a stage ("hashing", then "compressing")."""
 
 HANDLER = "inference.py"
 # What a reranker needs at run time: config, tokenizer files, safetensors weights, licence.
@@ -50,6 +54,7 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
 )
 FIXED_MTIME = 0
+COPY_BUFFER = 1 << 20
 CONVERT_HINT = (
     'convert it to safetensors: python -c "from transformers import '
     "AutoModelForSequenceClassification as M; M.from_pretrained('DIR').save_pretrained('OUT')\""
@@ -65,17 +70,30 @@ class PackageResult:
     manifest: Manifest
 
 
+def human_size(size: float) -> str:
+    """``1.1 GiB``, ``80.0 MiB``, ``512 B``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(PurePosixPath(name).match(pattern) for pattern in patterns)
 
 
-def model_files(model_dir: Path, allow_pickle: bool) -> dict[str, Path]:
+def model_files(
+    model_dir: Path, allow_pickle: bool, link_root: Path | None = None
+) -> dict[str, Path]:
     """Pick the files of ``model_dir`` that belong in the archive (top level only).
 
-    Links are followed only when they stay inside ``model_dir``. Pickle weights are taken
-    only with ``allow_pickle`` and only when no safetensors weights are there.
+    Links are followed only when they stay inside ``link_root`` (default ``model_dir``; a hub
+    cache snapshot links into its repo's blobs). Pickle weights are taken only with
+    ``allow_pickle`` and only when no safetensors weights are there.
     """
     root = model_dir.resolve()
+    links_root = (link_root or model_dir).resolve()
     if not (root / "config.json").is_file():
         raise PackageError(f"{model_dir} has no config.json: not a Hugging Face model directory")
     if not any((root / name).is_file() for name in TOKENIZER_FILES):
@@ -83,7 +101,7 @@ def model_files(model_dir: Path, allow_pickle: bool) -> dict[str, Path]:
     chosen: dict[str, Path] = {}
     pickles: dict[str, Path] = {}
     for entry in sorted(model_dir.iterdir()):
-        if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+        if entry.is_symlink() and not entry.resolve().is_relative_to(links_root):
             raise PackageError(f"{entry} links outside the model directory; copy the real file")
         if not entry.is_file():
             continue
@@ -148,10 +166,67 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_info(name, len(data)), io.BytesIO(data))
 
 
-def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
-    """Stream ``path`` into the archive."""
+def _add_file(tar: tarfile.TarFile, name: str, path: Path, advance: Callable[[int], None]) -> None:
+    """Stream ``path`` into the archive, reporting the bytes read."""
     with open(path, "rb") as handle:
-        tar.addfile(_info(name, path.stat().st_size), handle)
+        tar.addfile(_info(name, path.stat().st_size), _Counting(handle, advance))
+
+
+class _Counting:
+    """A reader that reports how many bytes went through it."""
+
+    def __init__(self, handle: io.BufferedReader, advance: Callable[[int], None]) -> None:
+        self.handle, self.advance = handle, advance
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.advance(len(data))
+        return data
+
+
+class _Hashing(io.RawIOBase):
+    """A writer that hashes what it writes, so the archive is not read again for its sha256."""
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        self.raw, self.digest = raw, hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+
+class _Stage:
+    """Bytes done of one stage, reported through ``progress``."""
+
+    def __init__(self, progress: Progress | None, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total, self.done = progress, stage, total, 0
+        self(0)
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.stage, self.done, self.total)
+
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse an output that is a folder, or exists without ``force``, before any work."""
+    if output.is_dir():
+        raise PackageError(
+            f"{output} is a directory; give the archive's file name, e.g. -o "
+            f"{output / 'model.tar.gz'}"
+        )
+    if output.exists() and not force:
+        raise PackageError(f"{output} exists; pass --force to overwrite it")
+
+
+def _os_error(error: OSError, output: Path, partial: Path) -> PackageError:
+    where = error.filename
+    if where is None or str(where) in (str(partial), str(output)):
+        return PackageError(f"cannot write {output}: {error.strerror or error}")
+    return PackageError(f"cannot read or write {where}: {error.strerror or error}")
 
 
 def write_archive(
@@ -160,62 +235,51 @@ def write_archive(
     source: str,
     revision: str | None,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> PackageResult:
-    """Write a deterministic ``model.tar.gz`` with ``files`` at the root and the handler."""
-    if output.exists() and not force:
-        raise PackageError(f"{output} exists; pass --force to overwrite it")
-    handler = handler_files()
-    manifest = Manifest(
-        source=source,
-        revision=revision,
-        weights=any(_matches(name, ("*.safetensors", *PICKLE_PATTERNS)) for name in files),
-        files={name: file_sha256(files[name]) for name in sorted(files)},
-        versions=_versions(),
-    )
-    for name, data in handler.items():
-        manifest.files[f"code/{name}"] = hashlib.sha256(data).hexdigest()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    """Write a deterministic ``model.tar.gz`` with ``files`` at the root and the handler.
+
+    The archive is written to ``<output>.partial`` and renamed when complete; on any
+    failure or interruption the partial file is removed, so ``output`` is either the old
+    file or the whole new one.
+    """
+    check_output(output, force)
+    handler = handler_source()
+    total = sum(path.stat().st_size for path in files.values())
     partial = output.with_name(output.name + ".partial")
-    with open(partial, "wb") as raw:
-        # mtime=0 and an empty file name keep the gzip header identical between runs.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                # The manifest goes first: read_manifest then stops after one entry
-                # instead of decompressing the weights.
-                _add(tar, MANIFEST, manifest.to_json())
-                for name, data in handler.items():
-                    _add(tar, f"code/{name}", data)
-                for name in sorted(files):
-                    _add_file(tar, name, files[name])
-    os.replace(partial, output)
-    return PackageResult(output, file_sha256(output), output.stat().st_size, manifest)
-
-
-def download_model(model_id: str, revision: str | None, allow_pickle: bool, dest: Path) -> str:
-    """Download only what the archive needs from the hub; return the resolved commit."""
-    from huggingface_hub import HfApi, snapshot_download
-
     try:
-        info = HfApi().model_info(model_id, revision=revision, files_metadata=False)
-        names = [sibling.rfilename for sibling in info.siblings or []]
-        patterns = list(MODEL_PATTERNS)
-        if not any(name.endswith(".safetensors") for name in names):
-            if not allow_pickle:
-                raise PackageError(
-                    f"{model_id} publishes only pickle weights, which can run code when "
-                    f"loaded; {CONVERT_HINT}"
-                )
-            patterns += PICKLE_PATTERNS
-        snapshot_download(model_id, revision=info.sha, allow_patterns=patterns, local_dir=dest)
-    except PackageError:
-        raise
-    except Exception as error:  # offline, DNS, HTTP, auth: all end the same way for the user
-        reason = (str(error).strip().splitlines() or [""])[0][:160]
-        raise PackageError(
-            f"cannot download {model_id} from the Hugging Face hub ({type(error).__name__}: "
-            f"{reason}); check the network, or pass a local model directory"
-        ) from None
-    return info.sha
+        hashing = _Stage(progress, "hashing", total)
+        manifest = Manifest(
+            source=source,
+            revision=revision,
+            weights=any(_matches(name, ("*.safetensors", *PICKLE_PATTERNS)) for name in files),
+            files={name: file_sha256(files[name], hashing) for name in sorted(files)},
+            versions=_versions(),
+        )
+        manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        compressing = _Stage(progress, "compressing", total)
+        with open(partial, "wb") as raw:
+            hashed = _Hashing(raw)
+            # mtime=0 and an empty file name keep the gzip header identical between runs.
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=hashed, mtime=0, compresslevel=6
+            ) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                    tar.copybufsize = COPY_BUFFER
+                    # The manifest goes first: read_manifest then stops after one entry
+                    # instead of decompressing the weights.
+                    _add(tar, MANIFEST, manifest.to_json())
+                    _add(tar, f"code/{HANDLER}", handler)
+                    for name in sorted(files):
+                        _add_file(tar, name, files[name], compressing)
+        os.replace(partial, output)
+    except OSError as error:
+        raise _os_error(error, output, partial) from None
+    finally:
+        if partial.is_file():
+            partial.unlink()
+    return PackageResult(output, hashed.digest.hexdigest(), output.stat().st_size, manifest)
 
 
 def package(
@@ -225,22 +289,44 @@ def package(
     weights: bool = True,
     allow_pickle: bool = False,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> PackageResult:
-    """Package a local model directory or a hub model id into ``output``."""
-    if output.exists() and not force:
-        raise PackageError(f"{output} exists; pass --force to overwrite it")
+    """Package a local model directory or a hub model id into ``output``.
+
+    Without ``weights`` the archive records the hub commit ``revision`` resolves to, so
+    every instance the endpoint ever starts loads that same commit.
+    """
+    check_output(output, force)
     local = Path(model)
     if local.is_dir():
-        files = model_files(local, allow_pickle) if weights else {}
-        return write_archive(output, files, f"dir:{local.resolve().name}", revision, force)
-    if local.exists() or model.startswith((".", "/")):
+        if not weights:
+            raise PackageError(
+                f"--no-weights needs a hub id: {model} is a local directory, which the endpoint "
+                "cannot download at start; leave out --no-weights to bake its weights in"
+            )
+        if revision:
+            raise PackageError(
+                f"--revision applies to hub ids only: {model} is a local directory, packaged as "
+                "it is; check out the revision you want into it"
+            )
+        files = model_files(local, allow_pickle)
+        return write_archive(output, files, f"dir:{local.resolve().name}", None, force, progress)
+    if local.exists() or model.startswith((".", "/", "~")):
         raise PackageError(f"{model} is not a model directory")
     if not weights:
-        return write_archive(output, {}, model, revision, force)
-    with tempfile.TemporaryDirectory(prefix="reranker-download-") as scratch:
-        commit = download_model(model, revision, allow_pickle, Path(scratch))
-        files = model_files(Path(scratch), allow_pickle)
-        return write_archive(output, files, model, commit, force)
+        commit = resolve_commit(model, revision)
+        return write_archive(output, {}, model, commit, force, progress)
+    snapshot, commit = download_model(
+        model,
+        revision,
+        MODEL_PATTERNS,
+        PICKLE_PATTERNS,
+        allow_pickle,
+        f"pickle weights can run code when loaded; {CONVERT_HINT}",
+    )
+    # The cache's snapshot folder links each file into the repo's blobs, two levels up.
+    files = model_files(snapshot, allow_pickle, link_root=snapshot.parent.parent)
+    return write_archive(output, files, model, commit, force, progress)
 
 
 def copy_handler(dest: Path) -> Path:
