@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagemaker_reranker.deploy.aws import sizing
 from sagemaker_reranker.deploy.aws.artifacts import ModelData
+from sagemaker_reranker.deploy.aws.instances import instance_vcpus
 from sagemaker_reranker.deploy.aws.session import DeployError
+from sagemaker_reranker.deploy.aws.sizing import cpu_env, cpu_workers
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION, VARIANT
 from sagemaker_reranker.deploy.settings import parse_env, parse_key_values
 
@@ -28,9 +31,6 @@ DIGEST_LENGTH = 10
 DEFAULT_INSTANCE = "ml.g5.xlarge"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_REQUEST_BYTES = 4_000_000
-# CPU scoring of long pairs is slow: cap the tokens one request may carry.
-CPU_MAX_TOKENS = 32768
-SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 
 
 def instance_kind(instance_type: str) -> str:
@@ -44,25 +44,6 @@ def instance_kind(instance_type: str) -> str:
     if family in ("inf", "trn"):
         return "neuron"
     return "gpu" if family in ("g", "p") else "cpu"
-
-
-def instance_vcpus(instance_type: str) -> int:
-    """vCPUs from the size name: large=2, xlarge=4, Nxlarge=4N (the EC2 convention)."""
-    size = instance_type.rsplit(".", 1)[-1]
-    if size in SIZE_VCPUS:
-        return SIZE_VCPUS[size]
-    multiple = size.removesuffix("xlarge")
-    return 4 * int(multiple) if multiple.isdigit() else 2
-
-
-def cpu_env(vcpus: int) -> dict[str, str]:
-    """One worker per 4 vCPUs, each with its share of threads: no oversubscription."""
-    workers = max(1, vcpus // 4)
-    return {
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-        "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
-        "RERANKER_MAX_TOKENS": str(CPU_MAX_TOKENS),
-    }
 
 
 def tag_value(value: str | None) -> str:
@@ -96,10 +77,24 @@ class DeployOptions:
     kms_key: str | None = None
     tags: tuple[str, ...] = ()
     network_isolation: bool | None = None
+    startup_timeout: int | None = None
+    download_timeout: int | None = None
+    volume_size: int | None = None
 
     @property
     def serverless(self) -> bool:
         return self.serverless_memory is not None or self.serverless_concurrency is not None
+
+    def container_overrides(self) -> dict[str, tuple[str, int | None]]:
+        """The ProductionVariant settings given on the command line: key -> (flag, value)."""
+        return {
+            "ContainerStartupHealthCheckTimeoutInSeconds": (
+                "--startup-timeout",
+                self.startup_timeout,
+            ),
+            "ModelDataDownloadTimeoutInSeconds": ("--download-timeout", self.download_timeout),
+            "VolumeSizeInGB": ("--volume-size", self.volume_size),
+        }
 
 
 @dataclass
@@ -119,6 +114,8 @@ class DeploySpec:
     isolation: bool
     user_tags: dict[str, str]
     notices: list[str] = field(default_factory=list)
+    container_settings: dict[str, int] = field(default_factory=dict)
+    """Timeouts and volume size of the variant (``sizing.container_settings``)."""
 
     def _container(self) -> dict[str, Any]:
         return {
@@ -137,6 +134,7 @@ class DeploySpec:
                 InstanceType=self.instance_type,
                 InitialInstanceCount=instance_count or self.instance_count,
                 InitialVariantWeight=1.0,
+                **self.container_settings,
             )
         return variant
 
@@ -210,11 +208,30 @@ class DeploySpec:
         }
 
 
-def _base_env(options: DeployOptions, model_data: ModelData, kind: str) -> dict[str, str]:
+def _vcpus(placement: Placement) -> int:
+    return 2 if placement.serverless else instance_vcpus(placement.instance_type or "")
+
+
+def _sizing(options: DeployOptions, placement: Placement, model_data: ModelData) -> sizing.Sizing:
+    """Fit checks and defaults sized from the archive's manifest (refuses what cannot fit)."""
+    return sizing.size_deployment(
+        kind=placement.kind,
+        instance_type=placement.instance_type,
+        serverless_memory=(placement.serverless or {}).get("MemorySizeInMB"),
+        footprint=sizing.ModelFootprint.of(model_data.manifest, model_data.size),
+        user_env=user_env(options),
+        overrides={key: value for key, (_, value) in options.container_overrides().items()},
+        wanted_workers=cpu_workers(_vcpus(placement)),
+    )
+
+
+def _base_env(
+    options: DeployOptions, model_data: ModelData, placement: Placement, sized: sizing.Sizing
+) -> dict[str, str]:
     env = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
-    if kind == "cpu":
-        vcpus = 2 if options.serverless else instance_vcpus(options.instance_type or "")
-        env.update(cpu_env(vcpus))
+    if placement.kind == "cpu":
+        env.update(cpu_env(_vcpus(placement), sized.workers))
+    env.update(sized.env)
     manifest = model_data.manifest
     if manifest and not manifest.weights:
         env["RERANKER_MODEL_ID"] = manifest.source
@@ -299,6 +316,7 @@ def check_options(options: DeployOptions, role: str) -> Placement:
     serverless = _check_serverless(options, notices) if options.serverless else None
     instance_type = None if serverless else (options.instance_type or DEFAULT_INSTANCE)
     kind = "cpu" if serverless else instance_kind(instance_type or "")
+    sizing.check_overrides(instance_type, options.container_overrides())
     if kind == "neuron" and not options.image_uri:
         raise DeployError(
             f"{instance_type} needs a Neuron-compiled model and image: pass --image-uri, "
@@ -312,6 +330,8 @@ def build_spec(
 ) -> DeploySpec:
     """Turn checked options and the uploaded archive into the requests to send."""
     notices = list(placement.notices)
+    sized = _sizing(options, placement, model_data)
+    notices += sized.notices
     vpc = None
     if options.vpc_subnets:
         vpc = {
@@ -326,12 +346,13 @@ def build_spec(
         instance_type=placement.instance_type,
         instance_count=options.instance_count,
         serverless=placement.serverless,
-        env=_base_env(options, model_data, placement.kind),
+        env=_base_env(options, model_data, placement, sized),
         vpc=vpc,
         kms_key=options.kms_key,
         isolation=_isolation(options, model_data, notices),
         user_tags=_tags(options),
         notices=notices,
+        container_settings=sized.container,
     )
 
 
