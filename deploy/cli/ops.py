@@ -13,7 +13,7 @@ from sagemaker_reranker.deploy.aws import autoscaling
 from sagemaker_reranker.deploy.aws.artifacts import parse_s3_uri
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, wait_until_settled
 from sagemaker_reranker.deploy.aws.spec import DEFAULT_INSTANCE, check_endpoint_name, instance_kind
-from sagemaker_reranker.deploy.cli.options import Result, aws_command
+from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command
 from sagemaker_reranker.deploy.platform import VARIANT
 
 PREVIEW_CHARS = 80
@@ -26,19 +26,19 @@ def read_documents(docs_file: Path | None, docs: tuple[str, ...]) -> list[str]:
         try:
             text = docs_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise DeployError(f"cannot read --docs {docs_file}: {error}") from None
+            raise BadInput(f"cannot read --docs {docs_file}: {error}") from None
         if text.lstrip().startswith("["):
             try:
                 loaded = json.loads(text)
             except json.JSONDecodeError as error:
-                raise DeployError(f"--docs {docs_file} is not valid JSON: {error}") from None
+                raise BadInput(f"--docs {docs_file} is not valid JSON: {error}") from None
             if not isinstance(loaded, list) or not all(isinstance(d, str) for d in loaded):
-                raise DeployError(f"--docs {docs_file} must be a JSON list of strings")
+                raise BadInput(f"--docs {docs_file} must be a JSON list of strings")
             documents.extend(loaded)
         else:
             documents.extend(line for line in text.splitlines() if line.strip())
     if not documents:
-        raise DeployError("no documents: pass --docs FILE or --doc TEXT (repeatable)")
+        raise BadInput("no documents: pass --docs FILE or --doc TEXT (repeatable)")
     return documents
 
 
@@ -59,7 +59,18 @@ def _preview(document: str) -> str:
 @click.option("--doc", "docs", multiple=True, help="A document (repeat).")
 @click.option("--top-n", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
-    "--endpoint-url", help="Runtime URL, e.g. http://127.0.0.1:8080 for `sagemaker-reranker serve`."
+    "--instruction",
+    help="Task instruction for instruction-aware (LLM) rerankers; encoders ignore it.",
+)
+@click.option(
+    "--endpoint-url",
+    help="Runtime URL: https, or http://127.0.0.1:PORT for `sagemaker-reranker serve` "
+    "(then no AWS credentials or region are needed).",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Allow an http --endpoint-url to a host that is not loopback (sent unencrypted).",
 )
 def invoke_command(
     aws: Aws,
@@ -68,7 +79,9 @@ def invoke_command(
     docs_file: Path | None,
     docs: tuple[str, ...],
     top_n: int,
+    instruction: str | None,
     endpoint_url: str | None,
+    insecure_http: bool,
 ) -> Result:
     """Rerank documents for a query with a deployed (or local) endpoint.
 
@@ -80,17 +93,27 @@ def invoke_command(
           --doc "Paris is the capital of France." --doc "Berlin is in Germany." \\
           --endpoint-url http://127.0.0.1:8080
     """
-    documents = read_documents(docs_file, docs)
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
+    from sagemaker_reranker.client.runtime import check_endpoint_url, configured_endpoint_url
 
-    # A local endpoint ignores the region; AWS needs one.
-    region = aws.session.region_name or ("us-east-1" if endpoint_url else aws.region)
+    documents = read_documents(docs_file, docs)
+    url = endpoint_url if endpoint_url is not None else configured_endpoint_url()
+    where = "--endpoint-url" if endpoint_url is not None else "the configured endpoint URL"
+    try:
+        loopback = url is not None and check_endpoint_url(
+            url, insecure_http, where, "--insecure-http"
+        )
+    except ValueError as error:
+        raise BadInput(str(error)) from None
     try:
         model = SagemakerEndpointCrossEncoder(
             endpoint_name=name,
-            region_name=region,
+            # A local endpoint needs no region (the client uses a placeholder); AWS does.
+            region_name=aws.region_option if loopback else aws.region,
             credentials_profile_name=aws.profile,
             endpoint_url=endpoint_url,
+            allow_insecure_http=insecure_http,
+            instruction=instruction,
         )
         try:
             ranked = model.rerank(query, documents, top_n)
