@@ -12,7 +12,12 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
-from sagemaker_reranker.deploy.packaging.manifest import Manifest, file_sha256, read_manifest
+from sagemaker_reranker.deploy.packaging.manifest import (
+    SCORING_KINDS,
+    Manifest,
+    file_sha256,
+    read_manifest,
+)
 from sagemaker_reranker.deploy.platform import PY_VERSION
 
 KEY_PREFIX = "sagemaker-reranker"
@@ -32,6 +37,12 @@ class ModelData:
     kms_key: str | None = None
     own_bucket: bool = False
     """True for the default bucket, which ``upload`` creates when missing."""
+    size: int | None = None
+    """Bytes of the archive (what each instance downloads), when known."""
+
+    def __post_init__(self) -> None:
+        if self.size is None and self.local is not None:
+            self.size = self.local.stat().st_size
 
     @property
     def weights(self) -> bool | None:
@@ -168,6 +179,7 @@ def upload(aws: Aws, data: ModelData) -> None:
         metadata.update(weights=str(data.manifest.weights).lower(), source=data.manifest.source)
         if data.manifest.revision:
             metadata["revision"] = data.manifest.revision
+        metadata.update(_size_metadata(data.manifest))
     extra: dict = {"Metadata": metadata, "ContentType": "application/gzip", **owner}
     if data.kms_key:
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=data.kms_key)
@@ -187,8 +199,37 @@ def remote_archive(aws: Aws, uri: str) -> ModelData:
             source=meta.get("source", "unknown"),
             revision=meta.get("revision"),
             weights=meta["weights"] == "true",
+            **_size_from_metadata(meta),
         )
-    return ModelData(uri, meta.get("sha256"), manifest)
+    return ModelData(uri, meta.get("sha256"), manifest, size=head.get("ContentLength"))
+
+
+# What deploy sizes an endpoint by travels with an uploaded archive as S3 metadata, so an
+# s3:// --model-data is sized like the local archive was.
+SIZE_METADATA = {
+    "scoring": "scoring",
+    "weights_bytes": "weights-bytes",
+    "parameters": "parameters",
+    "body_parameters": "body-parameters",
+}
+
+
+def _size_metadata(manifest: Manifest) -> dict[str, str]:
+    values = {key: getattr(manifest, field) for field, key in SIZE_METADATA.items()}
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def _size_from_metadata(meta: dict[str, str]) -> dict:
+    found: dict = {}
+    for field, key in SIZE_METADATA.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        if field == "scoring":
+            found[field] = value if value in SCORING_KINDS else None
+        elif value.isdigit():
+            found[field] = int(value)
+    return found
 
 
 def resolve_model_data(

@@ -13,6 +13,7 @@ from sagemaker_reranker.deploy.aws.artifacts import (
     image_uri,
     resolve_model_data,
 )
+from sagemaker_reranker.deploy.aws.instances import describe_gpu, describe_instance
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
 from sagemaker_reranker.deploy.aws.spec import (
     DEFAULT_INSTANCE,
@@ -64,6 +65,24 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Default: on when the archive has the weights baked in.",
         ),
+        click.option(
+            "--startup-timeout",
+            type=int,
+            help="Seconds the container has to load the model and pass its first health check "
+            "(60-3600) [default: sized from the archive].",
+        ),
+        click.option(
+            "--download-timeout",
+            type=int,
+            help="Seconds to download and unpack the archive (60-3600) [default: sized from "
+            "the archive].",
+        ),
+        click.option(
+            "--volume-size",
+            type=int,
+            help="GB of EBS storage per instance (1-512), for instance types without NVMe "
+            "storage [default: SageMaker's, or sized from the archive when larger].",
+        ),
         click.option("--bucket", help="Upload bucket (default: sagemaker-{region}-{account})."),
         click.option("--no-wait", is_flag=True, help="Return once the change has started."),
         click.option(
@@ -106,6 +125,25 @@ WOULD = {
 }
 
 
+def _placement_lines(spec: DeploySpec) -> list[str]:
+    """Where the model runs and the container settings sized from the archive."""
+    if spec.instance_type is None:
+        return [f"instance  serverless, {(spec.serverless or {}).get('MemorySizeInMB')} MB"]
+    gpu = describe_gpu(describe_instance(spec.instance_type))
+    lines = [
+        f"instance  {spec.instance_count} x {spec.instance_type}" + (f", {gpu}" if gpu else "")
+    ]
+    settings = spec.container_settings
+    if settings:
+        volume = settings.get("VolumeSizeInGB")
+        lines.append(
+            f"startup   health check {settings['ContainerStartupHealthCheckTimeoutInSeconds']} s,"
+            f" download {settings['ModelDataDownloadTimeoutInSeconds']} s, volume "
+            + (f"{volume} GB" if volume else "SageMaker's default")
+        )
+    return lines
+
+
 def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) -> Result:
     if dry_run:
         outcome = {**outcome, "action": WOULD.get(outcome["action"], outcome["action"])}
@@ -117,6 +155,7 @@ def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) ->
         "network_isolation": spec.isolation,
         "instance_type": spec.instance_type,
         "serverless": spec.serverless,
+        "container_settings": spec.container_settings,
     }
     done = outcome["action"] if dry_run else f"{outcome['action']} ({outcome['status']})"
     lines = [
@@ -125,6 +164,7 @@ def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) ->
         f"image     {spec.image}",
         f"data      {spec.model_data.uri}",
         f"isolation {'on' if spec.isolation else 'off'}",
+        *_placement_lines(spec),
     ]
     if outcome.get("removed"):
         removed = ", ".join(outcome["removed"])

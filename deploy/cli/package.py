@@ -10,7 +10,25 @@ import click
 
 from sagemaker_reranker.deploy.cli.options import BadInput
 from sagemaker_reranker.deploy.packaging.build import Progress, human_size, package
-from sagemaker_reranker.deploy.packaging.manifest import PackageError
+from sagemaker_reranker.deploy.packaging.kinds import DEFAULT_INSTRUCTION, SCORING_CHOICES
+from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError
+
+
+def model_size(manifest: Manifest) -> str:
+    """``1.1 GiB of weights, 596.0 M parameters (440.1 M per token)``."""
+    size = f"{human_size(manifest.weights_bytes or 0)} of weights"
+    if manifest.parameters:
+        size += f", {human_count(manifest.parameters)} parameters"
+        if manifest.body_parameters is not None:
+            size += f" ({human_count(manifest.body_parameters)} per token)"
+    return size
+
+
+def human_count(count: int) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return str(count)
 
 
 class ProgressBars:
@@ -72,6 +90,19 @@ def progress_for(stream: Any) -> tuple[Progress | None, ProgressBars | None]:
 @click.option(
     "--allow-pickle", is_flag=True, help="Accept pickle weights (*.bin, *.pt) when no safetensors."
 )
+@click.option(
+    "--scoring",
+    type=click.Choice(SCORING_CHOICES),
+    default="auto",
+    show_default=True,
+    help="How pairs are scored: a classification head, or a causal LM's yes/no answer "
+    "(Qwen3-Reranker). auto reads config.json; other causal LMs need yes-no.",
+)
+@click.option(
+    "--instruction",
+    help="Default instruction of prompted rerankers (yes-no, converted Qwen3 classifiers); "
+    f'requests may send their own. [default: "{DEFAULT_INSTRUCTION}"]',
+)
 def package_command(
     model: str,
     revision: str | None,
@@ -79,6 +110,8 @@ def package_command(
     output: Path,
     force: bool,
     allow_pickle: bool,
+    scoring: str,
+    instruction: str | None,
 ) -> None:
     """Package a reranker model and the handler into a SageMaker model.tar.gz.
 
@@ -89,6 +122,7 @@ def package_command(
     Examples:
       sagemaker-reranker package --model BAAI/bge-reranker-base -o model.tar.gz
       sagemaker-reranker package --model ./my-finetuned-reranker -o model.tar.gz --force
+      sagemaker-reranker package --model Qwen/Qwen3-Reranker-0.6B -o qwen3.tar.gz
     """
     progress, bars = progress_for(sys.stderr)
     try:
@@ -100,6 +134,8 @@ def package_command(
             allow_pickle=allow_pickle,
             force=force,
             progress=progress,
+            scoring=scoring,
+            instruction=instruction,
         )
     except PackageError as error:
         raise BadInput(str(error)) from None
@@ -118,5 +154,10 @@ def package_command(
         else f"none (the endpoint downloads {manifest.source} @ {manifest.revision} at start)"
     )
     click.echo(f"weights {weights}")
+    click.echo(f"scoring {result.kind}")
+    if manifest.instruction:
+        click.echo(f"instruction {manifest.instruction}")
+    if manifest.weights_bytes:
+        click.echo(f"size    {model_size(manifest)}")
     for name in sorted(manifest.files):
         click.echo(f"  {name}")

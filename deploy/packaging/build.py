@@ -18,6 +18,12 @@ from importlib import metadata, util
 from pathlib import Path, PurePosixPath
 
 from sagemaker_reranker.deploy.packaging.hub import download_model, resolve_commit
+from sagemaker_reranker.deploy.packaging.kinds import (
+    ModelDetails,
+    check_scoring,
+    describe_files,
+    describe_hub_model,
+)
 from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
     Manifest,
@@ -68,6 +74,8 @@ class PackageResult:
     sha256: str
     size: int
     manifest: Manifest
+    kind: str = ""
+    """How the handler will score the model, in words (``package`` prints it)."""
 
 
 def human_size(size: float) -> str:
@@ -236,6 +244,7 @@ def write_archive(
     revision: str | None,
     force: bool = False,
     progress: Progress | None = None,
+    details: ModelDetails | None = None,
 ) -> PackageResult:
     """Write a deterministic ``model.tar.gz`` with ``files`` at the root and the handler.
 
@@ -255,6 +264,7 @@ def write_archive(
             weights=any(_matches(name, ("*.safetensors", *PICKLE_PATTERNS)) for name in files),
             files={name: file_sha256(files[name], hashing) for name in sorted(files)},
             versions=_versions(),
+            **(details.manifest_fields() if details else {}),
         )
         manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +289,8 @@ def write_archive(
     finally:
         if partial.is_file():
             partial.unlink()
-    return PackageResult(output, hashed.digest.hexdigest(), output.stat().st_size, manifest)
+    kind = details.kind.description if details else ""
+    return PackageResult(output, hashed.digest.hexdigest(), output.stat().st_size, manifest, kind)
 
 
 def package(
@@ -290,13 +301,19 @@ def package(
     allow_pickle: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    scoring: str = "auto",
+    instruction: str | None = None,
 ) -> PackageResult:
     """Package a local model directory or a hub model id into ``output``.
+
+    ``scoring`` (auto, classifier, yes-no) and ``instruction`` are checked against the model
+    and recorded in the manifest (``kinds.py``) before anything is downloaded or written.
 
     Without ``weights`` the archive records the hub commit ``revision`` resolves to, so
     every instance the endpoint ever starts loads that same commit.
     """
     check_output(output, force)
+    check_scoring(scoring, instruction)
     local = Path(model)
     if local.is_dir():
         if not weights:
@@ -310,12 +327,15 @@ def package(
                 "it is; check out the revision you want into it"
             )
         files = model_files(local, allow_pickle)
-        return write_archive(output, files, f"dir:{local.resolve().name}", None, force, progress)
+        details = describe_files(files, local.resolve().name, scoring, instruction)
+        source = f"dir:{local.resolve().name}"
+        return write_archive(output, files, source, None, force, progress, details)
     if local.exists() or model.startswith((".", "/", "~")):
         raise PackageError(f"{model} is not a model directory")
     if not weights:
         commit = resolve_commit(model, revision)
-        return write_archive(output, {}, model, commit, force, progress)
+        details = describe_hub_model(model, commit, scoring, instruction)
+        return write_archive(output, {}, model, commit, force, progress, details)
     snapshot, commit = download_model(
         model,
         revision,
@@ -326,7 +346,8 @@ def package(
     )
     # The cache's snapshot folder links each file into the repo's blobs, two levels up.
     files = model_files(snapshot, allow_pickle, link_root=snapshot.parent.parent)
-    return write_archive(output, files, model, commit, force, progress)
+    details = describe_files(files, model, scoring, instruction)
+    return write_archive(output, files, model, commit, force, progress, details)
 
 
 def copy_handler(dest: Path) -> Path:

@@ -19,6 +19,9 @@ MANIFEST = "reranker-manifest.json"
 MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is a few KiB
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
+SCORING_KINDS = ("classifier", "yes-no")
+PROMPTS = ("qwen3-reranker",)
+MAX_INSTRUCTION_CHARS = 4096
 
 
 class PackageError(Exception):
@@ -34,6 +37,24 @@ class Manifest:
     weights: bool
     files: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # How the handler scores pairs (decided by ``package``, see ``kinds.py``); None in
+    # archives that could not tell (no weights, config not read): the handler decides.
+    scoring: str | None = None
+    """``"classifier"`` (``*ForSequenceClassification``, 1 label: the logit; 2 labels:
+    ``logit[1] − logit[0]``) or ``"yes-no"`` (causal LM: ``logit(yes) − logit(no)``)."""
+    prompt: str | None = None
+    """``"qwen3-reranker"`` when each pair is wrapped in Qwen3-Reranker's prompt (every yes-no
+    model, and a converted Qwen3 classifier); None for plain (query, document) pairs."""
+    instruction: str | None = None
+    """The prompt's default instruction (a request's ``instruction`` replaces it); set exactly
+    when ``prompt`` is."""
+    weights_bytes: int | None = None
+    """Bytes of weight files in the archive (0 without weights)."""
+    parameters: int | None = None
+    """Parameters in the safetensors weights (None for pickle weights or none)."""
+    body_parameters: int | None = None
+    """``parameters`` less embedding tables and LM head: what each token is multiplied
+    through, so compute per token is about twice this."""
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, indent=2, sort_keys=True).encode("utf-8") + b"\n"
@@ -80,6 +101,26 @@ def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _scoring(value: Any) -> str | None:
+    return None if value is None or value in SCORING_KINDS else "must be null or a scoring kind"
+
+
+def _prompt(value: Any) -> str | None:
+    return None if value is None or value in PROMPTS else "must be null or a known prompt"
+
+
+def _instruction(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and 0 < len(value) <= MAX_INSTRUCTION_CHARS):
+        return None
+    return f"must be null or text of 1 to {MAX_INSTRUCTION_CHARS} characters"
+
+
+def _count(value: Any) -> str | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return None
+    return "must be null or a whole number of at least 0"
+
+
 def _hashes(value: Any) -> str | None:
     if isinstance(value, dict) and all(
         isinstance(name, str) and isinstance(digest, str) and SHA256_HEX.match(digest)
@@ -103,6 +144,12 @@ _FIELD_CHECKS = {
     "weights": _bool,
     "files": _hashes,
     "versions": _strings,
+    "scoring": _scoring,
+    "prompt": _prompt,
+    "instruction": _instruction,
+    "weights_bytes": _count,
+    "parameters": _count,
+    "body_parameters": _count,
 }
 
 
