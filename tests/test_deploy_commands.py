@@ -707,10 +707,10 @@ def test_long_names_fit_and_are_found_again(moto, tiny_archive):
 
 def test_invoke_checks_its_documents(moto, tmp_path):
     none = cli("invoke", NAME, "-q", "q")
-    assert none.exit_code == 1 and "no documents: pass --docs FILE or --doc TEXT" in none.stderr
+    assert none.exit_code == 2 and "no documents: pass --docs FILE or --doc TEXT" in none.stderr
     bad = tmp_path / "docs.json"
     bad.write_text('["a", 1]', encoding="utf-8")
     wrong = cli("invoke", NAME, "-q", "q", "--docs", str(bad))
-    assert wrong.exit_code == 1 and "must be a JSON list of strings" in wrong.stderr
+    assert wrong.exit_code == 2 and "must be a JSON list of strings" in wrong.stderr
     missing = cli("invoke", NAME, "-q", "q", "--doc", "a")
     assert missing.exit_code == 1 and NAME in missing.stderr
