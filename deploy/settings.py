@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from sagemaker_reranker.deploy.redaction import remember
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -27,4 +29,5 @@ def parse_env(items: Iterable[str], what: str = "--env") -> dict[str, str]:
             raise ValueError(
                 f"{what} {key!r} is not a valid environment variable name (expected NAME=VALUE)"
             )
+    remember(env)  # secret values are redacted from every output from here on
     return env

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,12 +10,16 @@ from urllib.parse import urlparse
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
+from sagemaker_reranker.deploy.aws.archive_check import (
+    TRANSFER,
+    remote_manifest,
+    same_object,
+    verify_local,
+)
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
 from sagemaker_reranker.deploy.packaging.manifest import (
     SCORING_KINDS,
     Manifest,
-    file_sha256,
-    read_manifest,
 )
 from sagemaker_reranker.deploy.platform import PY_VERSION
 
@@ -123,7 +126,13 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
     size = archive.stat().st_size
     if aws.dry_run:
         aws.write(
-            "s3", "upload_file", Filename=str(archive), Bucket=bucket, Key=key, ExtraArgs=extra
+            "s3",
+            "upload_file",
+            Filename=str(archive),
+            Bucket=bucket,
+            Key=key,
+            ExtraArgs=extra,
+            Config=TRANSFER,
         )
         return
     with aws.reporter.progress(size, f"uploading {archive.name}") as advance:
@@ -135,6 +144,7 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
                 Bucket=bucket,
                 Key=key,
                 ExtraArgs=extra,
+                Config=TRANSFER,
                 Callback=advance,
             )
         except S3UploadFailedError as error:
@@ -142,19 +152,16 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
             raise DeployError(f"upload to s3://{bucket}/{key} failed: {error}") from None
 
 
-def _local_manifest(archive: Path) -> Manifest | None:
-    try:
-        return read_manifest(archive)
-    except (tarfile.TarError, OSError, ValueError) as error:
-        raise DeployError(f"{archive} is not a model.tar.gz archive ({error})") from None
-
-
 def locate_archive(aws: Aws, archive: Path, bucket: str | None, kms_key: str | None) -> ModelData:
-    """Where a local archive goes: a key made from its sha256. Reads only; see ``upload``."""
+    """Where a local archive goes: a key made from its sha256. Reads only; see ``upload``.
+
+    The archive is read once, in full: its sha256, and every entry checked against its
+    manifest (a damaged, edited or forged archive stops here, before any upload).
+    """
     if not archive.is_file():
         raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
-    manifest = _local_manifest(archive)
-    sha256 = file_sha256(archive)
+    contents = verify_local(aws, archive)
+    manifest, sha256 = contents.manifest, contents.sha256
     target = bucket or default_bucket(aws)
     uri = f"s3://{target}/{KEY_PREFIX}/{sha256}/model.tar.gz"
     return ModelData(uri, sha256, manifest, local=archive, kms_key=kms_key, own_bucket=not bucket)
@@ -171,16 +178,33 @@ def upload(aws: Aws, data: ModelData) -> None:
     bucket, key = parse_s3_uri(data.uri)
     owner = owner_args(aws, bucket)
     existed = ensure_bucket(aws, bucket, create=data.own_bucket)
-    if existed and aws.find("s3", "head_object", Bucket=bucket, Key=key, **owner):
-        aws.reporter.note(f"{data.uri} already uploaded (same sha256): skipping the upload")
+    # Reused only when S3's own checksum shows the same bytes: metadata proves nothing.
+    head = (
+        aws.find("s3", "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED", **owner)
+        if existed
+        else None
+    )
+    same, why = same_object(head, data.local)
+    if same:
+        aws.reporter.note(
+            f"{data.uri} already uploaded (same sha256, checked by S3's checksum): skipping the "
+            "upload"
+        )
         return
+    if head is not None:
+        aws.reporter.note(f"{data.uri} exists but has {why}: uploading the archive again")
     metadata = {"sha256": data.sha256 or ""}
     if data.manifest:
         metadata.update(weights=str(data.manifest.weights).lower(), source=data.manifest.source)
         if data.manifest.revision:
             metadata["revision"] = data.manifest.revision
         metadata.update(_size_metadata(data.manifest))
-    extra: dict = {"Metadata": metadata, "ContentType": "application/gzip", **owner}
+    extra: dict = {
+        "Metadata": metadata,
+        "ContentType": "application/gzip",
+        "ChecksumAlgorithm": "SHA256",
+        **owner,
+    }
     if data.kms_key:
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=data.kms_key)
     _upload(aws, data.local, bucket, key, extra)
@@ -201,6 +225,7 @@ def remote_archive(aws: Aws, uri: str) -> ModelData:
             weights=meta["weights"] == "true",
             **_size_from_metadata(meta),
         )
+    manifest = remote_manifest(aws, bucket, key, head, manifest, **owner_args(aws, bucket))
     return ModelData(uri, meta.get("sha256"), manifest, size=head.get("ContentLength"))
 
 

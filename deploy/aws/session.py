@@ -23,6 +23,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from sagemaker_reranker.deploy.redaction import redact
+
 # How often a wait polls Describe*; SageMaker changes state in minutes, not seconds.
 POLL_SECONDS = 15.0
 PENDING = {
@@ -93,11 +95,18 @@ class PlannedCall:
     params: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "operation": self.operation, "params": self.params}
+        """What ``--json`` shows: secret ``--env`` values redacted (``deploy/redaction.py``)."""
+        shown = json.loads(json.dumps(redact(self.params), default=_shown))
+        return {"service": self.service, "operation": self.operation, "params": shown}
 
     def describe(self) -> str:
-        params = json.dumps(self.params, default=str, sort_keys=True)
+        params = json.dumps(redact(self.params), default=_shown, sort_keys=True)
         return f"{self.service}.{self.operation} {params}"
+
+
+def _shown(value: Any) -> str:
+    """A parameter JSON cannot hold (a transfer config object): its type's name."""
+    return type(value).__name__
 
 
 @dataclass

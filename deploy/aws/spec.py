@@ -278,9 +278,12 @@ def _isolation(options: DeployOptions, model_data: ModelData, notices: list[str]
     if options.network_isolation is not None:
         return options.network_isolation
     if model_data.weights is False:
+        # Checked against the archive's files, so this is what the endpoint will fetch.
+        manifest = model_data.manifest
+        model = f"{manifest.source}@{manifest.revision or 'main'}" if manifest else "its model"
         notices.append(
-            "the archive has no weights (the endpoint downloads them at start): "
-            "network isolation off"
+            f"the archive has no weights (the endpoint downloads {model} from the Hugging Face "
+            "hub at start): network isolation off"
         )
         return False
     if model_data.weights is None:

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line
 from sagemaker_reranker.deploy.cli.report import TerminalReporter
+from sagemaker_reranker.deploy.redaction import scrub
 
 # A command returns what it did (for --json) and how to say it to a person.
 Result = tuple[Any, list[str]]
@@ -68,16 +69,20 @@ def aws_command(
                     _plan_without_credentials(aws, name, plans_without_reads)
                 data, lines = function(aws, **params)
             except ClientError as error:
-                raise click.ClickException(error_line(error)) from None
+                raise click.ClickException(scrub(error_line(error))) from None
             except (BotoCoreError, DeployError) as error:
-                raise click.ClickException(str(error)) from None
+                failure = click.ClickException(scrub(str(error)))
+                # A damaged or forged archive is bad input (exit 2), like a bad option.
+                failure.exit_code = getattr(error, "exit_code", 1)
+                raise failure from None
+            # Secret --env values never reach the terminal (deploy/redaction.py).
             if as_json:
                 if dry_run:
                     data = {"result": data, "dry_run": [call.to_dict() for call in aws.planned]}
-                click.echo(dump_json(data))
+                click.echo(scrub(dump_json(data)))
             else:
                 for line in lines:
-                    click.echo(line)
+                    click.echo(scrub(line))
 
         options = [
             click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)."),

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import click
 
+from sagemaker_reranker.deploy.redaction import scrub
+
 PACKAGE_LOGGER = "sagemaker_reranker"
 WIRE_LOGGERS = ("botocore", "urllib3")
 # Signing internals and per-event noise; the signer's records hold the token in clear.
@@ -55,7 +57,7 @@ def redact(text: str) -> str:
         value = os.environ.get(name)
         if value and len(value) >= 8:
             text = text.replace(value, REDACTED)
-    return text
+    return scrub(text)  # secret --env values (a CreateModel body carries them)
 
 
 class ClickHandler(logging.Handler):
