@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -22,7 +23,20 @@ def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
 
 
 def parse_env(items: Iterable[str], what: str = "--env") -> dict[str, str]:
-    """Environment settings: ``NAME=VALUE`` with ``NAME`` a valid variable name."""
+    """Environment settings: ``NAME=VALUE`` with ``NAME`` a valid variable name.
+
+    A bare ``NAME`` takes its value from this process's environment, so a secret such as
+    ``HF_TOKEN`` need not be typed on a command line (shell history, ``ps``).
+    """
+    items = list(items)
+    for index, item in enumerate(items):
+        if "=" not in item and ENV_NAME.match(item):
+            if item not in os.environ:
+                raise ValueError(
+                    f"{what} {item!r} is not KEY=VALUE, and no variable {item} is set in the "
+                    "environment to take its value from"
+                )
+            items[index] = f"{item}={os.environ[item]}"
     env = parse_key_values(items, what)
     for key in env:
         if not ENV_NAME.match(key):

@@ -53,7 +53,12 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--pytorch-version", default=PYTORCH_VERSION, show_default=True),
         click.option("--serverless-memory", type=int, help="Serverless: memory in MB (1024-6144)."),
         click.option("--serverless-concurrency", type=int, help="Serverless: max concurrency."),
-        click.option("--env", multiple=True, help="Model env K=V (e.g. RERANKER_MAX_PAIRS=512)."),
+        click.option(
+            "--env",
+            multiple=True,
+            help="Model env K=V (e.g. RERANKER_MAX_PAIRS=512); a bare NAME takes its value from "
+            "your environment. Values of secret-looking names (HF_TOKEN, ...) are never printed.",
+        ),
         click.option(
             "--vpc-subnets", multiple=True, help="Subnet id (repeat); with --security-groups."
         ),

@@ -119,7 +119,8 @@ def usage(url: str, endpoint_name: str) -> str:
     "env_items",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Environment for the handler, as the endpoint's EnvironmentVariables (repeatable).",
+    help="Environment for the handler, as the endpoint's EnvironmentVariables (repeatable); a "
+    "bare NAME takes its value from your environment, keeping secrets off the command line.",
 )
 @click.option(
     "--invocation-timeout",
