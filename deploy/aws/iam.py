@@ -1,18 +1,46 @@
 """``iam-policy``: the least-privilege IAM documents for the operator and the execution role.
 
 Every statement names the actions it needs; resources are scoped to the endpoint prefix, the
-bucket's key prefix and the Hugging Face image repository. Where AWS allows no resource
+bucket's key prefix, the account and the image's registry. Where AWS allows no resource
 scoping (List*, ecr:GetAuthorizationToken, cloudwatch:PutMetricData) the action is named
-explicitly and, where possible, narrowed by a condition — never ``"*"`` on ``"*"``.
+explicitly and, where possible, narrowed by a condition — never ``"*"`` on ``"*"``. What the
+caller did not say (account, role, region, registry) stays ``*``, and ``unscoped`` names it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sagemaker_reranker.deploy.aws.artifacts import KEY_PREFIX
 
 HF_IMAGE_REPOSITORIES = ("huggingface-pytorch-inference",)
+IMAGE_RE = re.compile(
+    r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repository>[a-z0-9._/-]+)[:@]"
+)
+
+
+def image_registry(image_uri: str) -> tuple[str, str, str] | None:
+    """``(region, registry account, repository)`` of an ECR image URI; None otherwise."""
+    match = IMAGE_RE.match(image_uri)
+    return (match["region"], match["registry"], match["repository"]) if match else None
+
+
+def _bucket_arn(region: str, account: str, bucket: str | None) -> str:
+    """The upload bucket: the given one, else the default ``sagemaker-{region}-{account}``."""
+    if bucket:
+        return f"arn:aws:s3:::{bucket}"
+    if region == "*" and account == "*":
+        return "arn:aws:s3:::sagemaker-*"
+    return f"arn:aws:s3:::sagemaker-{region}-{account}"
+
+
+def _owned(account: str) -> dict[str, Any]:
+    """S3 ARNs name no account: the condition pins the bucket to this one."""
+    if account == "*":
+        return {}
+    return {"Condition": {"StringEquals": {"s3:ResourceAccount": account}}}
 
 
 def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
@@ -25,7 +53,7 @@ def operator_policy(
     """What a person or CI job running the CLI needs."""
     sm = f"arn:aws:sagemaker:{region}:{account}"
     names = f"{prefix}*"
-    bucket_arn = f"arn:aws:s3:::{bucket or 'sagemaker-*'}"
+    bucket_arn = _bucket_arn(region, account, bucket)
     role_arn = role or f"arn:aws:iam::{account}:role/*"
     scaling_target = f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/*"
     return {
@@ -79,11 +107,13 @@ def operator_policy(
                 "ModelArchiveBucket",
                 ["s3:CreateBucket", "s3:ListBucket", "s3:GetBucketLocation"],
                 [bucket_arn],
+                **_owned(account),
             ),
             _statement(
                 "ModelArchiveObjects",
                 ["s3:GetObject", "s3:PutObject"],
                 [f"{bucket_arn}/{KEY_PREFIX}/*"],
+                **_owned(account),
             ),
             _statement(
                 "EndpointAutoscaling",
@@ -131,39 +161,66 @@ def operator_policy(
     }
 
 
-def execution_role_trust() -> dict[str, Any]:
-    """Only SageMaker may assume the execution role."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "SageMakerAssumesRole",
-                "Effect": "Allow",
-                "Principal": {"Service": "sagemaker.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
+def execution_role_trust(account: str = "*", region: str = "*", prefix: str = "") -> dict[str, Any]:
+    """Only SageMaker may assume the execution role, and only for this account's resources
+    (AWS's guard against the confused deputy): ``aws:SourceAccount`` when the account is
+    known, and ``aws:SourceArn`` (if SageMaker sends it) when the endpoint prefix is too."""
+    statement: dict[str, Any] = {
+        "Sid": "SageMakerAssumesRole",
+        "Effect": "Allow",
+        "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole",
     }
+    if account != "*":
+        condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": account}}
+        if prefix:
+            sm = f"arn:aws:sagemaker:{region}:{account}"
+            kinds = ("model", "endpoint-config", "endpoint", "transform-job")
+            arns = [f"{sm}:{kind}/{prefix}*" for kind in kinds]
+            condition["ArnLikeIfExists"] = {"aws:SourceArn": arns}
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def execution_role_policy(
-    region: str, account: str, bucket: str | None, data_bucket: str | None
+    region: str,
+    account: str,
+    bucket: str | None,
+    data_bucket: str | None,
+    prefix: str = "",
+    image_uri: str | None = None,
 ) -> dict[str, Any]:
-    """What the endpoint (and a batch job) runs with: read the archive, pull the image, log."""
-    bucket_arn = f"arn:aws:s3:::{bucket or 'sagemaker-*'}"
+    """What the endpoint (and a batch job) runs with: read the archive, pull the image from its
+    registry, write its own log groups."""
+    bucket_arn = _bucket_arn(region, account, bucket)
+    image = image_registry(image_uri) if image_uri else None
+    if image:
+        repositories = [f"arn:aws:ecr:{image[0]}:{image[1]}:repository/{image[2]}"]
+    else:
+        repositories = [f"arn:aws:ecr:{region}:*:repository/{r}" for r in HF_IMAGE_REPOSITORIES]
+    logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker"
     statements = [
-        _statement("ReadModelArchive", ["s3:GetObject"], [f"{bucket_arn}/{KEY_PREFIX}/*"]),
+        _statement(
+            "ReadModelArchive",
+            ["s3:GetObject"],
+            [f"{bucket_arn}/{KEY_PREFIX}/*"],
+            **_owned(account),
+        ),
         _statement(
             "PullHuggingFaceImage",
             ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            [f"arn:aws:ecr:{region}:*:repository/{repo}" for repo in HF_IMAGE_REPOSITORIES],
+            repositories,
         ),
         # ECR's token call has no resource to scope to.
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
         _statement(
             "EndpointLogs",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"],
+            [
+                f"{logs}/Endpoints/{prefix}*",
+                f"{logs}/TransformJobs",
+                f"{logs}/TransformJobs:log-stream:{prefix}*",
+            ],
         ),
         _statement(
             "EndpointMetrics",
@@ -192,12 +249,33 @@ def policies(
     bucket: str | None,
     role: str | None,
     data_bucket: str | None,
+    image_uri: str | None = None,
 ) -> dict[str, Any]:
     return {
         "operator_policy": operator_policy(region, account, prefix, bucket, role),
-        "execution_role_trust_policy": execution_role_trust(),
-        "execution_role_policy": execution_role_policy(region, account, bucket, data_bucket),
+        "execution_role_trust_policy": execution_role_trust(account, region, prefix),
+        "execution_role_policy": execution_role_policy(
+            region, account, bucket, data_bucket, prefix, image_uri
+        ),
     }
+
+
+def unscoped(
+    region: str, account: str, prefix: str, role: str | None, image_uri: str | None
+) -> list[str]:
+    """What the documents leave as ``*`` for want of an option, each with the option to pass."""
+    left = []
+    if account == "*":
+        left.append("every account (--account)")
+    if not role:
+        left.append("iam:PassRole on every role of the account (--role)")
+    if region == "*":
+        left.append("every region (--region)")
+    if not prefix:
+        left.append("every endpoint name (--endpoint-prefix)")
+    if not (image_uri and image_registry(image_uri)):
+        left.append("every image registry (--image-uri)")
+    return left
 
 
 def wildcard_grants(document: dict[str, Any]) -> list[str]:
