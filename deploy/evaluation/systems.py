@@ -38,8 +38,7 @@ class SystemSpec:
     def key(self) -> str:
         """What makes stored scores reusable: the same system, the same model bytes."""
         if self.kind == "model-data":
-            stat = Path(self.target).stat()
-            return f"model-data:{Path(self.target).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+            return f"model-data:{archive_identity(Path(self.target))}"
         if self.kind == "endpoint-url":
             return f"endpoint-url:{self.target}:{self.endpoint_name}"
         return f"endpoint:{self.target}"
@@ -59,14 +58,29 @@ class ClientSettings:
     instruction: str | None = None
 
 
+def archive_identity(path: Path) -> str:
+    """Our archives: the hash of their manifest, which lists every file's sha256 (a copy or a
+    re-packaging of the same model is the same); others: path, size and modification time."""
+    from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
+
+    try:
+        manifest = read_manifest(path)
+    except (OSError, tarfile.TarError, PackageError):
+        manifest = None
+    if manifest is not None:
+        return "manifest:" + hashlib.sha256(manifest.to_json()).hexdigest()
+    stat = path.stat()
+    return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def default_label(kind: str, target: str, endpoint_name: str = LOCAL_ENDPOINT_NAME) -> str:
     """The model's source for an archive we packaged, else the endpoint or file name."""
     if kind == "model-data":
-        from sagemaker_reranker.deploy.packaging.manifest import read_manifest
+        from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
 
         try:
             manifest = read_manifest(Path(target))
-        except (OSError, tarfile.TarError):
+        except (OSError, tarfile.TarError, PackageError):  # check_spec reports it
             manifest = None
         if manifest is not None:
             return manifest.source.removeprefix("dir:")

@@ -1,0 +1,61 @@
+"""``make eval``: the labelled State of the Union set, reranked by the demo's model.
+
+Packages the model as ``make demo`` does (``BAAI/bge-reranker-base`` unless ``--model`` or
+``MODEL`` says otherwise; offline, the MiniLM-L6 encoder with an untrained head, labelled as
+such), then runs ``sagemaker-reranker eval`` on ``deploy/examples/data/sotu-eval`` with a BM25
+first stage of 20 candidates per query, writing the report and plot to ``--out``. Run
+``python -m sagemaker_reranker.deploy.evaluation.example``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from sagemaker_reranker.deploy.examples.demo import DEFAULT_MODEL, QUIET_ENV, package_model
+
+SOTU_EVAL = Path(__file__).resolve().parents[1] / "examples" / "data" / "sotu-eval"
+TOP_K = 20
+OFFLINE_LABEL = "minilm offline (untrained head)"
+
+
+def run(model: str, out: Path, top_k: int = TOP_K) -> int:
+    from sagemaker_reranker.deploy.cli import main as cli
+
+    with tempfile.TemporaryDirectory(prefix="reranker-eval-") as scratch:
+        archive, label = package_model(model, Path(scratch))
+        print(f"reranker: {label}", flush=True)
+        short = label if label == model else OFFLINE_LABEL
+        args = ["eval", "--data", str(SOTU_EVAL), "--top-k", str(top_k)]
+        args += ["--model-data", str(archive), "--label", short, "--out", str(out)]
+        try:
+            cli.main(args, prog_name="sagemaker-reranker")
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MODEL") or DEFAULT_MODEL,
+        help="hub id or local model directory (default: $MODEL or %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(".work/eval"), help="output folder")
+    parser.add_argument("--top-k", type=int, default=TOP_K, help="BM25 candidates per query")
+    args = parser.parse_args(argv)
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        return run(args.model, args.out, args.top_k)
+    except Exception as error:  # one line for the user, not a traceback
+        print(f"eval failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``eval`` where it takes longer: the model-server tier, a terminal's progress bar, and the
+memory of the eval process over a 500,000-document corpus (measured, never timed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from runtime_responder import RuntimeResponder
+from test_eval import QUERIES, RUN, known_scores, write_beir, write_trec
+
+from sagemaker_reranker.deploy.cli import main
+from sagemaker_reranker.deploy.evaluation.runs import read_run
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-c", "from sagemaker_reranker.deploy.cli import main; main()", "eval"]
+GIB = 1024**3
+
+
+@pytest.mark.mms
+def test_model_server_tier_scores_as_the_in_process_tier(tmp_path: Path, tiny_archive, endpoint):
+    """One run, two systems: the archive on multi-model-server (``--server mms``) and the same
+    archive on the in-process tier (the session's endpoint, through ``--endpoint-url``)."""
+    from sagemaker_reranker.deploy.local.mms.backend import unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    data = write_beir(tmp_path / "data")
+    run = write_trec(tmp_path / "first.trec", RUN)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["eval", "--data", str(data), "--candidates", str(run), "--server", "mms",
+         "--model-data", str(tiny_archive), "--endpoint-url", endpoint.url,
+         "--label", "mms", "--label", "inprocess", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [s["label"] for s in report["systems"]] == ["mms", "inprocess"]
+    mms, inprocess = (
+        read_run(out / "runs" / f"{n}.trec", QUERIES)[0] for n in ("mms", "inprocess")
+    )
+    assert mms.keys() == inprocess.keys() == {"q1", "q2", "q3", "q4"}
+    for qid in mms:
+        assert dict(mms[qid]) == pytest.approx(dict(inprocess[qid]), abs=1e-4)
+
+
+def test_progress_bar_on_a_terminal_and_none_with_json(tmp_path: Path) -> None:
+    data = write_beir(tmp_path / "data")
+    run = write_trec(tmp_path / "first.trec", RUN)
+    with RuntimeResponder(None, transform=known_scores) as scorer:
+        args = ["--data", data, "--candidates", run, "--endpoint-url", scorer.url, "--label", "k"]
+        terminal = _stderr_on_a_terminal([*CLI, *map(str, args)])
+        quiet = subprocess.run(
+            [*CLI, *map(str, args), "--json"], capture_output=True, text=True, timeout=120
+        )
+    assert "k  [" in terminal and "4/4" in terminal, terminal
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert json.loads(quiet.stdout)["systems"][0]["queries"] == 4
+
+
+def _stderr_on_a_terminal(command: list[str]) -> str:
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 120)
+            if not ready:
+                raise AssertionError(f"no output for 120 s: {seen[-500:]!r}")
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closes when the process ends
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+        assert process.wait(timeout=60) == 0, seen.decode(errors="replace")
+    return seen.decode(errors="replace")
+
+
+def length_scores(body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:
+    pairs = json.loads(body)["pairs"]
+    return 200, json.dumps({"scores": [float(len(doc)) for _, doc in pairs]}).encode()
+
+
+def write_large_set(root: Path, documents: int, queries: int) -> None:
+    """Short documents over a 20,000-word vocabulary; each query is three words of one
+    document, which is judged relevant."""
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(20_000)]
+    (root / "qrels").mkdir(parents=True)
+    texts = {}
+    with open(root / "corpus.jsonl", "w", encoding="utf-8") as handle:
+        for index in range(documents):
+            text = " ".join(rng.choices(words, k=10))
+            if index < queries:
+                texts[index] = text
+            handle.write(json.dumps({"_id": f"d{index}", "text": text}) + "\n")
+    with open(root / "queries.jsonl", "w", encoding="utf-8") as handle:
+        for index, text in texts.items():
+            query = " ".join(text.split()[:3])
+            handle.write(json.dumps({"_id": f"q{index}", "text": query}) + "\n")
+    lines = ["query-id\tcorpus-id\tscore", *(f"q{i}\td{i}\t2" for i in texts)]
+    (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_memory_of_500k_documents_and_200_queries(tmp_path: Path) -> None:
+    """BM25 over 500,000 documents, 100 candidates for each of 200 queries, all scored: the
+    eval process's peak RSS stays under 1 GiB (its own, from wait4, not its children's)."""
+    data = tmp_path / "large"
+    write_large_set(data, 500_000, 200)
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with RuntimeResponder(None, transform=length_scores) as scorer:
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(
+                [*CLI, "--data", str(data), "--endpoint-url", scorer.url, "--out",
+                 str(tmp_path / "out"), "--json"],
+                stdout=out,
+                stderr=err,
+            )  # fmt: skip
+        code, peak = _wait_with_usage(process, timeout=900)
+        requests = len(scorer.requests)
+    assert code == 0, stderr.read_text()
+    report = json.loads(stdout.read_text())
+    assert report["queries"]["evaluated"] == 200 and requests == 200
+    assert report["systems"][0]["pairs"] == 200 * 100
+    assert report["first_stage"]["metrics"]["R@100"] > 0.5
+    print(f"\neval process peak RSS: {peak / 2**20:.0f} MiB")
+    assert peak < GIB
+
+
+def _wait_with_usage(process: subprocess.Popen, timeout: float) -> tuple[int, int]:
+    """Exit code and peak RSS in bytes of that one process (``wait4``: its own rusage)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_maxrss * 1024  # Linux reports KiB
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"eval did not finish within {timeout:.0f} s")
