@@ -148,14 +148,41 @@ def check_endpoint_url(
     return loopback
 
 
-def configured_endpoint_url() -> str | None:
-    """The endpoint URL boto3 itself takes from the environment, if any."""
+@dataclass(frozen=True)
+class Target:
+    """Where a client sends its requests, and whether that is a local endpoint."""
+
+    url: str | None
+    """None: AWS's own endpoint for the region (or the AWS config file's)."""
+    local: bool
+    """A loopback runtime: unsigned, a placeholder region, one short connect attempt."""
+
+
+def runtime_target(
+    endpoint_url: str | None,
+    allow_insecure_http: bool = False,
+    what: str = "endpoint_url",
+    override: str = "allow_insecure_http=True",
+) -> Target:
+    """The URL the client will use (``endpoint_url``, else the one boto3 would take from the
+    environment), checked by :func:`check_endpoint_url`.
+
+    A loopback ``endpoint_url`` or ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` is a local
+    endpoint. A loopback ``AWS_ENDPOINT_URL`` is not: it points every AWS service at an
+    emulator (moto, LocalStack), which may tell accounts apart by their signed keys.
+    """
+    if endpoint_url is not None:
+        return Target(
+            endpoint_url, check_endpoint_url(endpoint_url, allow_insecure_http, what, override)
+        )
     if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
-        return None
+        return Target(None, False)
     for name in ENDPOINT_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+        url = os.environ.get(name)
+        if url:
+            loopback = check_endpoint_url(url, allow_insecure_http, name, override)
+            return Target(url, loopback and name != "AWS_ENDPOINT_URL")
+    return Target(None, False)
 
 
 def client_is_loopback(client: Any) -> bool:
@@ -174,17 +201,14 @@ def make_runtime_client(
     credentials: Credentials,
     config: Config | None,
 ) -> Any:
-    """A ``sagemaker-runtime`` client: unsigned for a loopback URL, else boto3's usual chain.
+    """A ``sagemaker-runtime`` client: unsigned for a local endpoint, else boto3's usual chain.
 
     ``config`` is merged last, so a caller's setting wins (``signature_version="v4"`` signs
     requests to a loopback URL too, e.g. through a tunnel to AWS).
     """
-    explicit = endpoint_url is not None
-    url = endpoint_url if explicit else configured_endpoint_url()
-    where = "endpoint_url" if explicit else "the configured endpoint URL"
-    loopback = url is not None and check_endpoint_url(url, allow_insecure_http, where)
+    target = runtime_target(endpoint_url, allow_insecure_http)
     merged = runtime_config(max_concurrency)
-    if loopback:
+    if target.local:
         merged = merged.merge(
             Config(signature_version=UNSIGNED, connect_timeout=LOOPBACK_CONNECT_TIMEOUT)
         )
@@ -201,13 +225,13 @@ def make_runtime_client(
             region_name
             or os.environ.get("AWS_REGION")
             or session.region_name
-            or (LOOPBACK_REGION if loopback else None)
+            or (LOOPBACK_REGION if target.local else None)
         )
         signing = merged.signature_version is not UNSIGNED
         client = session.client(
             SERVICE,
             region_name=region,
-            endpoint_url=url,
+            endpoint_url=target.url,
             config=merged,
             **(credentials.as_client_kwargs() if signing else {}),
         )
@@ -218,8 +242,8 @@ def make_runtime_client(
         ) from None
     except ProfileNotFound as error:
         raise ValueError(f"AWS profile not found: {error}") from None
-    if not explicit:  # an endpoint from the config file is held to the same rule
-        check_endpoint_url(client.meta.endpoint_url, allow_insecure_http, where)
+    if target.url is None:  # one from the AWS config file is held to the same rule
+        check_endpoint_url(client.meta.endpoint_url, allow_insecure_http, "the AWS config's URL")
     return client
 
 

@@ -345,11 +345,23 @@ def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in(aws_env):
 
 def test_the_configured_endpoint_url_is_held_to_the_same_rule(aws_env, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://10.0.0.1:8080")
-    with pytest.raises(ValueError, match=r"the configured endpoint URL .* plain http"):
+    with pytest.raises(ValueError, match=r"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME .* plain http"):
         SagemakerEndpointCrossEncoder(endpoint_name="e")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://[::1]:8080")
     local = SagemakerEndpointCrossEncoder(endpoint_name="e")
     assert local.client.meta.config.signature_version is UNSIGNED
+
+
+def test_a_loopback_emulator_for_all_of_aws_still_gets_signed_requests(aws_env, monkeypatch):
+    """AWS_ENDPOINT_URL points every service at an emulator (moto, LocalStack), which tells
+    accounts apart by their keys: only the runtime's own URL makes a local endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    emulated = SagemakerEndpointCrossEncoder(endpoint_name="e")
+    assert emulated.client.meta.endpoint_url == "http://127.0.0.1:5000"
+    assert emulated.client.meta.config.signature_version is not UNSIGNED
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.0.0.1:5000")
+    with pytest.raises(ValueError, match=r"AWS_ENDPOINT_URL 'http://10.0.0.1:5000' is plain"):
+        SagemakerEndpointCrossEncoder(endpoint_name="e")
 
 
 def test_loopback_requests_go_unsigned_and_a_config_can_sign_them(responder, reference):

@@ -94,22 +94,18 @@ def invoke_command(
           --endpoint-url http://127.0.0.1:8080
     """
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
-    from sagemaker_reranker.client.runtime import check_endpoint_url, configured_endpoint_url
+    from sagemaker_reranker.client.runtime import runtime_target
 
     documents = read_documents(docs_file, docs)
-    url = endpoint_url if endpoint_url is not None else configured_endpoint_url()
-    where = "--endpoint-url" if endpoint_url is not None else "the configured endpoint URL"
     try:
-        loopback = url is not None and check_endpoint_url(
-            url, insecure_http, where, "--insecure-http"
-        )
+        target = runtime_target(endpoint_url, insecure_http, "--endpoint-url", "--insecure-http")
     except ValueError as error:
         raise BadInput(str(error)) from None
     try:
         model = SagemakerEndpointCrossEncoder(
             endpoint_name=name,
             # A local endpoint needs no region (the client uses a placeholder); AWS does.
-            region_name=aws.region_option if loopback else aws.region,
+            region_name=aws.region_option if target.local else aws.region,
             credentials_profile_name=aws.profile,
             endpoint_url=endpoint_url,
             allow_insecure_http=insecure_http,
