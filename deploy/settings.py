@@ -33,8 +33,8 @@ def parse_env(items: Iterable[str], what: str = "--env") -> dict[str, str]:
         if "=" not in item and ENV_NAME.match(item):
             if item not in os.environ:
                 raise ValueError(
-                    f"{what} {item!r} is not KEY=VALUE, and no variable {item} is set in the "
-                    "environment to take its value from"
+                    f"{what} {item!r} is not KEY=VALUE (expected NAME=VALUE), and {item} is not "
+                    "set in the environment to take its value from"
                 )
             items[index] = f"{item}={os.environ[item]}"
     env = parse_key_values(items, what)

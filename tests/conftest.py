@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +22,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RERANKER_MMS_VENV", str(REPO / ".venv-mms"))
 os.environ.setdefault("PIP_CONSTRAINT", str(REPO / "constraints.txt"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_temp(tmp_path_factory: pytest.TempPathFactory):
+    """No test leaves a file outside its own temporary folder: for the session, every temp file
+    the code makes (mkdtemp, servers' run dirs, subprocesses through TMPDIR) goes to a private
+    folder that must be empty at the end. pytest's own folders (tmp_path) stay where they are.
+    Short, for the model server's socket paths."""
+    tmp_path_factory.getbasetemp()  # pytest's folders are placed before TMPDIR moves
+    private = tempfile.mkdtemp(prefix="rr-t-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = private, private
+    yield
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    # torch keeps its compiled-kernel cache in the temp folder: a library's cache, not a test's.
+    left = sorted(name for name in os.listdir(private) if not name.startswith("torchinductor_"))
+    shutil.rmtree(private, ignore_errors=True)
+    assert not left, f"tests left files outside their temporary folders: {left}"
 
 
 @pytest.fixture(scope="session")

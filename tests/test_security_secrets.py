@@ -56,7 +56,7 @@ def test_a_bare_env_name_takes_its_value_from_the_environment(monkeypatch) -> No
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert parse_env(["HF_TOKEN", "A=1"]) == {"HF_TOKEN": TOKEN, "A": "1"}
     monkeypatch.delenv("HF_TOKEN")
-    with pytest.raises(ValueError, match="no variable HF_TOKEN is set"):
+    with pytest.raises(ValueError, match="HF_TOKEN is not set in the environment"):
         parse_env(["HF_TOKEN"])
 
 
