@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from handler import inference
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from runtime_responder import Fault, RuntimeResponder
 
@@ -103,6 +103,23 @@ def responder(reranker):
     concurrency=st.integers(1, 6),
     use_async=st.booleans(),
     failing=st.none() | st.integers(0, 10),
+)
+# A failure in the middle of a split call, sync and async, in every run.
+@example(
+    pairs=[("q", f"d{i}") for i in range(10)],
+    max_pairs=2,
+    max_bytes=2000,
+    concurrency=2,
+    use_async=False,
+    failing=2,
+)
+@example(
+    pairs=[("q", f"d{i}") for i in range(10)],
+    max_pairs=2,
+    max_bytes=2000,
+    concurrency=2,
+    use_async=True,
+    failing=2,
 )
 def test_calls_return_every_score_in_place_or_fail_whole(
     responder, reranker, pairs, max_pairs, max_bytes, concurrency, use_async, failing
