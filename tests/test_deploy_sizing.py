@@ -33,9 +33,9 @@ from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 
 # Parameter counts of Qwen3-Reranker's sizes (from their configs: embeddings 151,669 x hidden;
 # 8B has an untied LM head), and bge-reranker-base's.
-QWEN3_06B = (595_776_512, 440_466_432)
-QWEN3_4B = (4_022_468_096, 3_633_987_072)
-QWEN3_8B = (8_190_735_360, 6_946_705_408)
+QWEN3_06B = (595_776_512, 440_467_456)
+QWEN3_4B = (4_021_784_576, 3_633_511_936)
+QWEN3_8B = (8_188_548_096, 6_946_075_648)
 BGE_BASE = (278_043_649, 85_648_385)
 GB = 10**9
 
