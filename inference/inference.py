@@ -6,8 +6,11 @@ flatly, as the toolkit puts ``code/`` on the import path:
 
 - ``reranker_request.py``: content types, the JSON shapes below, client errors;
 - ``reranker_loading.py``: weights (safetensors only unless allowed), dtype, device;
+- ``reranker_kinds.py``: how the model scores (classifier or yes-no, prompted or not);
 - ``reranker_scoring.py``: tokenize once, token-budgeted micro-batches, input order;
-- ``reranker_batching.py``: the batch planner; ``reranker_encoder.py``: the packed forward;
+  encoders' pairs; ``reranker_prompt.py``: Qwen3-Reranker's prompt, one head row;
+- ``reranker_batching.py``: the batch planner; ``reranker_encoder.py`` and
+  ``reranker_decoder.py``: packed forwards (no padding work, nothing beyond the score);
 - ``reranker_settings.py``: the environment variables below and their defaults.
 
 Only torch, transformers, sagemaker_inference and the standard library are imported.
@@ -18,12 +21,21 @@ Wire contract (request ``application/json``)::
     {"text_pairs": [[query, doc], ...]}     # the stock langchain_community handler
     {"query": q, "texts": [doc, ...]}       # TEI /rerank style
 
-Response ``application/json``: ``{"scores": [float, ...]}``, raw logits in input order.
+each with an optional ``"instruction": str`` (at most 4,096 characters) that prompted
+rerankers put in their prompt and encoders ignore.
+
+Response ``application/json``: ``{"scores": [float, ...]}``, one raw score per pair in input
+order: the logit (one label), ``logit[1] − logit[0]`` (two labels) or ``logit(yes) −
+logit(no)`` (yes-no LLM rerankers); ``sigmoid`` of each is a probability.
 
 Settings (environment variables, read by ``model_fn``):
 
 RERANKER_MODEL_ID, RERANKER_MODEL_REVISION
     hub model to download when ``model_dir`` holds no weights.
+RERANKER_SCORING
+    auto (default: the archive's manifest, else the model's config) | classifier | yes-no.
+RERANKER_INSTRUCTION
+    default instruction of prompted rerankers (else the manifest's, else the model card's).
 RERANKER_DTYPE
     float32 | float16 | bfloat16; default fp16 on CUDA, fp32 on CPU.
 RERANKER_TRUST_REMOTE_CODE
@@ -32,14 +44,16 @@ RERANKER_ALLOW_PICKLE
     ``1`` allows pickle weights (``pytorch_model.bin``), which can run code when loaded;
     off by default: only safetensors are read.
 RERANKER_MAX_LENGTH
-    tokens per pair after truncation (default 512, capped by the model's limit).
+    tokens per pair after truncation, prompt included (default 512 for encoders, 8,192 for
+    prompted rerankers; capped by the model's limit).
 RERANKER_BATCH_TOKENS
     padded tokens per micro-batch (default 2,048 on CPU, 32,768 on GPU).
 RERANKER_PACKED
-    ``1`` (default): BERT and (XLM-)RoBERTa models run on packed tokens; ``0`` runs Hugging
-    Face's padded forward, which every other architecture uses anyway.
+    ``1`` (default): BERT, (XLM-)RoBERTa, Llama and Qwen2/3 models run on packed tokens;
+    ``0`` runs Hugging Face's padded forward, which every other architecture uses anyway.
 RERANKER_MAX_PAIRS, RERANKER_MAX_TOKENS
-    per-request caps (413 above them), so one request cannot hold an instance for minutes.
+    per-request caps (413 above them; tokens count the prompt), so one request cannot hold
+    an instance for minutes.
 """
 
 from __future__ import annotations
@@ -74,7 +88,7 @@ def transform_fn(reranker: Reranker, input_data, content_type, accept, context=N
     either and answers with the request's accept (``application/json`` when none).
     """
     check_accept(accept)
-    pairs = parse_request(input_data, content_type)
+    pairs, instruction = parse_request(input_data, content_type)
     limit = reranker.settings.max_pairs
     if len(pairs) > limit:
         raise GenericInferenceToolkitError(
@@ -82,7 +96,7 @@ def transform_fn(reranker: Reranker, input_data, content_type, accept, context=N
             f"request has {len(pairs)} pairs, over the limit of {limit} (RERANKER_MAX_PAIRS); "
             "split it into smaller requests",
         )
-    scores = reranker.score(pairs, max_tokens=reranker.settings.max_tokens)
+    scores = reranker.score(pairs, reranker.settings.max_tokens, instruction)
     logger.debug("scored %d pairs", len(pairs))
     echo_custom_attributes(context)
     return json.dumps({"scores": scores}).encode("utf-8")

@@ -45,7 +45,8 @@ class PackedEncoder:
         return hasattr(head, "dense") and hasattr(head, "out_proj")
 
     def __call__(self, rows: list[dict], device: torch.device) -> torch.Tensor:
-        """Logits, one per row of token ids (``input_ids``, optional ``token_type_ids``)."""
+        """Scores (``label_score``), one per row of token ids (``input_ids``, optional
+        ``token_type_ids``)."""
         lengths = [len(row["input_ids"]) for row in rows]
         ids, types, positions = [], [], []
         for row, length in zip(rows, lengths, strict=True):
@@ -60,7 +61,7 @@ class PackedEncoder:
         for layer in self.layers[:-1]:
             hidden = self._layer(layer, hidden, view)
         cls = self._layer(self.layers[-1], hidden, view, cls_only=True)
-        return self._classify(cls[:, None, :])[:, 0]
+        return label_score(self._classify(cls[:, None, :]))
 
     def _layer(self, layer, hidden, view: PaddedView, cls_only: bool = False) -> torch.Tensor:
         """One encoder layer over packed rows; ``cls_only`` outputs the first row of each pair."""
@@ -123,3 +124,11 @@ def first_position(config) -> int:
     if config.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}:
         return (config.pad_token_id or 0) + 1
     return 0
+
+
+def label_score(logits: torch.Tensor) -> torch.Tensor:
+    """One score per row: the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label
+    one (so its sigmoid is the softmax probability of label 1)."""
+    if logits.shape[-1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    return logits[:, 0]

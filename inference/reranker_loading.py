@@ -7,9 +7,16 @@ import os
 import platform
 
 import torch
-from reranker_scoring import Reranker
+from reranker_kinds import read_manifest, resolve_kind
+from reranker_prompt import DEFAULT_PROMPT_MAX_LENGTH, PromptReranker, yes_no_ids
+from reranker_scoring import EncoderReranker, Reranker, model_max_length
 from reranker_settings import Settings
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +77,8 @@ def check_weights(model_dir: str, files: list[str], allow_pickle: bool) -> None:
 
 
 def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
-    """Load tokenizer and model from ``model_dir``, or from the hub when none are baked in."""
+    """Load tokenizer and model from ``model_dir``, or from the hub when none are baked in,
+    as the scorer their kind needs (``reranker_kinds``)."""
     settings = settings or Settings.from_env()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = choose_dtype(settings.dtype, device)
@@ -90,20 +98,27 @@ def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
     if not tokenizer.is_fast:
         raise ValueError(f"{source} has no fast tokenizer (tokenizer.json); one is required")
     config = AutoConfig.from_pretrained(source, **options)
-    if config.num_labels != 1:
-        raise ValueError(
-            f"{source} has {config.num_labels} output labels; a reranker has exactly 1"
-        )
+    kind = resolve_kind(config, read_manifest(model_dir), settings, source)
+    yes_no = yes_no_ids(tokenizer, source) if kind.scoring == "yes-no" else None
     # None lets transformers fall back to pickle weights, which only RERANKER_ALLOW_PICKLE permits.
     safetensors = None if settings.allow_pickle else True
-    model = _load_model(source, dtype, {**options, "config": config}, safetensors)
+    auto = AutoModelForCausalLM if kind.scoring == "yes-no" else AutoModelForSequenceClassification
+    model = _load_model(auto, source, dtype, {**options, "config": config}, safetensors)
     model.to(device).eval()
-    reranker = Reranker(tokenizer, model, device, settings)
+    if kind.prompt is None:
+        reranker = EncoderReranker(tokenizer, model, device, settings)
+    else:
+        limit = model_max_length(tokenizer, config)
+        wanted = settings.max_length or DEFAULT_PROMPT_MAX_LENGTH
+        reranker = PromptReranker(
+            tokenizer, model, device, settings, min(wanted, limit), kind.instruction, yes_no
+        )
     logger.info(
-        "loaded %s on %s (%s), max_length=%d, batch_tokens=%d, forward=%s",
+        "loaded %s on %s (%s): %s, max_length=%d, batch_tokens=%d, forward=%s",
         source,
         device,
         dtype,
+        kind.describe(config),
         reranker.max_length,
         reranker.batch_tokens,
         "packed" if reranker.packed else "padded",
@@ -111,11 +126,9 @@ def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
     return reranker
 
 
-def _load_model(source: str, dtype: torch.dtype, options: dict, safetensors: bool | None):
+def _load_model(auto, source: str, dtype: torch.dtype, options: dict, safetensors: bool | None):
     options = {**options, "use_safetensors": safetensors}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, **options)
+        return auto.from_pretrained(source, dtype=dtype, **options)
     except TypeError:  # transformers < 4.56 names it torch_dtype
-        return AutoModelForSequenceClassification.from_pretrained(
-            source, torch_dtype=dtype, **options
-        )
+        return auto.from_pretrained(source, torch_dtype=dtype, **options)

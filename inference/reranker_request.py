@@ -1,4 +1,4 @@
-"""Requests: content negotiation, the three JSON shapes of the wire contract, and their errors.
+"""Requests: content negotiation, the JSON shapes of the wire contract, and their errors.
 
 Every client error is a ``GenericInferenceToolkitError`` whose message names the problem (and
 the index of the bad pair); the serving toolkit turns it into the response status.
@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 
+from reranker_settings import MAX_INSTRUCTION_CHARS
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 JSON = "application/json"
 
 
-def parse_request(body: bytes | str, content_type: str | None) -> list[tuple[str, str]]:
-    """Validate a request body and return its (query, document) pairs."""
+def parse_request(
+    body: bytes | str, content_type: str | None
+) -> tuple[list[tuple[str, str]], str | None]:
+    """Validate a request body; return its (query, document) pairs and its ``instruction``
+    (None when absent: the model's default applies)."""
     media_type = (content_type or JSON).split(";")[0].strip().lower()
     if media_type != JSON:
         raise GenericInferenceToolkitError(
@@ -37,9 +41,37 @@ def parse_request(body: bytes | str, content_type: str | None) -> list[tuple[str
         raise GenericInferenceToolkitError(400, "malformed JSON: nested too deeply") from None
     except ValueError as error:  # NaN / Infinity literals
         raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
+    instruction = instruction_from_payload(payload)
     pairs = pairs_from_payload(payload)
     _check_unicode(pairs)
-    return pairs
+    return pairs, instruction
+
+
+def instruction_from_payload(payload: object) -> str | None:
+    """The optional ``instruction`` beside any shape: a string of at most
+    ``MAX_INSTRUCTION_CHARS`` characters, for prompted rerankers (encoders ignore it)."""
+    if not isinstance(payload, dict) or "instruction" not in payload:
+        return None
+    instruction = payload.pop("instruction")
+    if not isinstance(instruction, str):
+        raise GenericInferenceToolkitError(
+            400, f"'instruction' must be a string, got {_type_name(instruction)}"
+        )
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise GenericInferenceToolkitError(
+            400,
+            f"'instruction' has {len(instruction)} characters, over the limit of "
+            f"{MAX_INSTRUCTION_CHARS}",
+        )
+    try:
+        instruction.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise GenericInferenceToolkitError(
+            400,
+            f"'instruction' holds an unpaired surrogate at character {error.start}; "
+            "send valid Unicode",
+        ) from None
+    return instruction
 
 
 def _check_unicode(pairs: list[tuple[str, str]]) -> None:
@@ -62,7 +94,10 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-SHAPES = "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or {'query': q, 'texts': [doc, ...]}"  # noqa: E501
+SHAPES = (
+    "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or "
+    "{'query': q, 'texts': [doc, ...]}, each with an optional 'instruction': str"
+)
 
 
 def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
@@ -91,7 +126,7 @@ def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
                     400, f"texts[{index}] must be a string, got {_type_name(text)}"
                 )
         return [(query, text) for text in texts]
-    known = {"pairs", "text_pairs", "query", "texts"}
+    known = {"pairs", "text_pairs", "query", "texts", "instruction"}
     unknown = sorted(keys - known)
     problem = f"unknown key(s) {unknown}" if unknown else f"keys {sorted(keys)} do not fit"
     raise GenericInferenceToolkitError(400, f"{problem}; send {SHAPES}")

@@ -1,4 +1,5 @@
-"""``Reranker``: tokenize once, plan token-budgeted micro-batches, score, restore input order."""
+"""Scoring a request: tokenize once, plan token-budgeted micro-batches, restore input order;
+``EncoderReranker`` for (query, document) pairs through a sequence classifier (encoders)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,105 @@ from collections.abc import Sequence
 
 import torch
 from reranker_batching import collate, plan_batches
-from reranker_encoder import PackedEncoder, first_position
+from reranker_encoder import PackedEncoder, first_position, label_score
 from reranker_settings import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, Settings
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 
 class Reranker:
-    """A tokenizer and a sequence-classification model that score (query, document) pairs."""
+    """What every reranker does with a request: tokenize once, plan token-budgeted
+    micro-batches, score them, put the scores back in input order. A subclass says how to
+    tokenize a pair (``tokenize``) and score a micro-batch (``forward``)."""
 
-    def __init__(self, tokenizer, model, device: torch.device, settings: Settings) -> None:
+    packed: object | None = None
+
+    def __init__(
+        self, tokenizer, model, device: torch.device, settings: Settings, max_length: int
+    ) -> None:
         self.tokenizer = tokenizer
         self.model = model
         self.device = device
         self.settings = settings
-        self.max_length = min(settings.max_length, model_max_length(tokenizer, model.config))
+        self.max_length = max_length
         self.batch_tokens = settings.batch_tokens or DEFAULT_BATCH_TOKENS.get(
             device.type, DEFAULT_BATCH_TOKENS["cpu"]
         )
+
+    def tokenize(
+        self, pairs: Sequence[Sequence[str]], instruction: str | None = None
+    ) -> list[dict]:
+        raise NotImplementedError
+
+    def forward(self, rows: list[dict]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def plan(
+        self,
+        pairs: Sequence[Sequence[str]],
+        max_tokens: int | None = None,
+        instruction: str | None = None,
+    ) -> tuple[list[dict], list[list[int]]]:
+        """Tokenize ``pairs`` and cut them into micro-batches (``plan_batches``).
+
+        A request over ``max_tokens`` real tokens is refused before any planning work.
+        """
+        encoded = self.tokenize(pairs, instruction)
+        lengths = [len(item["input_ids"]) for item in encoded]
+        total = sum(lengths)
+        if max_tokens is not None and total > max_tokens:
+            raise GenericInferenceToolkitError(
+                413,
+                f"request has {total} tokens after truncation, over the limit of {max_tokens} "
+                "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
+            )
+        return encoded, plan_batches(lengths, self.batch_tokens, packed=self.packed is not None)
+
+    def score(
+        self,
+        pairs: Sequence[Sequence[str]],
+        max_tokens: int | None = None,
+        instruction: str | None = None,
+    ) -> list[float]:
+        """Raw scores for ``pairs``, in input order, computed in token-budgeted micro-batches."""
+        if not pairs:
+            return []
+        encoded, batches = self.plan(pairs, max_tokens, instruction)
+        scores: list[float] = [0.0] * len(pairs)
+        with torch.inference_mode():
+            for batch in batches:
+                values = self.forward([encoded[i] for i in batch])
+                for index, value in zip(batch, values.float().tolist(), strict=True):
+                    scores[index] = value
+        for index, value in enumerate(scores):
+            if not math.isfinite(value):
+                raise GenericInferenceToolkitError(
+                    500, f"model produced a non-finite score ({value}) for pair {index}"
+                )
+        return scores
+
+
+class EncoderReranker(Reranker):
+    """A tokenizer and a sequence-classification model that score (query, document) pairs:
+    the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label one."""
+
+    def __init__(
+        self,
+        tokenizer,
+        model,
+        device: torch.device,
+        settings: Settings,
+        max_length: int | None = None,
+    ) -> None:
+        limit = model_max_length(tokenizer, model.config)
+        wanted = max_length or settings.max_length or DEFAULT_MAX_LENGTH
+        super().__init__(tokenizer, model, device, settings, min(wanted, limit))
         self.pair_overhead = tokenizer.num_special_tokens_to_add(pair=True)
         use_packed = settings.packed and PackedEncoder.supports(model)
         self.packed = PackedEncoder(model) if use_packed else None
 
-    def tokenize(self, pairs: Sequence[Sequence[str]]) -> list[dict]:
+    def tokenize(
+        self, pairs: Sequence[Sequence[str]], instruction: str | None = None
+    ) -> list[dict]:
         """Tokenize without padding; truncate the document first, keeping the query.
 
         ``only_second`` raises for the whole call when any single query is too long to
@@ -56,24 +134,6 @@ class Reranker:
                 encoded[index] = {key: values[row] for key, values in batch.items()}
         return encoded
 
-    def plan(
-        self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None
-    ) -> tuple[list[dict], list[list[int]]]:
-        """Tokenize ``pairs`` and cut them into micro-batches (``plan_batches``).
-
-        A request over ``max_tokens`` real tokens is refused before any planning work.
-        """
-        encoded = self.tokenize(pairs)
-        lengths = [len(item["input_ids"]) for item in encoded]
-        total = sum(lengths)
-        if max_tokens is not None and total > max_tokens:
-            raise GenericInferenceToolkitError(
-                413,
-                f"request has {total} tokens after truncation, over the limit of {max_tokens} "
-                "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
-            )
-        return encoded, plan_batches(lengths, self.batch_tokens, packed=self.packed is not None)
-
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         """``rows`` padded to their longest, as tensors on the model's device."""
         fills = {
@@ -83,28 +143,10 @@ class Reranker:
         return collate(rows, fills, self.tokenizer.padding_side == "left", self.device)
 
     def forward(self, rows: list[dict]) -> torch.Tensor:
-        """One logit per tokenized row: packed where the model allows it, else padded."""
+        """One score per tokenized row: packed where the model allows it, else padded."""
         if self.packed is not None:
             return self.packed(rows, self.device)
-        return self.model(**self.collate(rows), return_dict=True).logits[:, 0]
-
-    def score(self, pairs: Sequence[Sequence[str]], max_tokens: int | None = None) -> list[float]:
-        """Raw logits for ``pairs``, in input order, computed in token-budgeted micro-batches."""
-        if not pairs:
-            return []
-        encoded, batches = self.plan(pairs, max_tokens)
-        scores: list[float] = [0.0] * len(pairs)
-        with torch.inference_mode():
-            for batch in batches:
-                logits = self.forward([encoded[i] for i in batch])
-                for index, value in zip(batch, logits.float().tolist(), strict=True):
-                    scores[index] = value
-        for index, value in enumerate(scores):
-            if not math.isfinite(value):
-                raise GenericInferenceToolkitError(
-                    500, f"model produced a non-finite score ({value}) for pair {index}"
-                )
-        return scores
+        return label_score(self.model(**self.collate(rows), return_dict=True).logits)
 
 
 def model_max_length(tokenizer, config) -> int:

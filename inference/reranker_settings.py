@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_MODEL_ID = "BAAI/bge-reranker-base"
-DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_LENGTH = 512  # encoders; prompted rerankers default to 8,192 (reranker_prompt)
 DEFAULT_MAX_PAIRS = 1024
 # Real (unpadded) tokens per request: ~2 s of bge-reranker-base on an A10G, minutes on a small
 # CPU; the deploy command lowers it for CPU instance types.
@@ -18,6 +18,8 @@ DEFAULT_MAX_TOKENS = 262_144
 # cache (2,048 ran 10-25 % faster than 8,192 on a 2-core EPYC, docs/performance.md); a GPU
 # stays busy with larger passes, and its memory, not a cache, is the limit.
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
+SCORING_CHOICES = ("auto", "classifier", "yes-no")
+MAX_INSTRUCTION_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,14 @@ class Settings:
     revision: str | None
     dtype: str | None
     trust_remote_code: bool
-    max_length: int
+    max_length: int | None
     batch_tokens: int | None
     max_pairs: int
     max_tokens: int
     packed: bool
     allow_pickle: bool = False
+    scoring: str = "auto"
+    instruction: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,12 +47,14 @@ class Settings:
             revision=env.get("RERANKER_MODEL_REVISION") or None,
             dtype=env.get("RERANKER_DTYPE") or None,
             trust_remote_code=env.get("RERANKER_TRUST_REMOTE_CODE", "0") == "1",
-            max_length=env_int("RERANKER_MAX_LENGTH", DEFAULT_MAX_LENGTH),
+            max_length=env_int("RERANKER_MAX_LENGTH", 0) or None,
             batch_tokens=env_int("RERANKER_BATCH_TOKENS", 0) or None,
             max_pairs=env_int("RERANKER_MAX_PAIRS", DEFAULT_MAX_PAIRS),
             max_tokens=env_int("RERANKER_MAX_TOKENS", DEFAULT_MAX_TOKENS),
             packed=env.get("RERANKER_PACKED", "1") != "0",
             allow_pickle=env.get("RERANKER_ALLOW_PICKLE", "0") == "1",
+            scoring=env_choice("RERANKER_SCORING", SCORING_CHOICES),
+            instruction=env_instruction("RERANKER_INSTRUCTION"),
         )
 
 
@@ -64,3 +70,21 @@ def env_int(name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
+
+
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset); anything else fails loading with the name."""
+    raw = os.environ.get(name) or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def env_instruction(name: str) -> str | None:
+    """A default instruction for prompted rerankers: 1 to ``MAX_INSTRUCTION_CHARS`` characters."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(f"{name} has {len(raw)} characters, over {MAX_INSTRUCTION_CHARS}")
+    return raw

@@ -24,8 +24,11 @@ if getattr(sys.modules.get("inference"), "__file__", "") is None:
 
 inference = importlib.import_module("inference")
 reranker_batching = importlib.import_module("reranker_batching")
+reranker_decoder = importlib.import_module("reranker_decoder")
 reranker_encoder = importlib.import_module("reranker_encoder")
+reranker_kinds = importlib.import_module("reranker_kinds")
 reranker_loading = importlib.import_module("reranker_loading")
+reranker_prompt = importlib.import_module("reranker_prompt")
 reranker_request = importlib.import_module("reranker_request")
 reranker_scoring = importlib.import_module("reranker_scoring")
 reranker_settings = importlib.import_module("reranker_settings")

@@ -13,3 +13,4 @@ _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
 
 SampleCrossEncoder = _module.SampleCrossEncoder
+ModelCardYesNoReranker = _module.ModelCardYesNoReranker

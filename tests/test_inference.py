@@ -195,13 +195,13 @@ def test_without_baked_weights_it_loads_the_configured_hub_model(tmp_path, monke
 
 def test_a_multi_label_model_is_refused(tiny_model_dir, tmp_path):
     config = json.loads((tiny_model_dir / "config.json").read_text())
-    config["id2label"] = {"0": "a", "1": "b"}
-    config["label2id"] = {"a": 0, "b": 1}
+    config["id2label"] = {"0": "a", "1": "b", "2": "c"}
+    config["label2id"] = {"a": 0, "b": 1, "c": 2}
     (tmp_path / "config.json").write_text(json.dumps(config))
     for name in os.listdir(tiny_model_dir):
         if name != "config.json":
             (tmp_path / name).symlink_to(tiny_model_dir / name)
-    with pytest.raises(ValueError, match="2 output labels"):
+    with pytest.raises(ValueError, match="3 output labels"):
         inference.model_fn(str(tmp_path))
 
 

@@ -1,8 +1,9 @@
-"""The packed forward (``PackedEncoder``) against Hugging Face's own padded forward.
+"""The packed forwards (``PackedEncoder``, ``PackedDecoder``) against Hugging Face's own.
 
 Real models from generated configs (BERT from the tiny test model, a small XLM-RoBERTa built
-here), rows of mixed length including a full-length one, a batch of equal lengths (no mask)
-and a single pair. The padded forward is the reference: same weights, same inputs.
+here; small Llama, Qwen2 and Qwen3 decoders), rows of mixed length including a full-length
+one, a batch of equal lengths (no mask), a single pair and, for decoders, rows sharing their
+start (computed once). Hugging Face's forward is the reference: same weights, same inputs.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler import reranker_encoder, reranker_loading
+from handler import reranker_decoder, reranker_encoder, reranker_loading
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    LlamaConfig,
+    Qwen2Config,
+    Qwen3Config,
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
 )
@@ -132,3 +137,54 @@ def test_reranker_packed_and_padded_forwards_agree(tiny_model_dir: Path, monkeyp
     assert packed.packed is not None
     for a, b in zip(packed.score(pairs), padded.score(pairs), strict=True):
         assert a == pytest.approx(b, abs=TOLERANCE)
+
+
+DECODER_WIDTHS = {
+    "vocab_size": 300,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "initializer_range": 0.2,
+}
+DECODERS = {
+    "llama": lambda: LlamaConfig(**DECODER_WIDTHS),
+    "qwen2": lambda: Qwen2Config(**DECODER_WIDTHS),
+    "qwen3": lambda: Qwen3Config(head_dim=16, **DECODER_WIDTHS),
+}
+SHARED_START = [7, 8, 9, 10, 11, 12]
+
+
+def decoder_rows(batch: str) -> list[list[int]]:
+    if batch == "shared-start":  # one common start, then rows of their own lengths
+        return [SHARED_START + row["input_ids"] for row in random_rows([30, 1, 9], 300, False)]
+    if batch == "identical":  # everything shared but the last token
+        return [SHARED_START * 3] * 3
+    return [row["input_ids"] for row in random_rows(BATCHES[batch], 300, False)]
+
+
+@pytest.mark.parametrize("batch", [*sorted(BATCHES), "shared-start", "identical"])
+@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_packed_decoder_equals_hugging_face_row_by_row(kind, batch):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(DECODERS[kind]()).eval()
+    assert reranker_decoder.PackedDecoder.supports(model)
+    rows = decoder_rows(batch)
+    base = model.base_model
+    with torch.inference_mode():
+        packed = reranker_decoder.PackedDecoder(base)(rows, torch.device("cpu"))
+        alone = torch.stack(
+            [base(input_ids=torch.tensor([row])).last_hidden_state[0, -1] for row in rows]
+        )
+        padded = reranker_decoder.padded_last_hidden(base, rows, 0, torch.device("cpu"))
+    assert packed.shape == alone.shape == (len(rows), model.config.hidden_size)
+    assert torch.allclose(packed, alone, atol=TOLERANCE, rtol=0), (packed - alone).abs().max()
+    assert torch.allclose(padded, alone, atol=TOLERANCE, rtol=0), (padded - alone).abs().max()
+
+
+def test_decoders_with_sliding_windows_keep_the_padded_forward():
+    config = Qwen2Config(use_sliding_window=True, sliding_window=16, **DECODER_WIDTHS)
+    model = AutoModelForCausalLM.from_config(config)
+    assert not reranker_decoder.PackedDecoder.supports(model)

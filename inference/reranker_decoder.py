@@ -1,0 +1,215 @@
+"""Decoder-only (causal LM) rerankers: the last prompt token's hidden state, and one head row.
+
+A yes/no reranker's score is ``logit(yes) − logit(no)`` at the last prompt token, which is
+``(W[yes] − W[no]) · h`` (+ the bias difference): one row of the vocabulary-wide head, applied
+to one position per pair. A plain forward computes the whole head (151,669 rows for Qwen3)
+at every position; here it is never computed. A converted classifier ("seq-cls") carries
+that row as its head already.
+"""
+
+from __future__ import annotations
+
+import torch
+from reranker_batching import collate
+
+PACKED_DECODER_TYPES = {"qwen3", "qwen2", "llama"}
+
+
+def head_row(model, yes_no: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of the one row the score needs, in fp32 on the model's device.
+
+    ``yes_no``: token ids of "yes" and "no" in the LM head (``W[yes] − W[no]``); None for a
+    classifier head, whose one label is the row and whose two labels give ``W[1] − W[0]``.
+    """
+    if yes_no is not None:
+        head = model.get_output_embeddings()
+        rows = list(yes_no)
+    else:
+        head = getattr(model, "score", None) or model.classifier
+        rows = [0] if head.weight.shape[0] == 1 else [1, 0]
+    weight = head.weight[rows].float()
+    bias = head.bias[rows].float() if getattr(head, "bias", None) is not None else None
+    if len(rows) == 2:
+        weight = weight[0] - weight[1]
+        bias = None if bias is None else bias[0] - bias[1]
+    else:
+        weight, bias = weight[0], None if bias is None else bias[0]
+    if bias is None:
+        bias = torch.zeros((), device=weight.device)
+    return weight.detach().clone(), bias.detach().clone()
+
+
+def padded_last_hidden(base, rows: list[list[int]], pad_id: int, device) -> torch.Tensor:
+    """The base model's forward on right-padded rows; the final hidden state of each row's
+    last real token. Any decoder architecture transformers knows runs this way."""
+    features = collate(
+        [{"input_ids": row, "attention_mask": [1] * len(row)} for row in rows],
+        {"input_ids": pad_id},
+        left=False,
+        device=device,
+    )
+    hidden = base(**features, use_cache=False).last_hidden_state
+    last = torch.tensor([len(row) - 1 for row in rows], device=device)
+    return hidden[torch.arange(len(rows), device=device), last]
+
+
+def shared_prefix(rows: list[list[int]]) -> int:
+    """Tokens every row starts with (the prompt's fixed start, often the query too), leaving
+    each row at least its last token. One row shares nothing: there is nothing to save."""
+    if len(rows) < 2:
+        return 0
+    first, limit = rows[0], min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == first[length] for row in rows):
+        length += 1
+    return length
+
+
+class PackedDecoder:
+    """Runs a Llama-family decoder on packed tokens, with the model's own modules.
+
+    The rows of a micro-batch are concatenated. Their common start (``shared_prefix``: the
+    system prompt, the instruction, often the query) is computed once: under causal
+    attention its states do not depend on what follows, so each row attends to it as to its
+    own copy. Projections and feed-forward see real tokens only; attention works on a padded
+    view, causal within each row and never across rows; the last layer computes queries,
+    output and feed-forward for each row's last token only. Returns the final-normed hidden
+    state at each row's last token, equal to Hugging Face's up to float rounding.
+    """
+
+    def __init__(self, base) -> None:
+        config = base.config
+        self.base = base
+        self.layers = list(base.layers[: config.num_hidden_layers])
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        attention = self.layers[0].self_attn
+        self.head_dim = getattr(attention, "head_dim", config.hidden_size // self.heads)
+        self.scale = getattr(attention, "scaling", self.head_dim**-0.5)
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Llama, Qwen2 and Qwen3 decoders with full (not sliding-window) attention."""
+        config = model.config
+        if config.model_type not in PACKED_DECODER_TYPES:
+            return False
+        if getattr(config, "use_sliding_window", False):
+            return False
+        if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or []):
+            return False
+        base = getattr(model, "base_model", None)
+        needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+        return base is not None and all(hasattr(base, name) for name in needed)
+
+    def __call__(self, rows: list[list[int]], device: torch.device) -> torch.Tensor:
+        layout = PackedLayout(rows, shared_prefix(rows), device)
+        hidden = self.base.embed_tokens(layout.ids)
+        cos, sin = self.base.rotary_emb(hidden[None], layout.positions[None])
+        rotation = (cos[0][:, None, :], sin[0][:, None, :])
+        for layer in self.layers[:-1]:
+            hidden = self._layer(layer, hidden, layout, rotation, last_only=False)
+        last = self._layer(self.layers[-1], hidden, layout, rotation, last_only=True)
+        return self.base.norm(last)
+
+    def _layer(self, layer, hidden, layout: PackedLayout, rotation, last_only: bool):
+        """One decoder layer over packed tokens; ``last_only`` outputs each row's last token."""
+        attention = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        picked = layout.last if last_only else slice(None)
+        queries = self._heads(attention.q_proj, attention, "q_norm", normed[picked], self.heads)
+        keys = self._heads(attention.k_proj, attention, "k_norm", normed, self.kv_heads)
+        values = attention.v_proj(normed).view(-1, self.kv_heads, self.head_dim)
+        cos, sin = rotation
+        queries = rotate(queries, cos[picked], sin[picked])
+        keys = rotate(keys, cos, sin)
+        context = layout.attend(queries, keys, values, self.scale, last_only)
+        hidden = hidden[picked] + attention.o_proj(context)
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def _heads(self, projection, attention, norm: str, rows, heads: int) -> torch.Tensor:
+        """Project and split into heads; Qwen3 normalises each head (``q_norm``/``k_norm``)."""
+        split = projection(rows).view(-1, heads, self.head_dim)
+        normalise = getattr(attention, norm, None)
+        return normalise(split) if normalise is not None else split
+
+
+def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding, as Llama-family models apply it (``rotate_half``)."""
+    half = states.shape[-1] // 2
+    turned = torch.cat((-states[..., half:], states[..., :half]), dim=-1)
+    return states * cos + turned * sin
+
+
+class PackedLayout:
+    """Where packed tokens sit: ``shared`` prefix tokens once, then each row's own tokens."""
+
+    def __init__(self, rows: list[list[int]], shared: int, device: torch.device) -> None:
+        own = [len(row) - shared for row in rows]
+        ids = list(rows[0][:shared])
+        positions = list(range(shared))
+        for row in rows:
+            ids.extend(row[shared:])
+            positions.extend(range(shared, len(row)))
+        self.ids = torch.tensor(ids, dtype=torch.long, device=device)
+        self.positions = torch.tensor(positions, dtype=torch.long, device=device)
+        self.shared, self.pairs, self.width = shared, len(rows), max(own)
+        length = torch.tensor(own, device=device)
+        ends = torch.cumsum(length, 0)
+        starts = ends - length
+        self.last = shared + ends - 1
+        self.uniform = min(own) == self.width
+        columns = torch.arange(self.width, device=device)
+        # Padding slots gather some real token; causality hides them from real queries.
+        self.gather = torch.minimum(starts[:, None] + columns[None, :], ends[:, None] - 1)
+        self.keep = (columns[None, :] < length[:, None]).flatten().nonzero()[:, 0]
+        span = torch.arange(shared + self.width, device=device)
+        # Query j of a row sits at position shared + j: it sees the prefix and its own 0..j.
+        self.causal = span[None, :] <= shared + columns[:, None] if shared else None
+        # Each row's last token sees the prefix and all of its own tokens.
+        self.last_mask = (span[None, :] < shared + length[:, None])[:, None, None, :]
+
+    def grid(self, packed: torch.Tensor) -> torch.Tensor:
+        """Own tokens of each row in a ``[pairs, heads, width, dim]`` grid."""
+        own = packed[self.shared :]
+        own = own.view(self.pairs, self.width, *own.shape[1:]) if self.uniform else own[self.gather]
+        return own.transpose(1, 2)
+
+    def attend(self, queries, keys, values, scale: float, last_only: bool) -> torch.Tensor:
+        """Causal attention within each row (prefix included); context rows laid out as the
+        queries: every packed token, or each row's last token when ``last_only``."""
+        groups = queries.shape[1] // keys.shape[1]
+
+        def with_prefix(packed: torch.Tensor) -> torch.Tensor:
+            grid = self.grid(packed)
+            if self.shared:
+                prefix = packed[: self.shared].transpose(0, 1)
+                prefix = prefix[None].expand(self.pairs, *prefix.shape)
+                grid = torch.cat((prefix, grid), dim=2)
+            return grid.repeat_interleave(groups, dim=1) if groups > 1 else grid
+
+        key_grid, value_grid = with_prefix(keys), with_prefix(values)
+        attend = torch.nn.functional.scaled_dot_product_attention
+        if last_only:
+            context = attend(
+                queries[:, :, None, :], key_grid, value_grid, self.last_mask, scale=scale
+            )
+            return context.reshape(self.pairs, -1)
+        own_context = attend(
+            self.grid(queries),
+            key_grid,
+            value_grid,
+            attn_mask=self.causal,
+            is_causal=self.causal is None,
+            scale=scale,
+        )
+        own_context = own_context.transpose(1, 2).reshape(self.pairs * self.width, -1)
+        if not self.uniform:
+            own_context = own_context[self.keep]
+        if not self.shared:
+            return own_context
+        prefix = queries[: self.shared].transpose(0, 1)[None]
+        prefix_keys = key_grid[:1, :, : self.shared]
+        prefix_values = value_grid[:1, :, : self.shared]
+        prefix_context = attend(prefix, prefix_keys, prefix_values, is_causal=True, scale=scale)
+        prefix_context = prefix_context[0].transpose(0, 1).reshape(self.shared, -1)
+        return torch.cat((prefix_context, own_context))
