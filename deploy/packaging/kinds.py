@@ -322,13 +322,17 @@ def describe_files(
     files: Mapping[str, Path], name: str, requested: str, instruction: str | None
 ) -> ModelDetails:
     """Kind and size of a model whose archive files are ``files`` (name → path)."""
+    config = read_json(files.get("config.json"))
+    architectures = (config or {}).get("architectures") or [""]
+    # Only a yes-no model's vocabulary matters; a large tokenizer.json is not parsed for nothing.
+    causal = str(architectures[0]).endswith(CAUSAL_SUFFIXES)
     kind = detect_kind(
-        read_json(files.get("config.json")),
+        config,
         name,
         requested,
         instruction,
         card_says_text_ranking(files.get("README.md")),
-        vocabulary(files),
+        vocabulary(files) if causal else None,
     )
     return ModelDetails(kind, model_size(files))
 

@@ -46,8 +46,8 @@ class Manifest:
     """``"qwen3-reranker"`` when each pair is wrapped in Qwen3-Reranker's prompt (every yes-no
     model, and a converted Qwen3 classifier); None for plain (query, document) pairs."""
     instruction: str | None = None
-    """The prompt's default instruction (a request's ``instruction`` replaces it); set exactly
-    when ``prompt`` is."""
+    """The prompt's default instruction (a request's ``instruction`` replaces it); set when
+    ``prompt`` is, and when ``scoring`` is null and ``package`` was given one."""
     weights_bytes: int | None = None
     """Bytes of weight files in the archive (0 without weights)."""
     parameters: int | None = None
