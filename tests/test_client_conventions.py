@@ -270,6 +270,30 @@ def test_the_instruction_goes_beside_the_pairs(reranker, handler):
     assert set(calls[2]["body"]) == {handler.key}
 
 
+def test_the_instruction_reaches_the_real_handler(reranker, tiny_qwen3_dir):
+    """An LLM reranker scores with it (as the handler does in-process); an encoder ignores it."""
+    pairs = PAIRS[:4]
+
+    def direct(model: inference.Reranker, instruction: str) -> list[float]:
+        body = json.dumps({"pairs": pairs, "instruction": instruction})
+        return json.loads(handler_body(model, body, "application/json", "application/json"))[
+            "scores"
+        ]
+
+    llm = inference.model_fn(str(tiny_qwen3_dir))
+    with RuntimeResponder(llm) as responder:
+        model = injected(responder, instruction="Find the budget")
+        budget = model.score(pairs)
+        weather = model.score(pairs, instruction="Find the weather")
+    assert budget == pytest.approx(direct(llm, "Find the budget"), abs=1e-5)
+    assert weather == pytest.approx(direct(llm, "Find the weather"), abs=1e-5)
+    assert budget != pytest.approx(weather, abs=1e-3)
+    with RuntimeResponder(reranker) as responder:
+        plain = injected(responder).score(pairs)
+        instructed = injected(responder, instruction="Find the budget").score(pairs)
+    assert instructed == plain
+
+
 def test_tei_leaves_the_instruction_out_and_says_so_once(reranker, caplog):
     calls: list[dict] = []
     with RuntimeResponder(reranker, transform=echo_scores(calls)) as responder:
