@@ -8,6 +8,7 @@ so a call it should not make would fail for lack of credentials.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,10 @@ def test_every_client_names_the_tool_in_its_user_agent(moto, tiny_archive, wire)
     services = {call["service"] for call in wire}
     assert {"sts", "s3", "sagemaker", "application-autoscaling"} <= services
     assert all("sagemaker-reranker/" in call["agent"] for call in wire), wire
+
+
+def test_deploy_says_it_reads_the_archive_before_uploading(moto, tiny_archive):
+    # Hashing (and checking) a 1 GB archive takes seconds: the user is told, with its size.
+    result = deploy(tiny_archive, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"(checking|hashing) {re.escape(tiny_archive.name)} \(\d", result.stderr)
