@@ -108,6 +108,10 @@ def _unknown_metric(t: Path, data: Path, run: Path) -> list:
     return ["--metrics", "nDCG@10,Bogus@3"]
 
 
+def _metric_cutoff_zero(t: Path, data: Path, run: Path) -> list:
+    return ["--metrics", "P@0"]
+
+
 def _out_is_a_file(t: Path, data: Path, run: Path) -> list:
     return []
 
@@ -153,6 +157,7 @@ CASES: dict[str, tuple[Callable, str]] = {
         "1 candidate document(s) are not in",
     ),
     "unknown metric": (_unknown_metric, "unknown measure 'Bogus@3'"),
+    "metric cutoff zero": (_metric_cutoff_zero, "'P@0': the cutoff after @ must be 1 or more"),
     "out is a file": (_out_is_a_file, "exists and is not a directory"),
     "model data missing": (_model_data_missing, "missing.tar.gz: no such file"),
     "model data not gzip": (_model_data_not_gzip, "not a gzip tar archive"),

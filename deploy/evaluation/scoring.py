@@ -95,7 +95,7 @@ def score_queries(
             store.close()
     if failure is not None:
         item, error = failure
-        saved = f"; {len(results)} more queries saved in {store.path}" if store.path else ""
+        saved = f"; {len(results)} other queries are saved in {store.path}" if store.path else ""
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise EvalRunError(
             f"{label}: query {item.qid!r} failed: {message}{saved}"
