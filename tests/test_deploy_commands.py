@@ -142,6 +142,7 @@ def test_dry_run_prints_calls_and_changes_nothing(moto, tiny_archive):
         "create_model",
         "create_endpoint_config",
         "create_endpoint",
+        *["put_metric_alarm"] * 5,  # latency, 5xx, 4xx rate, CPU, GPU
     ]
     model_call = planned[2]["params"]
     assert model_call["EnableNetworkIsolation"] is True
@@ -335,7 +336,11 @@ def test_bad_instance_types_are_rejected(moto, tiny_archive):
     assert local.exit_code == 1 and "is not a SageMaker instance type" in local.stderr
     service = deploy(tiny_archive, "--instance-type", "ml.m99.xlarge")
     assert service.exit_code == 1
-    assert "Error: ValidationException: Value 'ml.m99.xlarge'" in service.stderr
+    error = service.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: deploy of endpoint rr failed: ValidationException: Value")
+    assert "'ml.m99.xlarge'" in error and "more]" in error  # the type list, cut short
+    assert "removed what this run created: model:rr-" in error
+    assert state()["models"] == [] and state()["configs"] == []
     neuron = deploy(tiny_archive, "--instance-type", "ml.inf2.xlarge")
     assert neuron.exit_code == 1 and "Neuron" in neuron.stderr
 
@@ -458,7 +463,7 @@ def test_failed_update_keeps_the_old_endpoint_serving(moto, tiny_archive):
     result = cli("update", NAME, "--model-data", str(tiny_archive), "--role", ROLE, "--env", "X=1")
     assert result.exit_code == 1
     assert "Image pull failed" in result.stderr
-    assert f"the previous config {old['endpoints'][NAME][0]} keeps serving" in result.stderr
+    assert f"the old config {old['endpoints'][NAME][0]} keeps serving" in result.stderr
     after = state()
     assert after["endpoints"][NAME][:2] == old["endpoints"][NAME][:2]
     assert after["models"] == old["models"] and after["configs"] == old["configs"]
@@ -699,8 +704,16 @@ def test_long_names_fit_and_are_found_again(moto, tiny_archive):
     data = json.loads(result.stdout)
     assert len(data["config"]) <= 63 and data["config"].startswith(name[:40])
     deleted = cli("delete", name, "--yes", "--json")
+    alarms = [f"alarm:sagemaker-reranker-{name}-{kind}" for kind in ("latency-p99", "5xx-errors")]
+    alarms += [f"alarm:sagemaker-reranker-{name}-{kind}" for kind in ("4xx-rate", "cpu-high")]
+    alarms += [f"alarm:sagemaker-reranker-{name}-gpu-high"]
     assert sorted(json.loads(deleted.stdout)["removed"]) == sorted(
-        [f"endpoint:{name}", f"endpoint_config:{data['config']}", f"model:{data['model']}"]
+        [
+            f"endpoint:{name}",
+            f"endpoint_config:{data['config']}",
+            f"model:{data['model']}",
+            *alarms,
+        ]
     )
     assert state()["models"] == [] and state()["configs"] == []
 

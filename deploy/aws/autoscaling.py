@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagemaker_reranker.deploy.aws.session import Aws
+from sagemaker_reranker.deploy.aws.spec import ENDPOINT_TAG
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -71,6 +72,7 @@ def register(aws: Aws, endpoint: str, variant: str, minimum: int, maximum: int) 
         ScalableDimension=DIMENSION,
         MinCapacity=minimum,
         MaxCapacity=maximum,
+        Tags={ENDPOINT_TAG: endpoint},  # applied when the target is first registered
     )
 
 

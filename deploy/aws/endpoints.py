@@ -1,50 +1,78 @@
-"""Endpoint lifecycle on SageMaker: create (idempotent), blue/green update, describe, delete."""
+"""Endpoint lifecycle on SageMaker: create (idempotent), blue/green update, delete.
+
+Failures: a run records what it creates (:class:`leftovers.Created`); when a create or the
+switch fails it deletes exactly that — never what the endpoint serves from — and says so.
+
+Races: SageMaker serialises changes to one endpoint. A second ``CreateEndpoint`` of a name is
+refused, and so is an ``UpdateEndpoint`` while another is in progress; before either call the
+run also checks the endpoint's state. So of two runs at once exactly one proceeds; the other
+takes back what it made and exits saying an update is in progress. Models and configs are
+content-named, so two runs with the same inputs share them: creating one that a concurrent
+run made first counts as found, and the loser never deletes what the winner uses.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.deploy.aws import autoscaling
+from sagemaker_reranker.deploy.aws import alarms, autoscaling
+from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
 from sagemaker_reranker.deploy.aws.artifacts import upload
-from sagemaker_reranker.deploy.aws.session import Aws, DeployError, is_not_found, wait_until_settled
-from sagemaker_reranker.deploy.aws.spec import DIGEST_LENGTH, ENDPOINT_TAG, DeploySpec
+from sagemaker_reranker.deploy.aws.leftovers import (
+    Created,
+    config_models,
+    delete_quietly,
+    owned_resources,
+    prune,
+    undo,
+)
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line, wait_until_settled
+from sagemaker_reranker.deploy.aws.spec import DeploySpec
 from sagemaker_reranker.deploy.platform import VARIANT
 
-NAME_KEYS = {
-    "model": "ModelName",
-    "endpoint_config": "EndpointConfigName",
-    "endpoint": "EndpointName",
-}
-
-
-def iso_time(value: Any) -> str | None:
-    """A time as ISO 8601 (``2025-01-31T12:00:00+00:00``); boto3 gives datetimes."""
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+CHANGING = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
+NO_ALARMS = AlarmOptions(enabled=False)
 
 
 def describe_endpoint(aws: Aws, name: str) -> dict[str, Any] | None:
     return aws.find("sagemaker", "describe_endpoint", EndpointName=name)
 
 
-def _create_config(aws: Aws, spec: DeploySpec, instance_count: int | None = None) -> None:
-    """Create the endpoint config unless one with this (content-derived) name exists."""
-    if aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=spec.config_name):
-        return
-    aws.write("sagemaker", "create_endpoint_config", **spec.config_request(instance_count))
+def _already_exists(error: ClientError) -> bool:
+    """SageMaker: ``Cannot create already existing model/endpoint configuration/endpoint``."""
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return "already exist" in message
 
 
-def _create_model(aws: Aws, spec: DeploySpec) -> None:
+def _create(aws: Aws, kind: str, name: str, created: Created, request: dict[str, Any]) -> None:
+    """Create a model or config unless it exists; one a concurrent run made first is found."""
+    try:
+        aws.write("sagemaker", f"create_{kind}", **request)
+    except ClientError as error:
+        if _already_exists(error):
+            return
+        raise
+    if not aws.dry_run:
+        created.add(kind, name)
+
+
+def _create_model(aws: Aws, spec: DeploySpec, created: Created) -> None:
     """Upload the archive (unless already there), then create the model unless it exists."""
     if aws.find("sagemaker", "describe_model", ModelName=spec.model_name):
         return
     upload(aws, spec.model_data)
-    aws.write("sagemaker", "create_model", **spec.model_request())
+    _create(aws, "model", spec.model_name, created, spec.model_request())
+
+
+def _create_config(
+    aws: Aws, spec: DeploySpec, created: Created, instance_count: int | None = None
+) -> None:
+    if aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=spec.config_name):
+        return
+    request = spec.config_request(instance_count)
+    _create(aws, "endpoint_config", spec.config_name, created, request)
 
 
 def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[str, Any]:
@@ -58,50 +86,131 @@ def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[st
     )
 
 
+def wait_gone(aws: Aws, name: str, timeout: float, command: str) -> None:
+    """Poll until the endpoint no longer exists (a delete takes minutes on SageMaker)."""
+    final = wait_until_settled(
+        lambda: describe_endpoint(aws, name) or {"EndpointStatus": "Deleted"},
+        "EndpointStatus",
+        f"endpoint {name}",
+        timeout,
+        f"re-run the same `{command}` command to keep waiting",
+        aws.reporter,
+    )
+    if final["EndpointStatus"] != "Deleted":
+        raise _failed(name, final, "it was not deleted")
+
+
 def _failed(name: str, answer: dict[str, Any], hint: str) -> DeployError:
     reason = answer.get("FailureReason") or "no reason given"
     return DeployError(f"endpoint {name} is {answer.get('EndpointStatus')}: {reason}; {hint}")
 
 
-def deploy(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, Any]:
-    """Create model, config and endpoint; unchanged inputs change nothing; a wait resumes."""
-    result = {"endpoint": spec.endpoint, "config": spec.config_name, "model": spec.model_name}
-    current = describe_endpoint(aws, spec.endpoint)
+def _busy(name: str, current: dict[str, Any]) -> DeployError:
+    pending = current.get("PendingDeploymentSummary", {}).get("EndpointConfigName")
+    towards = f" towards {pending}" if pending else ""
+    return DeployError(
+        f"endpoint {name} is {current['EndpointStatus']}{towards}: an update is in progress "
+        f"(another run?); wait for it (`sagemaker-reranker status {name}`) and retry"
+    )
+
+
+def _removed_text(removed: list[str]) -> str:
+    if not removed:
+        return "this run created nothing that needs removing"
+    return f"removed what this run created: {', '.join(removed)}"
+
+
+def _put_alarms(aws: Aws, spec: DeploySpec, options: AlarmOptions) -> list[str]:
+    if not options.enabled:
+        return []
+    requests = alarms.wanted(spec.endpoint, spec.instance_type, options)
+    return alarms.ensure(aws, spec.endpoint, requests, options.topic)
+
+
+def deploy(
+    aws: Aws, spec: DeploySpec, wait: bool, timeout: float, alarm_options: AlarmOptions = NO_ALARMS
+) -> dict[str, Any]:
+    """Create model, config, alarms and endpoint; unchanged inputs change nothing; a wait
+    resumes; an endpoint still being deleted is waited out first."""
+    name = spec.endpoint
+    result = {"endpoint": name, "config": spec.config_name, "model": spec.model_name}
+    alarms.check_topic(aws, alarm_options.topic if alarm_options.enabled else None)
+    current = describe_endpoint(aws, name)
+    if current and current["EndpointStatus"] == "Deleting":
+        if aws.dry_run:
+            aws.reporter.note(f"endpoint {name} is Deleting: the deploy waits until it is gone")
+        else:
+            aws.reporter.note(f"endpoint {name} is Deleting: waiting until it is gone")
+            wait_gone(aws, name, timeout, "deploy")
+        current = None
     if current and current["EndpointConfigName"] != spec.config_name:
+        if current["EndpointStatus"] in CHANGING:
+            raise _busy(name, current)
         raise DeployError(
-            f"endpoint {spec.endpoint} already exists with endpoint config "
+            f"endpoint {name} already exists with endpoint config "
             f"{current['EndpointConfigName']}, and these inputs make {spec.config_name}; "
-            f"to change it run `sagemaker-reranker update {spec.endpoint}` with the same options"
+            f"to change it run `sagemaker-reranker update {name}` with the same options"
         )
     if current and current["EndpointStatus"] == "Failed":
-        raise _failed(
-            spec.endpoint,
-            current,
-            f"delete it (`sagemaker-reranker delete {spec.endpoint}`) and deploy again",
-        )
+        hint = f"delete it (`sagemaker-reranker delete {name}`) and deploy again"
+        raise _failed(name, current, hint)
     if current and current["EndpointStatus"] == "InService":
+        _put_alarms(aws, spec, alarm_options)
         return {**result, "action": "unchanged", "status": "InService"}
+    created = Created()
     if current:
-        aws.reporter.note(
-            f"endpoint {spec.endpoint} is {current['EndpointStatus']}: resuming the wait"
-        )
+        aws.reporter.note(f"endpoint {name} is {current['EndpointStatus']}: resuming the wait")
+        _put_alarms(aws, spec, alarm_options)
         action = "resumed"
     else:
-        _create_model(aws, spec)
-        _create_config(aws, spec)
-        aws.write("sagemaker", "create_endpoint", **spec.endpoint_request())
+        try:
+            _create_model(aws, spec, created)
+            _create_config(aws, spec, created)
+            aws.write("sagemaker", "create_endpoint", **spec.endpoint_request())
+        except (ClientError, DeployError) as error:
+            raise _undo_create(aws, spec, created, error) from None
+        if not aws.dry_run:
+            created.add("endpoint", name)
+        # Only the run that created the endpoint sets its alarms: a loser of a race never
+        # touches the winner's.
+        _alarms_after_create(aws, spec, alarm_options)
         action = "created"
     if aws.dry_run or not wait:
         return {**result, "action": action, "status": "Creating"}
-    final = _wait_endpoint(aws, spec.endpoint, timeout, "deploy")
+    final = _wait_endpoint(aws, name, timeout, "deploy")
+    logs = f"`sagemaker-reranker logs {name}`"
+    if final["EndpointStatus"] != "InService" and not created.items:
+        raise _failed(name, final, f"see its logs ({logs})")
     if final["EndpointStatus"] != "InService":
-        raise _failed(spec.endpoint, final, "see its CloudWatch logs (/aws/sagemaker/Endpoints)")
-    return {**result, "action": action, "status": "InService"}
+        removed = undo(aws, created, name)
+        removed += [f"alarm:{alarm}" for alarm in alarms.remove(aws, name)]
+        raise _failed(name, final, f"{_removed_text(removed)}; its logs stay ({logs})")
+    removed = prune(aws, name, keep={spec.config_name, spec.model_name})
+    return {**result, "action": action, "status": "InService", "removed": removed}
 
 
-def _config_models(aws: Aws, config_name: str) -> list[str]:
-    config = aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=config_name)
-    return [variant["ModelName"] for variant in (config or {}).get("ProductionVariants", [])]
+def _alarms_after_create(aws: Aws, spec: DeploySpec, options: AlarmOptions) -> None:
+    try:
+        _put_alarms(aws, spec, options)
+    except ClientError as error:
+        raise DeployError(
+            f"endpoint {spec.endpoint} is being created, but its alarms could not be set: "
+            f"{error_line(error)}; re-run the same `deploy` to retry, or pass --no-alarms"
+        ) from None
+
+
+def _undo_create(aws: Aws, spec: DeploySpec, created: Created, error: Exception) -> DeployError:
+    """Take back what a failed create made; name a concurrent run when one won the race."""
+    name = spec.endpoint
+    problem = error_line(error) if isinstance(error, ClientError) else str(error)
+    now = describe_endpoint(aws, name)
+    removed = undo(aws, created, name)
+    if now is not None:
+        return DeployError(
+            f"endpoint {name} was created by another run meanwhile (it is "
+            f"{now['EndpointStatus']}): an update is in progress; {_removed_text(removed)}"
+        )
+    return DeployError(f"deploy of endpoint {name} failed: {problem}; {_removed_text(removed)}")
 
 
 def _variant_type(aws: Aws, config_name: str) -> str | None:
@@ -117,37 +226,33 @@ def _desired_count(endpoint: dict[str, Any]) -> int | None:
     return None
 
 
-def _delete_quietly(aws: Aws, kind: str, name: str) -> bool:
-    """Delete a model/config/endpoint; one already gone is fine (partly-deleted state)."""
-    try:
-        aws.write("sagemaker", f"delete_{kind}", **{NAME_KEYS[kind]: name})
-        return True
-    except ClientError as error:
-        if is_not_found(error):
-            return False
-        raise
-
-
-def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, Any]:
+def update(
+    aws: Aws, spec: DeploySpec, wait: bool, timeout: float, alarm_options: AlarmOptions = NO_ALARMS
+) -> dict[str, Any]:
     """Blue/green: new model + config, ``update_endpoint``, wait on the new config, drop the old.
 
     SageMaker keeps the old fleet serving until the new one is healthy; if the update fails
     it rolls back, and so do we: the new model and config are removed, autoscaling restored.
+    Alarms follow the new instance type once it serves.
     """
     name = spec.endpoint
+    alarms.check_topic(aws, alarm_options.topic if alarm_options.enabled else None)
     current = describe_endpoint(aws, name)
     if current is None:
         raise DeployError(f"no endpoint {name}; create it with `sagemaker-reranker deploy {name}`")
     old_config = current["EndpointConfigName"]
     result = {"endpoint": name, "config": spec.config_name, "model": spec.model_name}
     status = current["EndpointStatus"]
+    if status == "Deleting":
+        raise DeployError(f"endpoint {name} is being deleted; deploy it again once it is gone")
     if status == "Failed":
         raise _failed(name, current, "a Failed endpoint cannot be updated; delete it first")
     pending = current.get("PendingDeploymentSummary", {}).get("EndpointConfigName")
-    if status != "InService" and pending != spec.config_name and old_config != spec.config_name:
-        raise DeployError(f"endpoint {name} is {status}; wait for it (`status {name}`) and retry")
+    if status != "InService" and spec.config_name not in (pending, old_config):
+        raise _busy(name, current)
     if old_config == spec.config_name and status == "InService":
-        removed = _prune(aws, name, keep={spec.config_name, spec.model_name})
+        _put_alarms(aws, spec, alarm_options)
+        removed = prune(aws, name, keep={spec.config_name, spec.model_name})
         return {**result, "action": "unchanged", "status": "InService", "removed": removed}
     scaling = None
     if status == "InService":
@@ -166,7 +271,8 @@ def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
     if final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == spec.config_name:
         if scaling:
             autoscaling.restore(aws, scaling)
-        removed = _prune(aws, name, keep={spec.config_name, spec.model_name})
+        _put_alarms(aws, spec, alarm_options)
+        removed = prune(aws, name, keep={spec.config_name, spec.model_name})
         return {**result, "action": "updated", "status": "InService", "removed": removed}
     return _roll_back(aws, spec, final, scaling)
 
@@ -174,27 +280,61 @@ def update(aws: Aws, spec: DeploySpec, wait: bool, timeout: float) -> dict[str, 
 def _start_update(
     aws: Aws, spec: DeploySpec, current: dict[str, Any], old_config: str
 ) -> autoscaling.Scaling | None:
-    """Create the new model and config and switch; returns scaling removed for a type change."""
+    """Create the new model and config and switch; returns scaling removed for a type change.
+
+    Any failure before the switch is accepted takes back what this run created and restores
+    the scaling it removed; the old config keeps serving.
+    """
     name = spec.endpoint
     scaling = autoscaling.current(aws, name, VARIANT)
     removed = None
     params: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": spec.config_name}
     count = None
-    if scaling and _variant_type(aws, old_config) != spec.instance_type:
-        # The service refuses an instance-type change while a scalable target is registered.
-        aws.reporter.note(
-            "instance type changes: deregistering autoscaling until the update is done"
-        )
-        count = _desired_count(current)
-        autoscaling.remove(aws, scaling)
-        removed = scaling
-    elif scaling:
-        # Keep the instance count autoscaling chose instead of the config's initial count.
-        params["RetainAllVariantProperties"] = True
-    _create_model(aws, spec)
-    _create_config(aws, spec, count)
-    aws.write("sagemaker", "update_endpoint", **params)
+    created = Created()
+    try:
+        if scaling and _variant_type(aws, old_config) != spec.instance_type:
+            # The service refuses an instance-type change while a scalable target is registered.
+            aws.reporter.note(
+                "instance type changes: deregistering autoscaling until the update is done"
+            )
+            count = _desired_count(current)
+            autoscaling.remove(aws, scaling)
+            removed = scaling
+        elif scaling:
+            # Keep the instance count autoscaling chose instead of the config's initial count.
+            params["RetainAllVariantProperties"] = True
+        _create_model(aws, spec, created)
+        _create_config(aws, spec, created, count)
+        aws.write("sagemaker", "update_endpoint", **params)
+    except (ClientError, DeployError) as error:
+        raise _undo_update(aws, spec, created, removed, old_config, error) from None
     return removed
+
+
+def _undo_update(
+    aws: Aws,
+    spec: DeploySpec,
+    created: Created,
+    scaling: autoscaling.Scaling | None,
+    old_config: str,
+    error: Exception,
+) -> DeployError:
+    name = spec.endpoint
+    now = describe_endpoint(aws, name) or {}
+    removed = undo(aws, created, name)
+    if scaling:
+        autoscaling.restore(aws, scaling)
+    serving = now.get("EndpointConfigName", old_config)
+    if now.get("EndpointStatus") in CHANGING:
+        return DeployError(
+            f"endpoint {name} is {now['EndpointStatus']}: an update is in progress (another "
+            f"run's); {_removed_text(removed)}; wait for it (`sagemaker-reranker status {name}`)"
+        )
+    problem = error_line(error) if isinstance(error, ClientError) else str(error)
+    return DeployError(
+        f"update of endpoint {name} failed: {problem}; {_removed_text(removed)}; "
+        f"the old config {serving} keeps serving"
+    )
 
 
 def _roll_back(
@@ -203,54 +343,26 @@ def _roll_back(
     serving = final.get("EndpointConfigName")
     if scaling:
         autoscaling.restore(aws, scaling)
+    removed = []
     if serving != spec.config_name:
-        _delete_quietly(aws, "endpoint_config", spec.config_name)
-        _delete_quietly(aws, "model", spec.model_name)
+        for kind, item in (("endpoint_config", spec.config_name), ("model", spec.model_name)):
+            if delete_quietly(aws, kind, item):
+                removed.append(f"{kind}:{item}")
     reason = final.get("FailureReason") or "no reason given"
     if final.get("EndpointStatus") == "InService":
         raise DeployError(
-            f"update of endpoint {spec.endpoint} failed: {reason}; the previous config "
-            f"{serving} keeps serving"
+            f"update of endpoint {spec.endpoint} failed: {reason}; removed "
+            f"{', '.join(removed) or 'nothing'}; the old config {serving} keeps serving"
         )
     raise _failed(spec.endpoint, final, "the update did not complete")
 
 
-def _ours(aws: Aws, arn: str, name: str) -> bool:
-    tags = aws.read("sagemaker", "list_tags", ResourceArn=arn).get("Tags", [])
-    return any(tag["Key"] == ENDPOINT_TAG and tag["Value"] == name for tag in tags)
+def delete(aws: Aws, name: str, wait: bool = False, timeout: float = 3600) -> dict[str, Any]:
+    """Remove scaling, alarms, endpoint, configs and models; whatever is gone is skipped.
 
-
-def owned_resources(aws: Aws, name: str) -> dict[str, list[str]]:
-    """Models and configs this tool made for ``name``: by name pattern, confirmed by tag."""
-    prefix = re.escape(name[: 63 - DIGEST_LENGTH - 1].rstrip("-"))
-    pattern = re.compile(rf"^{prefix}-[0-9a-f]{{{DIGEST_LENGTH}}}$")
-    found: dict[str, list[str]] = {"endpoint_config": [], "model": []}
-    listings = (
-        ("endpoint_config", "list_endpoint_configs", "EndpointConfigs", "EndpointConfig"),
-        ("model", "list_models", "Models", "Model"),
-    )
-    for kind, operation, key, prefix in listings:
-        paginator = aws.client("sagemaker").get_paginator(operation)
-        for page in paginator.paginate(NameContains=name[:63]):
-            for item in page[key]:
-                if pattern.match(item[f"{prefix}Name"]) and _ours(aws, item[f"{prefix}Arn"], name):
-                    found[kind].append(item[f"{prefix}Name"])
-    return found
-
-
-def _prune(aws: Aws, name: str, keep: set[str]) -> list[str]:
-    """Delete the configs and models of ``name`` that nothing serves any more."""
-    removed = []
-    owned = owned_resources(aws, name)
-    for kind in ("endpoint_config", "model"):
-        for item in owned[kind]:
-            if item not in keep and _delete_quietly(aws, kind, item):
-                removed.append(f"{kind}:{item}")
-    return removed
-
-
-def delete(aws: Aws, name: str) -> dict[str, Any]:
-    """Remove scaling, endpoint, configs and models; whatever is already gone is skipped."""
+    ``wait`` polls until the endpoint itself is gone (minutes on SageMaker), so a ``deploy``
+    of the same name can follow at once.
+    """
     removed: list[str] = []
     current = describe_endpoint(aws, name)
     configs: set[str] = set()
@@ -261,82 +373,19 @@ def delete(aws: Aws, name: str) -> dict[str, Any]:
     configs.update(owned["endpoint_config"])
     models.update(owned["model"])
     for config in configs:
-        models.update(_config_models(aws, config))
+        models.update(config_models(aws, config))
     scaling = autoscaling.current(aws, name, VARIANT)
     if scaling:
         autoscaling.remove(aws, scaling)
         removed.append(f"scalable-target:{autoscaling.resource_id(name, VARIANT)}")
-    if current and _delete_quietly(aws, "endpoint", name):
+    removed += [f"alarm:{alarm}" for alarm in alarms.remove(aws, name)]
+    deleting = current is not None and current["EndpointStatus"] == "Deleting"
+    if current and not deleting and delete_quietly(aws, "endpoint", name):
         removed.append(f"endpoint:{name}")
     for kind, names in (("endpoint_config", configs), ("model", models)):
         for item in sorted(names):
-            if _delete_quietly(aws, kind, item):
+            if delete_quietly(aws, kind, item):
                 removed.append(f"{kind}:{item}")
+    if wait and current and not aws.dry_run:
+        wait_gone(aws, name, timeout, "delete --wait")
     return {"endpoint": name, "removed": removed}
-
-
-def status(aws: Aws, name: str) -> dict[str, Any]:
-    """The endpoint, its config and model, what it was deployed from, and its autoscaling."""
-    current = describe_endpoint(aws, name)
-    if current is None:
-        raise DeployError(f"no endpoint {name} in {aws.region}")
-    info: dict[str, Any] = {
-        "endpoint": name,
-        "status": current["EndpointStatus"],
-        "config": current["EndpointConfigName"],
-        "created": iso_time(current.get("CreationTime")),
-        "modified": iso_time(current.get("LastModifiedTime")),
-    }
-    if current.get("FailureReason"):
-        info["failure_reason"] = current["FailureReason"]
-    config = aws.find(
-        "sagemaker", "describe_endpoint_config", EndpointConfigName=current["EndpointConfigName"]
-    )
-    variants = []
-    for variant in (config or {}).get("ProductionVariants", []):
-        live = next(
-            (
-                v
-                for v in current.get("ProductionVariants", [])
-                if v["VariantName"] == variant["VariantName"]
-            ),
-            {},
-        )
-        variants.append(
-            {
-                "variant": variant["VariantName"],
-                "model": variant["ModelName"],
-                "instance_type": variant.get("InstanceType"),
-                "instances": live.get("CurrentInstanceCount", variant.get("InitialInstanceCount")),
-                "serverless": variant.get("ServerlessConfig"),
-            }
-        )
-    info["variants"] = variants
-    if variants:
-        model = aws.find("sagemaker", "describe_model", ModelName=variants[0]["model"]) or {}
-        container = model.get("PrimaryContainer", {})
-        info["image"] = container.get("Image")
-        info["model_data"] = container.get("ModelDataUrl")
-        info["network_isolation"] = model.get("EnableNetworkIsolation")
-    tags = aws.read("sagemaker", "list_tags", ResourceArn=current["EndpointArn"]).get("Tags", [])
-    for tag in tags:
-        if tag["Key"].startswith("sagemaker-reranker:") and tag["Key"] != ENDPOINT_TAG:
-            info[tag["Key"].split(":", 1)[1].replace("-", "_")] = tag["Value"]
-    scaling = autoscaling.current(aws, name, VARIANT)
-    info["autoscaling"] = scaling.to_dict() if scaling else None
-    return info
-
-
-def list_endpoints(aws: Aws, name_contains: str | None) -> list[dict[str, Any]]:
-    params = {"NameContains": name_contains} if name_contains else {}
-    rows = []
-    for page in aws.client("sagemaker").get_paginator("list_endpoints").paginate(**params):
-        for item in page["Endpoints"]:
-            rows.append(
-                {
-                    "endpoint": item["EndpointName"],
-                    "status": item["EndpointStatus"],
-                    "created": iso_time(item.get("CreationTime")),
-                }
-            )
-    return rows

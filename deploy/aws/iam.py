@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
 from sagemaker_reranker.deploy.aws.artifacts import KEY_PREFIX
 
 HF_IMAGE_REPOSITORIES = ("huggingface-pytorch-inference",)
@@ -122,6 +123,7 @@ def operator_policy(
                     "application-autoscaling:DeregisterScalableTarget",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DeleteScalingPolicy",
+                    "application-autoscaling:TagResource",
                 ],
                 [scaling_target],
             ),
@@ -143,6 +145,7 @@ def operator_policy(
                 ],
                 [f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-endpoint/{names}"],
             ),
+            *_operations(region, account, prefix),
             _statement(
                 "AutoscalingServiceLinkedRole",
                 ["iam:CreateServiceLinkedRole"],
@@ -159,6 +162,32 @@ def operator_policy(
             ),
         ],
     }
+
+
+def _operations(region: str, account: str, prefix: str) -> list[dict[str, Any]]:
+    """Alarms (``deploy``/``update``/``delete``/``gc``), ``status --metrics`` and ``logs``."""
+    return [
+        _statement(
+            "EndpointAlarms",
+            [
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:ListTagsForResource",
+            ],
+            [f"arn:aws:cloudwatch:{region}:{account}:alarm:{ALARM_PREFIX}{prefix}*"],
+        ),
+        # GetMetricData cannot be scoped to resources in IAM.
+        _statement("EndpointMetricsRead", ["cloudwatch:GetMetricData"], ["*"]),
+        _statement(
+            "EndpointLogsRead",
+            ["logs:FilterLogEvents"],
+            [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{prefix}*"],
+        ),
+        # deploy checks that --alarm-topic exists before the alarms point at it.
+        _statement("AlarmTopic", ["sns:GetTopicAttributes"], [f"arn:aws:sns:{region}:{account}:*"]),
+    ]
 
 
 def execution_role_trust(account: str = "*", region: str = "*", prefix: str = "") -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -201,9 +202,30 @@ def is_not_found(error: ClientError) -> bool:
 
 
 def error_line(error: ClientError) -> str:
-    """``<code>: <message>`` as the service reported it."""
+    """``<code>: <message>`` as the service reported it, on one line.
+
+    Two service answers would not fit one: a validation error listing every allowed value
+    (CreateEndpointConfig lists ~70 instance types) keeps its first few, and an HTML error
+    page (a proxy's or a server's 500) is reduced to its title.
+    """
     detail = error.response.get("Error", {})
-    return f"{detail.get('Code', 'Error')}: {detail.get('Message', str(error))}"
+    message = str(detail.get("Message", str(error)))
+    title = HTML_TITLE.search(message)
+    if message.lstrip().startswith("<"):
+        message = f"the service answered with an HTML page: {title.group(1) if title else '?'}"
+    message = LONG_LIST.sub(_shorten_list, " ".join(message.split()))
+    return f"{detail.get('Code', 'Error')}: {message}"
+
+
+HTML_TITLE = re.compile(r"<title>\s*([^<]{1,200}?)\s*</title>", re.IGNORECASE)
+LONG_LIST = re.compile(r"\[([^\[\]]{200,})\]")
+
+
+def _shorten_list(match: re.Match[str]) -> str:
+    items = [item.strip() for item in match.group(1).split(",")]
+    if len(items) <= 6:
+        return match.group(0)
+    return f"[{', '.join(items[:5])}, ... {len(items) - 5} more]"
 
 
 def wait_until_settled(

@@ -8,15 +8,15 @@ from __future__ import annotations
 import click
 
 from sagemaker_reranker.deploy.cli import verbosity
-from sagemaker_reranker.deploy.cli.endpoint import (
-    delete_command,
-    deploy_command,
-    list_command,
-    status_command,
-    update_command,
-)
+from sagemaker_reranker.deploy.cli.endpoint import delete_command, deploy_command, update_command
 from sagemaker_reranker.deploy.cli.eval import eval_command
 from sagemaker_reranker.deploy.cli.iam import iam_policy_command
+from sagemaker_reranker.deploy.cli.operate import (
+    gc_command,
+    list_command,
+    logs_command,
+    status_command,
+)
 from sagemaker_reranker.deploy.cli.ops import autoscale_command, batch_command, invoke_command
 from sagemaker_reranker.deploy.cli.package import package_command
 from sagemaker_reranker.deploy.cli.serve import serve_command
@@ -51,6 +51,8 @@ main.add_command(update_command)
 main.add_command(status_command)
 main.add_command(list_command)
 main.add_command(delete_command)
+main.add_command(logs_command)
+main.add_command(gc_command)
 main.add_command(invoke_command)
 main.add_command(autoscale_command)
 main.add_command(batch_command)

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from sagemaker_reranker.deploy.aws import endpoints
+from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
+from sagemaker_reranker.deploy.aws.alarms import check_options as check_alarm_options
 from sagemaker_reranker.deploy.aws.artifacts import (
     image_uri,
     resolve_model_data,
@@ -23,7 +25,7 @@ from sagemaker_reranker.deploy.aws.spec import (
     check_endpoint_name,
     check_options,
 )
-from sagemaker_reranker.deploy.cli.options import Result, aws_command
+from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
 DEFAULT_TIMEOUT = 3600
@@ -88,6 +90,21 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="GB of EBS storage per instance (1-512), for instance types without NVMe "
             "storage [default: SageMaker's, or sized from the archive when larger].",
         ),
+        click.option(
+            "--latency-slo-ms",
+            type=int,
+            help="p99 model latency (ms) above which the latency alarm fires "
+            "[default: 2000 on GPU, 30000 on CPU and serverless].",
+        ),
+        click.option(
+            "--alarm-topic",
+            help="SNS topic ARN the alarms notify (update: kept when not given).",
+        ),
+        click.option(
+            "--no-alarms",
+            is_flag=True,
+            help="Create no CloudWatch alarms (update: leave the existing ones as they are).",
+        ),
         click.option("--bucket", help="Upload bucket (default: sagemaker-{region}-{account})."),
         click.option("--no-wait", is_flag=True, help="Return once the change has started."),
         click.option(
@@ -119,6 +136,17 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     for notice in spec.notices:
         aws.reporter.note(f"note: {notice}")
     return spec
+
+
+def _alarm_options(slo_ms: int | None, topic: str | None, no_alarms: bool) -> AlarmOptions:
+    if no_alarms and (slo_ms is not None or topic is not None):
+        raise BadInput("--no-alarms cannot go with --latency-slo-ms or --alarm-topic")
+    options = AlarmOptions(enabled=not no_alarms, latency_slo_ms=slo_ms, topic=topic)
+    try:
+        check_alarm_options(options)
+    except DeployError as error:
+        raise BadInput(str(error)) from None
+    return options
 
 
 # What a dry run says instead of what happened.
@@ -179,7 +207,15 @@ def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) ->
 
 @aws_command("deploy", dry_run=True, plans_without_reads=True)
 @deployment_options
-def deploy_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
+def deploy_command(
+    aws: Aws,
+    no_wait: bool,
+    timeout: int,
+    latency_slo_ms: int | None,
+    alarm_topic: str | None,
+    no_alarms: bool,
+    **params: Any,
+) -> Result:
     """Create a reranker endpoint from a packaged model (idempotent).
 
     Uploads a local archive under its sha256 (skipped when already there), creates the
@@ -193,14 +229,23 @@ def deploy_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Resu
       sagemaker-reranker deploy my-reranker --model-data model.tar.gz \\
           --instance-type ml.m5.xlarge --dry-run
     """
+    alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
     spec = _prepare(aws, params)
-    outcome = endpoints.deploy(aws, spec, wait=not no_wait, timeout=timeout)
+    outcome = endpoints.deploy(aws, spec, not no_wait, timeout, alarm_options)
     return _report(outcome, spec, aws.dry_run)
 
 
 @aws_command("update", dry_run=True)
 @deployment_options
-def update_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Result:
+def update_command(
+    aws: Aws,
+    no_wait: bool,
+    timeout: int,
+    latency_slo_ms: int | None,
+    alarm_topic: str | None,
+    no_alarms: bool,
+    **params: Any,
+) -> Result:
     """Blue/green update of a live endpoint to a new archive or settings.
 
     Creates a new model and endpoint config, switches the endpoint to them (autoscaled
@@ -212,49 +257,10 @@ def update_command(aws: Aws, no_wait: bool, timeout: int, **params: Any) -> Resu
       sagemaker-reranker update my-reranker --model-data model-v2.tar.gz \\
           --role arn:aws:iam::123456789012:role/SageMakerRole
     """
+    alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
     spec = _prepare(aws, params)
-    outcome = endpoints.update(aws, spec, wait=not no_wait, timeout=timeout)
+    outcome = endpoints.update(aws, spec, not no_wait, timeout, alarm_options)
     return _report(outcome, spec, aws.dry_run)
-
-
-@aws_command("status")
-@click.argument("name")
-def status_command(aws: Aws, name: str) -> Result:
-    """Show an endpoint's state, instances, image, archive and autoscaling.
-
-    \b
-    Example:
-      sagemaker-reranker status my-reranker --json
-    """
-    info = endpoints.status(aws, name)
-    shown = {key: value for key, value in info.items() if key not in ("variants", "autoscaling")}
-    lines = [f"{key:<18}{'-' if value is None else value}" for key, value in shown.items()]
-    for variant in info["variants"]:
-        where = variant["serverless"] or f"{variant['instances']} x {variant['instance_type']}"
-        lines.append(f"{'variant':<18}{variant['variant']}: {where} (model {variant['model']})")
-    scaling = info["autoscaling"]
-    lines.append(
-        f"{'autoscaling':<18}"
-        + (f"{scaling['min']}-{scaling['max']} instances" if scaling else "off")
-    )
-    return info, lines
-
-
-@aws_command("list")
-@click.option("--name-contains", help="Only endpoints whose name contains this.")
-def list_command(aws: Aws, name_contains: str | None) -> Result:
-    """List the endpoints in the region with their status.
-
-    \b
-    Example:
-      sagemaker-reranker list --name-contains reranker
-    """
-    rows = endpoints.list_endpoints(aws, name_contains)
-    if not rows:
-        return rows, ["no endpoints"]
-    lines = [f"{'ENDPOINT':<40}{'STATUS':<16}CREATED"]
-    lines += [f"{row['endpoint']:<40}{row['status']:<16}{row['created']}" for row in rows]
-    return rows, lines
 
 
 def stdin_is_tty() -> bool:
@@ -272,7 +278,17 @@ def _confirm(name: str, yes: bool, dry_run: bool) -> None:
 @aws_command("delete", dry_run=True)
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def delete_command(aws: Aws, name: str, yes: bool) -> Result:
+@click.option(
+    "--wait", is_flag=True, help="Return only once the endpoint is gone (a deploy can follow)."
+)
+@click.option(
+    "--timeout",
+    type=int,
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+def delete_command(aws: Aws, name: str, yes: bool, wait: bool, timeout: int) -> Result:
     """Delete an endpoint with its autoscaling, endpoint configs and models.
 
     Works on partly-deleted state: whatever is already gone is skipped. Asks first unless
@@ -284,7 +300,7 @@ def delete_command(aws: Aws, name: str, yes: bool) -> Result:
     """
     check_endpoint_name(name)
     _confirm(name, yes, aws.dry_run)
-    outcome = endpoints.delete(aws, name)
+    outcome = endpoints.delete(aws, name, wait=wait, timeout=timeout)
     removed = outcome["removed"]
     verb = "would delete" if aws.dry_run else "deleted"
     lines = [f"{verb} {item}" for item in removed] or [f"nothing named {name} to delete"]

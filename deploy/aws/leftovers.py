@@ -1,0 +1,222 @@
+"""What this tool made and what of it nothing uses any more: found by name and tag, removed.
+
+Models and endpoint configs are named ``{endpoint}-{digest}`` and tagged
+``sagemaker-reranker:endpoint``; alarms are named ``sagemaker-reranker-{endpoint}-{kind}`` and
+carry the same tag. A run records what it created (:class:`Created`) so a failure removes
+exactly that, and never what an endpoint serves from — which matters when two runs race with
+the same inputs and so the same names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
+from sagemaker_reranker.deploy.aws.session import Aws, is_not_found
+from sagemaker_reranker.deploy.aws.spec import DIGEST_LENGTH, ENDPOINT_TAG
+
+NAME_KEYS = {
+    "model": "ModelName",
+    "endpoint_config": "EndpointConfigName",
+    "endpoint": "EndpointName",
+}
+# (kind, list operation, result key, name/arn prefix of the result's items)
+LISTINGS = (
+    ("endpoint_config", "list_endpoint_configs", "EndpointConfigs", "EndpointConfig"),
+    ("model", "list_models", "Models", "Model"),
+)
+OURS_RE = re.compile(rf"-[0-9a-f]{{{DIGEST_LENGTH}}}$")
+
+
+@dataclass
+class Created:
+    """What one run created, in order, so that a failure can take back exactly that."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, kind: str, name: str) -> None:
+        self.items.append((kind, name))
+
+
+def delete_quietly(aws: Aws, kind: str, name: str) -> bool:
+    """Delete a model/config/endpoint; one already gone is fine (partly-deleted state)."""
+    try:
+        aws.write("sagemaker", f"delete_{kind}", **{NAME_KEYS[kind]: name})
+        return True
+    except ClientError as error:
+        if is_not_found(error):
+            return False
+        raise
+
+
+def _endpoint_tag(aws: Aws, arn: str, service: str = "sagemaker") -> str | None:
+    if service == "sagemaker":
+        tags = aws.read("sagemaker", "list_tags", ResourceArn=arn).get("Tags", [])
+    else:
+        tags = aws.read("cloudwatch", "list_tags_for_resource", ResourceARN=arn).get("Tags", [])
+    return next((tag["Value"] for tag in tags if tag["Key"] == ENDPOINT_TAG), None)
+
+
+def owned_resources(aws: Aws, name: str) -> dict[str, list[str]]:
+    """Models and configs this tool made for ``name``: by name pattern, confirmed by tag."""
+    prefix = re.escape(name[: 63 - DIGEST_LENGTH - 1].rstrip("-"))
+    pattern = re.compile(rf"^{prefix}-[0-9a-f]{{{DIGEST_LENGTH}}}$")
+    found: dict[str, list[str]] = {"endpoint_config": [], "model": []}
+    for kind, operation, key, item_prefix in LISTINGS:
+        paginator = aws.client("sagemaker").get_paginator(operation)
+        for page in paginator.paginate(NameContains=name[:63]):
+            for item in page[key]:
+                item_name = item[f"{item_prefix}Name"]
+                if pattern.match(item_name) and (
+                    _endpoint_tag(aws, item[f"{item_prefix}Arn"]) == name
+                ):
+                    found[kind].append(item_name)
+    return found
+
+
+def config_models(aws: Aws, config_name: str) -> list[str]:
+    config = aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=config_name)
+    return [variant["ModelName"] for variant in (config or {}).get("ProductionVariants", [])]
+
+
+def in_use(aws: Aws, endpoint: str) -> set[str]:
+    """The configs an endpoint serves from or is moving to, and their models."""
+    current = aws.find("sagemaker", "describe_endpoint", EndpointName=endpoint)
+    if current is None:
+        return set()
+    configs = {current["EndpointConfigName"]}
+    pending = current.get("PendingDeploymentSummary", {}).get("EndpointConfigName")
+    if pending:
+        configs.add(pending)
+    used = set(configs)
+    for config in configs:
+        used.update(config_models(aws, config))
+    return used
+
+
+def undo(aws: Aws, created: Created, endpoint: str) -> list[str]:
+    """Delete what this run created, newest first, except what the endpoint now uses.
+
+    A concurrent run with the same inputs may have created the same names first, or may be
+    serving from the ones this run created: those stay. An endpoint this run created (and
+    that failed) goes first, and with it the reason to keep its config and model.
+    """
+    removed = []
+    if ("endpoint", endpoint) in created.items:
+        if delete_quietly(aws, "endpoint", endpoint):
+            removed.append(f"endpoint:{endpoint}")
+        keep: set[str] = set()
+    else:
+        keep = in_use(aws, endpoint)
+    for kind, name in reversed(created.items):
+        if kind != "endpoint" and name not in keep and delete_quietly(aws, kind, name):
+            removed.append(f"{kind}:{name}")
+    return removed
+
+
+def prune(aws: Aws, name: str, keep: set[str]) -> list[str]:
+    """Delete the configs and models of ``name`` that nothing serves any more."""
+    removed = []
+    keep = keep | in_use(aws, name)
+    owned = owned_resources(aws, name)
+    for kind in ("endpoint_config", "model"):
+        for item in owned[kind]:
+            if item not in keep and delete_quietly(aws, kind, item):
+                removed.append(f"{kind}:{item}")
+    return removed
+
+
+# ------------------------------------------------------------------ list --leftovers / gc
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A tagged resource no endpoint uses."""
+
+    kind: str  # endpoint_config, model or alarm
+    name: str
+    endpoint: str  # the endpoint it was made for (from its tag)
+    created: datetime | None
+
+    def age_seconds(self, now: datetime) -> float | None:
+        return None if self.created is None else (now - self.created).total_seconds()
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        age = self.age_seconds(now)
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "created": self.created.isoformat() if self.created else None,
+            "age_seconds": None if age is None else int(age),
+        }
+
+
+def _paginate(aws: Aws, service: str, operation: str, **params: Any):
+    yield from aws.client(service).get_paginator(operation).paginate(**params)
+
+
+def _used_everywhere(aws: Aws) -> tuple[set[str], set[str]]:
+    """(names of all endpoints, configs and models any endpoint serves from or moves to)."""
+    endpoints, used = set(), set()
+    for page in _paginate(aws, "sagemaker", "list_endpoints"):
+        for item in page["Endpoints"]:
+            endpoints.add(item["EndpointName"])
+            used |= in_use(aws, item["EndpointName"])
+    return endpoints, used
+
+
+def _created(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _alarm_endpoint(alarm: dict[str, Any]) -> str | None:
+    dimensions = list(alarm.get("Dimensions", []))
+    for query in alarm.get("Metrics", []):
+        dimensions += query.get("MetricStat", {}).get("Metric", {}).get("Dimensions", [])
+    return next((d["Value"] for d in dimensions if d["Name"] == "EndpointName"), None)
+
+
+def find(aws: Aws) -> list[Leftover]:
+    """Tagged models, endpoint configs and alarms of this tool that no endpoint uses."""
+    endpoints, used = _used_everywhere(aws)
+    found: list[Leftover] = []
+    for kind, operation, key, prefix in LISTINGS:
+        for page in _paginate(aws, "sagemaker", operation):
+            for item in page[key]:
+                name = item[f"{prefix}Name"]
+                if name in used or not OURS_RE.search(name):
+                    continue
+                owner = _endpoint_tag(aws, item[f"{prefix}Arn"])
+                if owner is not None:
+                    found.append(Leftover(kind, name, owner, _created(item.get("CreationTime"))))
+    for page in _paginate(aws, "cloudwatch", "describe_alarms", AlarmNamePrefix=ALARM_PREFIX):
+        for alarm in page.get("MetricAlarms", []):
+            if _alarm_endpoint(alarm) in endpoints:
+                continue
+            owner = _endpoint_tag(aws, alarm["AlarmArn"], service="cloudwatch")
+            if owner is not None:
+                created = _created(alarm.get("AlarmConfigurationUpdatedTimestamp"))
+                found.append(Leftover("alarm", alarm["AlarmName"], owner, created))
+    order = {"endpoint_config": 0, "model": 1, "alarm": 2}
+    return sorted(found, key=lambda item: (order[item.kind], item.endpoint, item.name))
+
+
+def collect(aws: Aws, leftovers: list[Leftover]) -> list[str]:
+    """Delete ``leftovers`` (configs before the models they name, alarms in one call)."""
+    removed = []
+    for item in leftovers:
+        if item.kind != "alarm" and delete_quietly(aws, item.kind, item.name):
+            removed.append(f"{item.kind}:{item.name}")
+    alarms = [item.name for item in leftovers if item.kind == "alarm"]
+    for start in range(0, len(alarms), 100):  # DeleteAlarms takes at most 100 names
+        aws.write("cloudwatch", "delete_alarms", AlarmNames=alarms[start : start + 100])
+        removed += [f"alarm:{name}" for name in alarms[start : start + 100]]
+    return removed
