@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 MODEL ?= BAAI/bge-reranker-base
 ARCHIVE ?= model.tar.gz
 ENDPOINT ?=
+EVAL_OUT ?= .work/eval
 ROLE ?= $(SAGEMAKER_ROLE)
 # The model-server tier's own virtualenv, built on demand, installs through the same pins.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export RERANKER_MMS_VENV ?= $(CURDIR)/.venv-mms
 
-.PHONY: install test demo lint package deploy bench clean
+.PHONY: install test demo eval lint package deploy bench clean
 
 install: $(STAMP)
 
@@ -27,6 +28,10 @@ test: install  ## ruff, then the whole suite (slow tiers included, as in CI)
 
 demo: install  ## package the model, serve it locally, rerank the example query through LangChain
 	$(BIN)/python -m sagemaker_reranker.deploy.examples.demo --model $(MODEL)
+
+eval: install  ## rerank the labelled State of the Union set with MODEL: quality, latency, plot in EVAL_OUT
+	rm -rf $(EVAL_OUT)
+	$(BIN)/python -m sagemaker_reranker.deploy.evaluation.example --model $(MODEL) --out $(EVAL_OUT)
 
 lint: install
 	$(BIN)/ruff check .

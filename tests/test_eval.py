@@ -391,3 +391,33 @@ def test_endpoint_on_aws_through_the_client(aws_env, data: Path, run_file: Path)
     measures = [ir_measures.parse_measure(name) for name in MEASURES.split(",")]
     expected = ir_measures.calc_aggregate(measures, qrels, reversed_run)
     assert system["metrics"] == pytest.approx({str(m): v for m, v in expected.items()}, rel=1e-12)
+
+
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_queries_in_parallel_up_to_max_concurrency(
+    concurrency: int, data: Path, run_file: Path
+) -> None:
+    """The stand-in holds each request until ``concurrency`` are in flight together: the run
+    finishes only if queries really go out in parallel, and never more at once."""
+    import threading
+
+    gate = threading.Barrier(concurrency, timeout=60)
+    with RuntimeResponder(None, transform=known_scores, gate=gate) as scorer:
+        report = report_of(
+            cli("--data", data, "--candidates", run_file, "--endpoint-url", scorer.url,
+                "--max-concurrency", concurrency, "--json")
+        )  # fmt: skip
+    assert report["systems"][0]["queries"] == 4
+    assert scorer.max_in_flight == concurrency
+
+
+def test_instruction_goes_with_every_request(
+    data: Path, run_file: Path, known: RuntimeResponder
+) -> None:
+    task = "Given a question, find the passage that answers it"
+    report_of(
+        cli("--data", data, "--candidates", run_file, "--endpoint-url", known.url,
+            "--instruction", task, "--json")
+    )  # fmt: skip
+    assert len(known.requests) == 4
+    assert all(json.loads(r.body)["instruction"] == task for r in known.requests)
