@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tarfile
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -297,6 +298,17 @@ def test_oversized_manifest_is_refused_before_it_is_read(tmp_path):
         read_manifest(archive)
     with pytest.raises(PackageError, match=f"over {MAX_MANIFEST_BYTES} bytes"):
         inspect_archive(archive)
+    # A 200 MiB manifest of zeros (~200 KB compressed): refused without reading it into memory.
+    bomb = gzip_bomb(tmp_path / "manifest-bomb.tar.gz", MANIFEST, 200 << 20)
+    for reader in (read_manifest, inspect_archive):
+        tracemalloc.start()
+        try:
+            with pytest.raises(PackageError, match=f"over {MAX_MANIFEST_BYTES} bytes"):
+                reader(bomb)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, f"{reader.__name__} held {peak} bytes"
 
 
 def test_serve_refuses_a_hostile_archive_in_one_line_exit_2(tmp_path, tiny_archive):
