@@ -3,7 +3,8 @@
 Packages the model as ``make demo`` does (``BAAI/bge-reranker-base`` unless ``--model`` or
 ``MODEL`` says otherwise; offline, the MiniLM-L6 encoder with an untrained head, labelled as
 such), then runs ``sagemaker-reranker eval`` on ``deploy/examples/data/sotu-eval`` with a BM25
-first stage of 20 candidates per query, writing the report and plot to ``--out``. Run
+first stage of 20 candidates per query, one query at a time, writing the report and plot to
+``--out``. Run
 ``python -m sagemaker_reranker.deploy.evaluation.example``.
 """
 
@@ -29,7 +30,9 @@ def run(model: str, out: Path, top_k: int = TOP_K) -> int:
         archive, label = package_model(model, Path(scratch))
         print(f"reranker: {label}", flush=True)
         short = label if label == model else OFFLINE_LABEL
-        args = ["eval", "--data", str(SOTU_EVAL), "--top-k", str(top_k)]
+        # Local mode answers one request at a time: one query in flight keeps the latency
+        # the model's own, without time spent waiting behind other queries.
+        args = ["eval", "--data", str(SOTU_EVAL), "--top-k", str(top_k), "--max-concurrency", "1"]
         args += ["--model-data", str(archive), "--label", short, "--out", str(out)]
         try:
             cli.main(args, prog_name="sagemaker-reranker")
