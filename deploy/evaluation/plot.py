@@ -45,9 +45,15 @@ def plot_png(report: Report) -> bytes:
     low, high = min(values), max(values)
     pad = max(0.05, (high - low) * 0.25)
     axes.set_ylim(max(0.0, low - pad), min(1.0, high + pad) if high <= 1.0 else high + pad)
-    latencies = [s.latency_ms["p95"] for s in report.systems] or [1.0]
-    axes.set_xlim(0, max(latencies) * 1.45 + 1)
-    axes.set_xlabel("p95 latency per query (ms, as the client saw it)")
+    latencies = [max(s.latency_ms["p95"], 0.01) for s in report.systems] or [1.0]
+    scale = ""
+    if min(latencies) * 20 < max(latencies):  # an order of magnitude apart: log scale
+        axes.set_xscale("log")
+        axes.set_xlim(min(latencies) / 2, max(latencies) * 6)
+        scale = ", log scale"
+    else:
+        axes.set_xlim(0, max(latencies) * 1.45 + 1)
+    axes.set_xlabel(f"p95 latency per query (ms, as the client saw it{scale})")
     axes.set_ylabel(measure)
     axes.set_title(
         f"{measure} against p95 latency ({report.queries['evaluated']} queries, "
