@@ -187,8 +187,8 @@ def upload(aws: Aws, data: ModelData) -> None:
     same, why = same_object(head, data.local)
     if same:
         aws.reporter.note(
-            f"{data.uri} already uploaded (same sha256, checked by S3's checksum): skipping the "
-            "upload"
+            f"{data.uri} already uploaded (same sha256), as S3's checksum confirms: skipping "
+            "the upload"
         )
         return
     if head is not None:
