@@ -1,13 +1,22 @@
-"""The ``inprocess`` backend: the handler run by ``sagemaker_inference`` in this process."""
+"""The ``inprocess`` backend: the handler run by ``sagemaker_inference``, no model server between.
+
+The toolkit's handler service runs ``code/inference.py`` in a worker process this backend
+starts and supervises (see :class:`InProcessBackend`): the front stays up when the handler's
+process dies, answers the request in flight with a 500, and starts the worker again.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import signal
 import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sagemaker_reranker.deploy.local.backend import (
@@ -116,34 +125,97 @@ def _client_safe_transformer():
     return ClientSafeTransformer()
 
 
+class _Handler:
+    """The toolkit's handler service and its one context, as one MMS worker holds them."""
+
+    def __init__(self, model_dir: str) -> None:
+        from sagemaker_inference.default_handler_service import DefaultHandlerService
+
+        self.context = HandlerContext(model_dir)
+        self.service = DefaultHandlerService(transformer=_client_safe_transformer())
+
+    def load(self) -> str | None:
+        """Run ``model_fn`` (with the handler's warm-up); why it failed, or None."""
+        try:
+            self.service.initialize(self.context)
+        except Exception as error:  # any model_fn failure: report it, keep serving /ping
+            logger.debug("%s", traceback.format_exc())
+            return f"model_fn failed: {type(error).__name__}: {error}"
+        return None
+
+    def handle(self, body: bytes, headers: dict[str, str]) -> BackendResponse:
+        self.context.begin(headers)
+        (result,) = self.service.handle([{"body": body}], self.context)
+        processor = self.context.request_processor[0]
+        response_headers = processor.response_headers
+        return BackendResponse(
+            status=processor.status,
+            body=result if isinstance(result, bytes) else str(result).encode("utf-8"),
+            content_type=response_headers.get("content-type", "text/plain; charset=utf-8"),
+            custom_attributes=response_headers.get(CUSTOM_ATTRIBUTES.lower()),
+        )
+
+
+def _worker_main(connection: Connection, model_dir: str) -> None:
+    """The worker process: load the model, then answer requests until the pipe closes."""
+    # The front owns the worker's life: Ctrl-C and SIGTERM reach the front, which stops it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s",
+    )
+    handler = _Handler(model_dir)
+    connection.send(("loaded", handler.load()))
+    while True:
+        try:
+            body, headers = connection.recv()
+        except (EOFError, OSError):  # the front went away
+            return
+        connection.send(handler.handle(body, headers))
+
+
+def _how_it_died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        oom = " (as the kernel's out-of-memory killer does)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{oom}"
+    return f"exited with code {exitcode}"
+
+
 class InProcessBackend:
     """``code/inference.py`` run by ``sagemaker_inference``'s ``DefaultHandlerService``.
 
-    One worker thread owns the handler service and its context and serves requests one at a
-    time from a queue, as one MMS worker does (the model's tokenizer is not safe to share
-    between threads). A request that times out leaves the worker to finish it; later requests
-    wait behind it within their own timeout.
+    The handler runs in one worker process, as in one MMS worker, and serves one request at a
+    time: a single thread here talks to it, so requests queue in order (the model's tokenizer
+    is not safe to share between threads). A request that times out leaves the worker to
+    finish it; later requests wait behind it within their own timeout.
+
+    A worker that dies (``os._exit`` in the handler, a signal, the kernel's OOM killer) costs
+    the request it was answering a 500 that says so, at once; the worker is then started
+    again, loading the model anew, and the requests behind it are answered by the new one.
+    If the new worker cannot load the model, ``health`` reports why (``/ping`` unhealthy).
     """
 
     def __init__(self, model_dir: Path) -> None:
-        from sagemaker_inference.default_handler_service import DefaultHandlerService
-
-        self._context = HandlerContext(str(model_dir))
-        self._service = DefaultHandlerService(transformer=_client_safe_transformer())
+        self.model_dir = str(model_dir)
+        self._spawner = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+        self._connection: Connection | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
         self._failure: str | None = "model not loaded"
+        self._stopped = False
+        self._restart_queued = False
+        self.restarts = 0
 
     def start(self) -> None:
-        try:
-            self._worker.submit(self._service.initialize, self._context).result()
-        except Exception as error:  # any model_fn failure: report it, keep serving /ping
-            self._failure = f"model_fn failed: {type(error).__name__}: {error}"
+        self._failure = self._worker.submit(self._spawn).result()
+        if self._failure:
             logger.error("%s", self._failure)
-            logger.debug("%s", traceback.format_exc())
-        else:
-            self._failure = None
 
     def health(self) -> tuple[bool, str]:
+        if self._failure is None and not self._alive():
+            self._queue_restart()  # died while idle: start the next one now
         return (self._failure is None, self._failure or "healthy")
 
     def invoke(
@@ -162,17 +234,97 @@ class InProcessBackend:
             future.cancel()  # only stops it if still queued; a running forward pass finishes
             raise InvocationTimeout(f"no answer within {timeout:g} s") from None
 
+    def stop(self) -> None:
+        self._stopped = True
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._end_worker()
+
+    # ------------------------------------------------------------- the worker thread
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def _spawn(self) -> str | None:
+        """Start a worker and wait until it loaded the model; why not, or None."""
+        ours, theirs = self._spawner.Pipe()
+        process = self._spawner.Process(
+            target=_worker_main,
+            args=(theirs, self.model_dir),
+            name="reranker-handler",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        try:
+            _, failure = ours.recv()
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            how = _how_it_died(process.exitcode)
+            failure = f"the handler's worker process {how} while loading the model"
+        if failure is None:
+            self._process, self._connection = process, ours
+            return None
+        ours.close()
+        process.kill()
+        process.join(timeout=5)
+        return failure
+
+    def _queue_restart(self) -> None:
+        """Start the next worker on the worker thread, before requests queued after now."""
+        if not (self._restart_queued or self._stopped):
+            self._restart_queued = True
+            self._worker.submit(self._ensure_worker)
+
+    def _ensure_worker(self) -> str | None:
+        """A live worker, started again if the last one died; why there is none, or None."""
+        self._restart_queued = False
+        if self._failure is not None or self._stopped:
+            return self._failure or "stopped"
+        if self._alive():
+            return None
+        how = _how_it_died(self._process.exitcode if self._process else None)
+        self._end_worker()
+        self.restarts += 1
+        logger.warning("the handler's worker process %s: starting a new one", how)
+        failure = self._spawn()
+        if failure:
+            self._failure = f"the handler's worker process {how}; a new one failed: {failure}"
+            logger.error("%s", self._failure)
+        return failure
+
     def _handle(self, body: bytes, headers: dict[str, str]) -> BackendResponse:
-        self._context.begin(headers)
-        (result,) = self._service.handle([{"body": body}], self._context)
-        processor = self._context.request_processor[0]
-        response_headers = processor.response_headers
-        return BackendResponse(
-            status=processor.status,
-            body=result if isinstance(result, bytes) else str(result).encode("utf-8"),
-            content_type=response_headers.get("content-type", "text/plain; charset=utf-8"),
-            custom_attributes=response_headers.get(CUSTOM_ATTRIBUTES.lower()),
+        problem = self._ensure_worker()
+        if problem:
+            return _error(503, f"the model is not loaded: {problem}")
+        connection, process = self._connection, self._process
+        try:
+            connection.send((body, headers))
+            ready = wait([connection, process.sentinel])
+            if connection in ready:
+                return connection.recv()
+        except (EOFError, OSError):
+            pass
+        process.join(timeout=5)
+        how = _how_it_died(process.exitcode)
+        logger.error("the handler's worker process %s while answering a request", how)
+        self._queue_restart()
+        return _error(
+            500,
+            f"the handler's worker process {how} while answering this request; a new one "
+            "is starting",
         )
 
-    def stop(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+    def _end_worker(self) -> None:
+        process, connection = self._process, self._connection
+        self._process = self._connection = None
+        if connection is not None:
+            connection.close()  # a live worker reads EOF and exits
+        if process is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+
+def _error(status: int, message: str) -> BackendResponse:
+    return BackendResponse(status, json.dumps({"message": message}).encode("utf-8"), JSON)

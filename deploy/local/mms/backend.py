@@ -13,6 +13,10 @@ Differences the caller sees (the AWS image behaves the same way): every handler 
 the request's accept. A model directory without ``code/inference.py`` gets the toolkit's
 default ``pipeline`` (set ``HF_TASK``), as on AWS.
 
+When MMS's processes die under it in a way MMS does not recover from, a watchdog restarts the
+model server and ``health`` says why meanwhile (``watchdog.py``). What MMS is started with —
+its properties, environment and Java — is in ``config.py``.
+
 One class differs from the image: MMS's decoder of worker responses, which crashes the
 worker on a response split across socket reads (see ``ModelResponseDecoder.java`` beside this
 module); the tier's build compiles a fixed one that MMS loads first.
@@ -39,6 +43,16 @@ from sagemaker_reranker.deploy.local.backend import (
     InvocationTimeout,
     container_headers,
 )
+from sagemaker_reranker.deploy.local.mms.config import (
+    HANDLER_SERVICE,
+    StartFailure,
+    mms_environment,
+    mms_properties,
+    positive_int,
+    short_tmp,
+    site_file,
+    unavailable_reason,
+)
 from sagemaker_reranker.deploy.local.mms.processes import alive, descendants
 from sagemaker_reranker.deploy.local.mms.venv import (
     DECODER_DIR,
@@ -46,12 +60,12 @@ from sagemaker_reranker.deploy.local.mms.venv import (
     default_venv_dir,
     ensure_venv,
 )
+from sagemaker_reranker.deploy.local.mms.watchdog import Watchdog, dead_processes
 from sagemaker_reranker.deploy.local.net import free_ports, port_open
 from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger(__name__)
 
-HANDLER_SERVICE = "sagemaker_huggingface_inference_toolkit.handler_service"
 PROBE = json.dumps({"pairs": [["model server probe", "readiness check"]]}).encode("utf-8")
 PORTS = (20000, 32000)  # MMS refuses ports from 32767 up
 MODEL_NAME = "model"  # the name the container gives its single model
@@ -59,33 +73,9 @@ START_TIMEOUT = 300.0
 # What MMS itself answers before a worker has the model loaded.
 NOT_READY = ("ServiceUnavailableException", "ModelNotFoundException")
 WORKER_DEATHS = 3  # a worker that died this often before answering will not come up
-# Environment of this process that must not leak into the tier's Python.
-FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
 EXCEPTION_LINE = re.compile(r" - ([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$")
 # Exceptions of single requests (a client's bad input), not of loading the model.
 REQUEST_ERRORS = ("PredictionException", "GenericInferenceToolkitError")
-
-
-def java_command() -> str | None:
-    """The ``java`` MMS will run: ``$JAVA_HOME/bin/java`` or the one on ``PATH``."""
-    home = os.environ.get("JAVA_HOME")
-    if home:
-        candidate = Path(home) / "bin" / "java"
-        return str(candidate) if os.access(candidate, os.X_OK) else None
-    return shutil.which("java")
-
-
-def unavailable_reason() -> str | None:
-    """Why this tier cannot run on this machine (None when it can): only a missing Java.
-
-    A JDK, not just a runtime: building the tier compiles a fix for MMS's response decoder.
-    """
-    if java_command() is None or shutil.which("javac") is None:
-        return (
-            "no Java 17 JDK (multi-model-server needs java, the tier's build needs javac: "
-            "apt-get install openjdk-17-jdk-headless)"
-        )
-    return None
 
 
 class MmsBackend:
@@ -117,6 +107,8 @@ class MmsBackend:
         self.startup_seconds: float | None = None
         self._java_pid: int | None = None
         self._failure: str | None = "model server not started"
+        self.workers = 1
+        self.watchdog: Watchdog | None = None
 
     # ----------------------------------------------------------------- Backend
 
@@ -142,10 +134,17 @@ class MmsBackend:
         logger.info(
             "multi-model-server on 127.0.0.1:%d answered in %.1f s", self.port, self.startup_seconds
         )
+        self.watchdog = Watchdog(
+            check=lambda: dead_processes(self._java_pid, self.workers), restart=self._restart
+        )
+        self.watchdog.start()
 
     def health(self) -> tuple[bool, str]:
         if self._failure is not None:
             return False, self._failure
+        down = self._down()
+        if down:
+            return False, down
         if not alive(self._java_pid):
             return False, f"multi-model-server exited unexpectedly{self._log_reason(' (', ')')}"
         return True, "healthy"
@@ -158,8 +157,14 @@ class MmsBackend:
         custom_attributes: str | None,
         timeout: float,
     ) -> BackendResponse:
+        down = self._down()
+        if down:
+            return BackendResponse(503, json.dumps({"message": down}).encode("utf-8"), JSON)
         try:
-            return self._post(body, content_type, accept, custom_attributes, timeout)
+            answer = self._post(body, content_type, accept, custom_attributes, timeout)
+            if answer.status == 500 and b"Worker died" in answer.body and self.watchdog:
+                self.watchdog.poke()  # the listener may be gone too: look now
+            return answer
         except TimeoutError:
             raise InvocationTimeout(f"no answer within {timeout:g} s") from None
         except OSError as error:
@@ -168,6 +173,8 @@ class MmsBackend:
 
     def stop(self) -> None:
         """Stop MMS and its Python workers, check its ports are closed, remove the run dir."""
+        if self.watchdog is not None:
+            self.watchdog.stop()  # waits for a restart under way
         problem = self._shutdown()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -175,10 +182,39 @@ class MmsBackend:
         if problem:
             raise RuntimeError(problem)
 
+    # ----------------------------------------------------------------- restart
+
+    def _down(self) -> str | None:
+        """Why the model server is not serving while the watchdog restarts it, or gave up."""
+        dog = self.watchdog
+        if dog is None:
+            return None
+        if dog.gave_up:
+            return dog.gave_up
+        if dog.restarting:
+            return f"{dog.restarting}; restarting multi-model-server"
+        return None
+
+    def _restart(self, reason: str) -> str | None:
+        """Stop what is left of MMS and start it again; why that failed, or None."""
+        problem = self._shutdown()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if problem:
+            return problem
+        try:
+            self._launch(ensure_venv(self.venv))
+            self._wait_ready(time.perf_counter() + self.start_timeout)
+        except (StartFailure, MmsVenvError, OSError, subprocess.SubprocessError) as error:
+            self._shutdown()
+            return str(error)
+        return None
+
     # ----------------------------------------------------------------- start
 
     def _launch(self, venv: Path) -> None:
-        self.run_dir = run = Path(tempfile.mkdtemp(prefix="reranker-mms-", dir=_short_tmp()))
+        self.run_dir = run = Path(tempfile.mkdtemp(prefix="reranker-mms-", dir=short_tmp()))
         for name in ("tmp", "logs", "opt_ml"):
             (run / name).mkdir()
         # The model store holds the model under the container's name for it.
@@ -189,8 +225,12 @@ class MmsBackend:
         self.port, self.management_port = free_ports(2, span=PORTS)
         env = self._environment(venv)
         config = run / "config.properties"
-        config.write_text(self._config(venv, env), encoding="utf-8")
-        log_config = _site_file(venv, "sagemaker_inference/etc/log4j2.xml")
+        self.workers = positive_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS")
+        properties = mms_properties(
+            venv, env, self.port, self.management_port, run / "opt_ml", HANDLER_SERVICE
+        )
+        config.write_text(properties, encoding="utf-8")
+        log_config = site_file(venv, "sagemaker_inference/etc/log4j2.xml")
         command = [
             str(venv / "bin" / "multi-model-server"),
             "--start",
@@ -221,45 +261,7 @@ class MmsBackend:
         self._java_pid = int(pid_file.read_text(encoding="utf-8").split()[0])
 
     def _environment(self, venv: Path) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_ENV}
-        env.update(
-            {
-                "HF_HUB_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
-            }
-        )
-        env.update(self.env)
-        run = self.run_dir
-        env.update(
-            {
-                "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-                "TMPDIR": str(run / "tmp"),
-                "TEMP": str(run / "tmp"),  # MMS: java.io.tmpdir, its socket and pid file
-                "LOG_LOCATION": str(run / "logs"),
-                "METRICS_LOCATION": str(run / "logs"),
-                "SAGEMAKER_BASE_DIR": str(run / "opt_ml"),
-            }
-        )
-        return env
-
-    def _config(self, venv: Path, env: dict[str, str]) -> str:
-        """The container's MMS config (sagemaker_inference's defaults) bound to loopback."""
-        defaults = _site_file(venv, "sagemaker_inference/etc/default-mms.properties")
-        settings = {
-            "inference_address": f"http://127.0.0.1:{self.port}",
-            "management_address": f"http://127.0.0.1:{self.management_port}",
-            "model_store": str(self.run_dir / "opt_ml"),
-            "default_service_handler": HANDLER_SERVICE,
-            "default_workers_per_model": _positive_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS"),
-            "default_response_timeout": _positive_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT"),
-            "vmargs": "-XX:-UseContainerSupport -XX:-UsePerfData -Xmx512m",
-        }
-        lines = [line for line in defaults.read_text(encoding="utf-8").splitlines() if line]
-        lines += [f"{key}={value}" for key, value in settings.items()]
-        return "\n".join(lines) + "\n"
+        return mms_environment(venv, self.run_dir, self.env)
 
     def _wait_ready(self, deadline: float) -> None:
         """Probe ``/invocations`` until it succeeds; fail on a load error or a dead server."""
@@ -380,17 +382,6 @@ class MmsBackend:
         return " | ".join(text.strip().splitlines()[-lines:])
 
 
-class StartFailure(Exception):
-    """Why the model server did not come up (reported by ``health``)."""
-
-
-def _site_file(venv: Path, name: str) -> Path:
-    """A file of an installed package in the tier's virtualenv."""
-    for path in venv.glob(f"lib/python*/site-packages/{name}"):
-        return path
-    raise StartFailure(f"{venv} has no {name}; rebuild it (delete it and start again)")
-
-
 def _not_ready_yet(answer: BackendResponse) -> bool:
     """MMS's own answers while no worker has loaded the model (a handler error is not one)."""
     try:
@@ -398,16 +389,3 @@ def _not_ready_yet(answer: BackendResponse) -> bool:
     except (ValueError, AttributeError):
         return False
     return kind in NOT_READY
-
-
-def _short_tmp() -> str:
-    """A temp root short enough for MMS's Unix socket path (at most 107 bytes)."""
-    root = tempfile.gettempdir()
-    return root if len(root) <= 40 else "/tmp"
-
-
-def _positive_int(env: dict[str, str], name: str) -> int:
-    raw = env[name]
-    if not raw.isdigit() or int(raw) < 1:
-        raise StartFailure(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
