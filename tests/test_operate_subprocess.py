@@ -1,0 +1,200 @@
+"""Operating commands as a user runs them: CLI subprocesses against a moto server on 127.0.0.1.
+
+``ThreadedMotoServer`` runs in a thread of this test process, so the ``moto_shims`` patches
+(the service's rules on names and concurrent updates, percentiles, timed changes) apply to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.sagemaker.responses import SageMakerResponse
+from moto.server import ThreadedMotoServer
+from moto_shims import (
+    backend,
+    patch_moto,
+    patch_percentiles,
+    patch_service_rules,
+    put_endpoint_metrics,
+    slow_changes,
+    write_endpoint_logs,
+)
+
+from sagemaker_reranker.deploy.local.net import port_open
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).with_name("sagemaker-reranker"))
+SECRET = "FAKE/OperateSubprocess+Secret-never-printed-5a0c"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+STEP_TIMEOUT = 120
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch):
+    patch_moto(monkeypatch)
+    patch_service_rules(monkeypatch)
+    patch_percentiles(monkeypatch)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        yield url
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        server.stop()
+        server._server.server_close()
+    assert not port_open(host, port)
+
+
+@pytest.fixture
+def env(moto_server: str, tmp_path: Path) -> dict[str, str]:
+    keep = {key: os.environ[key] for key in ("PATH", "LANG", "TMPDIR") if key in os.environ}
+    return {
+        **keep,
+        "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def client(env: dict[str, str], service: str):
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="AKIAFAKEFAKEFAKE",
+        aws_secret_access_key="fake",
+    )
+
+
+def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT
+    )
+    assert SECRET not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def deploy(env: dict[str, str], cwd: Path, archive: Path, name: str, *extra: str):
+    return run(
+        env, cwd, "deploy", name, "--model-data", str(archive), "--role", ROLE,
+        "--instance-type", "ml.m5.xlarge", *extra,
+    )  # fmt: skip
+
+
+def test_status_metrics_logs_follow_and_gc_through_the_cli(env, tiny_archive, tmp_path):
+    topic = client(env, "sns").create_topic(Name="oncall")["TopicArn"]
+    deployed = deploy(env, tmp_path, tiny_archive, "rr", "--alarm-topic", topic)
+    assert deployed.returncode == 0, deployed.stderr
+    put_endpoint_metrics(
+        client(env, "cloudwatch"), "rr", [10.0, 20.0, 30.0, 400.0], [1.0] * 4, errors_4xx=1
+    )
+    status = run(env, tmp_path, "status", "rr", "--metrics", "--json")
+    figures = json.loads(status.stdout)["metrics"]
+    assert figures["invocations"] == 4 and figures["model_latency_ms"]["p99"] == 400.0
+    assert figures["errors_4xx"] == 1
+    assert len(json.loads(status.stdout)["alarms"]) == 4
+
+    logs = client(env, "logs")
+    write_endpoint_logs(logs, "rr", [("AllTraffic/i-1", 1, "one"), ("AllTraffic/i-2", 2, "two")])
+    printed = run(env, tmp_path, "logs", "rr")
+    assert [line.split(" ", 2)[2] for line in printed.stdout.splitlines()] == ["one", "two"]
+    follow = subprocess.Popen(
+        [CLI, "logs", "rr", "--follow"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout.readline().endswith("one\n")
+        assert follow.stdout.readline().endswith("two\n")
+        write_endpoint_logs(logs, "rr", [("AllTraffic/i-1", 30, "three")])
+        assert follow.stdout.readline().endswith("three\n")
+        follow.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = follow.communicate(timeout=30)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 0 and "Traceback" not in err and out == ""
+
+    client(env, "sagemaker").delete_endpoint(EndpointName="rr")  # deleted by other means
+    listed = run(env, tmp_path, "list", "--leftovers", "--json")
+    assert sorted(row["kind"] for row in json.loads(listed.stdout)) == (
+        ["alarm"] * 4 + ["endpoint_config", "model"]
+    )
+    no_tty = run(env, tmp_path, "gc", "--min-age", "0s")
+    assert no_tty.returncode == 1
+    assert no_tty.stderr.strip().splitlines() == [
+        "Error: refusing to delete 6 leftover(s) without confirmation: pass --yes "
+        "(see them first with --dry-run)"
+    ]
+    dry = run(env, tmp_path, "gc", "--min-age", "0s", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("would delete") == 6
+    collected = run(env, tmp_path, "gc", "--min-age", "0s", "--yes")
+    assert collected.returncode == 0 and collected.stdout.count("deleted") == 6
+    assert run(env, tmp_path, "list", "--leftovers").stdout.strip() == "no leftovers"
+
+
+def test_update_answered_by_an_html_500_is_one_line_and_leaves_the_old_config(
+    env, tiny_archive, tmp_path, monkeypatch
+):
+    assert deploy(env, tmp_path, tiny_archive, "rr").returncode == 0
+    before = (sorted(backend()._models), sorted(backend().endpoint_configs))
+    monkeypatch.delattr(SageMakerResponse, "update_endpoint")  # moto's own: a 500 HTML page
+    failed = run(
+        env, tmp_path, "update", "rr", "--model-data", str(tiny_archive), "--role", ROLE,
+        "--instance-type", "ml.m5.xlarge", "--env", "A=1",
+    )  # fmt: skip
+    assert failed.returncode == 1
+    line = failed.stderr.strip().splitlines()[-1]
+    assert "<" not in failed.stderr
+    assert "HTML page: 500 Internal Server Error" in line
+    assert "removed what this run created: endpoint_config:rr-" in line
+    assert line.endswith(f"the old config {before[1][0]} keeps serving")
+    assert (sorted(backend()._models), sorted(backend().endpoint_configs)) == before
+
+
+def test_two_updates_at_once_one_proceeds_the_other_says_an_update_is_in_progress(
+    env, tiny_archive, tmp_path
+):
+    assert deploy(env, tmp_path, tiny_archive, "rr").returncode == 0
+    slow_changes(update=4.0)
+    commands = [
+        [CLI, "update", "rr", "--model-data", str(tiny_archive), "--role", ROLE,
+         "--instance-type", "ml.m5.xlarge", "--env", f"RUN={index}"]
+        for index in range(2)
+    ]  # fmt: skip
+    runs = [
+        subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]  # fmt: skip
+    results = [process.communicate(timeout=STEP_TIMEOUT) for process in runs]
+    codes = sorted(process.returncode for process in runs)
+    assert codes == [0, 1], results
+    loser = next(err for (out, err), p in zip(results, runs, strict=True) if p.returncode)
+    assert "an update is in progress" in loser.strip().splitlines()[-1]
+    configs, models = sorted(backend().endpoint_configs), sorted(backend()._models)
+    assert len(configs) == 1 and len(models) == 1  # the winner's; the old and the loser's gone
+    assert backend().endpoints["rr"].endpoint_config_name == configs[0]
