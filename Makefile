@@ -12,7 +12,7 @@ ROLE ?= $(SAGEMAKER_ROLE)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export RERANKER_MMS_VENV ?= $(CURDIR)/.venv-mms
 
-.PHONY: install test demo eval lint package deploy bench clean
+.PHONY: install test demo eval lint package deploy bench gpu-check clean
 
 install: $(STAMP)
 
@@ -47,6 +47,9 @@ deploy: package  ## make deploy ENDPOINT=my-reranker ROLE=arn:aws:iam::123456789
 
 bench: install
 	$(BIN)/python -m bench.run
+
+gpu-check:  ## on a CUDA machine: handler tests in fp16 + a short fp16 bench (its CPU path elsewhere)
+	$(PYTHON) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .venv-mms .pytest_cache .ruff_cache $(ARCHIVE)

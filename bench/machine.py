@@ -117,3 +117,40 @@ def encoder_flops(config, batches: list[list[int]], packed: bool = False) -> flo
             total += layers * (tokens * (8 * h * h + 4 * h * f) + attention)
         total += rows * (2 * h * h + 2 * h)
     return float(total)
+
+
+def decoder_flops(config, batches: list[tuple[list[int], int]], card: bool) -> dict[str, float]:
+    """Forward FLOPs of a Llama-family decoder scoring rows at their last token, and the part
+    spent in the vocabulary-wide head: ``{"total": ..., "head": ...}``.
+
+    ``batches``: (row lengths, tokens shared by every row) per forward pass. A token costs
+    4 h q + 4 h k in the Q, K, V and output projections (q, k: query and key-value widths,
+    heads x head size) and 6 h f in the gated feed-forward; attention 4 q W per query row
+    over W keys. ``card`` (the model card's computation): every row padded to the batch's
+    longest, every layer for every position, and the head (2 h V, V the vocabulary) at every
+    position. Ours (``PackedDecoder``): the shared start once, each row's own tokens, the last
+    layer's queries, output and feed-forward for the last token only, one head row (2 h).
+    Embeddings, norms, rotary, softmax and activations are left out (memory-bound).
+    """
+    h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q = config.num_attention_heads * head_dim
+    k = config.num_key_value_heads * head_dim
+    per_token = 4 * h * q + 4 * h * k + 6 * h * f
+    total = head = 0.0
+    for lengths, shared in batches:
+        rows = len(lengths)
+        if card:
+            width = max(lengths)
+            positions = rows * width
+            total += layers * (positions * per_token + positions * 4 * q * width)
+            head += positions * 2 * h * config.vocab_size
+            continue
+        own = [length - shared for length in lengths]
+        width = max(own)
+        tokens = shared + sum(own)
+        attention = 4 * q * (rows * width * (shared + width) + shared * shared)
+        total += (layers - 1) * (tokens * per_token + attention)
+        total += tokens * 4 * h * k + rows * (4 * h * q + 6 * h * f + 4 * q * (shared + width))
+        head += rows * 2 * h
+    return {"total": total + head, "head": head}

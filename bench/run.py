@@ -1,12 +1,13 @@
-"""Benchmark: the LangChain docs' sample handler vs sentence-transformers vs ours, same
-weights, same inputs.
+"""Benchmark: the LangChain docs' sample handler vs sentence-transformers vs ours (encoders),
+and Qwen3-Reranker's model card computation vs ours (LLM rerankers); same weights, same inputs.
 
 Run from the repository root: ``python -m bench.run`` (``make bench``). Prints a markdown
 table and writes ``bench/results/<machine>.json`` and ``.md``.
 
 Budget (2 CPU cores, < 20 min in all): bge-base costs ~8x MiniLM per token and the sample
 pads a mixed request to 512 tokens, so workload (c) has 128 pairs for MiniLM but 32 for bge-base
-(same mix, same generator); each system gets one small warm-up call per workload; and each
+(same mix, same generator); the LLM reranker's cells are sized in ``bench/causal.py``; each
+system gets one small warm-up call per workload; and each
 (system, workload) cell runs ``--repeats`` times (median) but stops early, after at least
 one run, once its runs took ``--cell-seconds`` in all; fast cells run until they took
 ``--min-seconds`` (at most ``MAX_RUNS`` runs). The table shows the runs per cell.
@@ -16,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import os
 import statistics
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from bench.causal import CAUSAL_KINDS, bench_causal
+from bench.causal import MIXED_PAIRS as CAUSAL_MIXED_PAIRS
 from bench.machine import (
     encoder_flops,
     fp32_peak_gflops,
@@ -37,58 +37,13 @@ from bench.machine import (
 )
 from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
+from bench.timing import JSON, MAX_RUNS, Scorer, handler_module, timed_rounds
 from bench.workloads import Workload, build_workloads
 from sagemaker_reranker.deploy.examples.speech import SPEECH
-from sagemaker_reranker.deploy.packaging.build import handler_dir
 
 ROOT = Path(__file__).resolve().parent
-MODELS = ("minilm", "bge-base-random")
+MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
 MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
-MAX_RUNS = 30
-JSON = "application/json"
-
-Scorer = Callable[[list[tuple[str, str]]], list[float]]
-
-
-def timed_rounds(
-    scorers: dict[str, Scorer],
-    pairs: list[tuple[str, str]],
-    repeats: int,
-    cell_seconds: float,
-    min_seconds: float,
-) -> dict[str, dict]:
-    """Time each scorer in rounds (sample, peer, ours, sample, ...) so that load from elsewhere
-    hits all alike. A scorer runs ``repeats`` times, stopping early once its runs took
-    ``cell_seconds``, and more times (up to ``MAX_RUNS``) until they took ``min_seconds``: a
-    single pair takes milliseconds, and three such runs give a median at the mercy of noise.
-
-    Returns each scorer's wall times, process CPU times (less sensitive to other processes
-    sharing the cores than wall time) and last scores."""
-    results = {name: {"times_s": [], "cpu_s": [], "scores": []} for name in scorers}
-    for _ in range(MAX_RUNS):
-        for name, scorer in scorers.items():
-            cell = results[name]
-            runs, spent = len(cell["times_s"]), sum(cell["times_s"])
-            if (runs and spent >= cell_seconds) or (runs >= repeats and spent >= min_seconds):
-                continue
-            wall, cpu = time.perf_counter(), time.process_time()
-            cell["scores"] = scorer(pairs)
-            cell["times_s"].append(time.perf_counter() - wall)
-            cell["cpu_s"].append(time.process_time() - cpu)
-    return results
-
-
-def handler_module(name: str = "inference"):
-    """A module of the packaged handler, imported as the serving container imports it:
-    ``code/`` on ``sys.path``, then ``import inference``."""
-    code = str(handler_dir())
-    if code not in sys.path:
-        sys.path.insert(0, code)
-    # Run from the repository root, its ``inference/`` folder is a namespace package; one
-    # cached before code/ was on the path would stand in for the module.
-    if getattr(sys.modules.get("inference"), "__file__", "") is None:
-        del sys.modules["inference"]
-    return importlib.import_module(name)
 
 
 def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
@@ -97,7 +52,8 @@ def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
 
     handler = handler_module()
     sample = SampleCrossEncoder(str(model_dir))
-    peer = CrossEncoder(str(model_dir), device="cpu", activation_fn=torch.nn.Identity())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peer = CrossEncoder(str(model_dir), device=device, activation_fn=torch.nn.Identity())
     ours = handler.model_fn(str(model_dir))
 
     def peer_scores(pairs):
@@ -237,15 +193,21 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "cell_seconds": args.cell_seconds,
         "min_seconds": args.min_seconds,
-        "mixed_pairs": MIXED_PAIRS,
+        "mixed_pairs": MIXED_PAIRS | CAUSAL_MIXED_PAIRS,
         "models": {},
+        "causal": {},
     }
     for kind in args.models.split(","):
         model_dir = args.cache / kind
         if not (model_dir / "config.json").is_file():
             build_offline_model(kind, model_dir)
-        workloads = build_workloads(args.speech, MIXED_PAIRS.get(kind, 128))
-        report["models"][kind] = bench_model(kind, model_dir, workloads, args, peak)
+        causal = kind in CAUSAL_KINDS
+        mixed = (CAUSAL_MIXED_PAIRS if causal else MIXED_PAIRS).get(kind, 128)
+        workloads = build_workloads(args.speech, mixed)
+        if causal:
+            report["causal"][kind] = bench_causal(kind, model_dir, workloads, args, peak)
+        else:
+            report["models"][kind] = bench_model(kind, model_dir, workloads, args, peak)
     report["bf16"] = bf16_check(info)
     report["runtime_s"] = time.perf_counter() - started
     report["load_average_after"] = load_average()

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from reranker_decoder import PackedDecoder, head_row, padded_last_hidden
+from reranker_batching import BATCH_OVERHEAD_TOKENS, plan_batches
+from reranker_decoder import PackedDecoder, head_row, padded_last_hidden, shared_prefix
 from reranker_scoring import Reranker
 from reranker_settings import Settings
 
@@ -81,6 +82,16 @@ class PromptReranker(Reranker):
             return_attention_mask=False,
         )["input_ids"]
         return [{"input_ids": self.prefix + body + self.suffix} for body in encoded]
+
+    def plan_batches(self, encoded: list[dict], lengths: list[int]) -> list[list[int]]:
+        """Packed passes compute the prompts' common start once each: the budget counts the
+        tokens after it, and each pass pays for it again as overhead."""
+        if self.packed is None:
+            return super().plan_batches(encoded, lengths)
+        shared = shared_prefix([row["input_ids"] for row in encoded])
+        own = [length - shared for length in lengths]
+        overhead = BATCH_OVERHEAD_TOKENS + shared
+        return plan_batches(own, self.batch_tokens, overhead, packed=True)
 
     def forward(self, rows: list[dict]) -> torch.Tensor:
         """``(W[yes] − W[no]) · h`` (+ bias) at each row's last token; packed where possible."""

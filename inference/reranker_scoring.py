@@ -59,7 +59,10 @@ class Reranker:
                 f"request has {total} tokens after truncation, over the limit of {max_tokens} "
                 "(RERANKER_MAX_TOKENS); send fewer or shorter pairs per request",
             )
-        return encoded, plan_batches(lengths, self.batch_tokens, packed=self.packed is not None)
+        return encoded, self.plan_batches(encoded, lengths)
+
+    def plan_batches(self, encoded: list[dict], lengths: list[int]) -> list[list[int]]:
+        return plan_batches(lengths, self.batch_tokens, packed=self.packed is not None)
 
     def score(
         self,
