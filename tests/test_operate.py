@@ -98,6 +98,10 @@ def test_deploy_creates_tagged_alarms_scaled_to_the_instance(moto, tiny_archive)
     topic = sns.create_topic(Name="oncall")["TopicArn"]
     result = deploy(tiny_archive, "--alarm-topic", topic)
     assert result.exit_code == 0, result.output
+    assert (
+        "alarms    latency-p99, 5xx-errors, 4xx-rate, cpu-high, gpu-high (p99 above 2000 ms), "
+        f"notifying {topic}"
+    ) in result.stdout
     found = alarms()
     prefix = f"sagemaker-reranker-{NAME}-"
     kinds = ["4xx-rate", "5xx-errors", "cpu-high", "gpu-high", "latency-p99"]

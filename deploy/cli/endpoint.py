@@ -1,4 +1,4 @@
-"""``deploy``, ``update``, ``status``, ``list`` and ``delete``: the endpoint's life cycle."""
+"""``deploy``, ``update`` and ``delete``: the endpoint's life cycle."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from sagemaker_reranker.deploy.aws import endpoints
-from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
+from sagemaker_reranker.deploy.aws.alarms import AlarmOptions, default_latency_slo_ms
 from sagemaker_reranker.deploy.aws.alarms import check_options as check_alarm_options
+from sagemaker_reranker.deploy.aws.alarms import wanted as alarm_requests
 from sagemaker_reranker.deploy.aws.artifacts import (
     image_uri,
     resolve_model_data,
@@ -149,6 +150,22 @@ def _alarm_options(slo_ms: int | None, topic: str | None, no_alarms: bool) -> Al
     return options
 
 
+def _with_alarms(result: Result, spec: DeploySpec, options: AlarmOptions) -> Result:
+    """The report, plus the alarms the endpoint has (``--no-alarms``: left as they were)."""
+    data, lines = result
+    if not options.enabled:
+        data["alarms"] = None
+        lines.append("alarms    not changed (--no-alarms)")
+        return data, lines
+    wanted = alarm_requests(spec.endpoint, spec.instance_type, options)
+    data["alarms"] = [request["AlarmName"] for request in wanted]
+    kinds = ", ".join(name.rsplit(f"{spec.endpoint}-", 1)[1] for name in data["alarms"])
+    slo = options.latency_slo_ms or default_latency_slo_ms(spec.instance_type)
+    target = options.topic or "their current SNS topic, if any"
+    lines.append(f"alarms    {kinds} (p99 above {slo} ms), notifying {target}")
+    return data, lines
+
+
 # What a dry run says instead of what happened.
 WOULD = {
     "created": "would be created",
@@ -232,7 +249,7 @@ def deploy_command(
     alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
     spec = _prepare(aws, params)
     outcome = endpoints.deploy(aws, spec, not no_wait, timeout, alarm_options)
-    return _report(outcome, spec, aws.dry_run)
+    return _with_alarms(_report(outcome, spec, aws.dry_run), spec, alarm_options)
 
 
 @aws_command("update", dry_run=True)
@@ -260,7 +277,7 @@ def update_command(
     alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
     spec = _prepare(aws, params)
     outcome = endpoints.update(aws, spec, not no_wait, timeout, alarm_options)
-    return _report(outcome, spec, aws.dry_run)
+    return _with_alarms(_report(outcome, spec, aws.dry_run), spec, alarm_options)
 
 
 def stdin_is_tty() -> bool:
