@@ -161,8 +161,10 @@ def _with_alarms(result: Result, spec: DeploySpec, options: AlarmOptions) -> Res
     data["alarms"] = [request["AlarmName"] for request in wanted]
     kinds = ", ".join(name.rsplit(f"{spec.endpoint}-", 1)[1] for name in data["alarms"])
     slo = options.latency_slo_ms or default_latency_slo_ms(spec.instance_type)
-    target = options.topic or "their current SNS topic, if any"
-    lines.append(f"alarms    {kinds} (p99 above {slo} ms), notifying {target}")
+    target = (
+        f"notifying {options.topic}" if options.topic else "no --alarm-topic (existing keep theirs)"
+    )
+    lines.append(f"alarms    {kinds} (p99 above {slo} ms), {target}")
     return data, lines
 
 
