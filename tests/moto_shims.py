@@ -293,6 +293,8 @@ def put_endpoint_metrics(
     errors_5xx: int = 0,
     cpu_percent: float | None = None,
     when: datetime | None = None,
+    memory_percent: float | None = None,
+    disk_percent: float | None = None,
 ) -> None:
     """One minute of an endpoint's runtime metrics (latencies in microseconds, as AWS)."""
     when = when or datetime.now(timezone.utc) - timedelta(minutes=2)
@@ -321,11 +323,14 @@ def put_endpoint_metrics(
             datum("Invocation5XXErrors", [float(errors_5xx)], "None"),
         ],
     )
-    if cpu_percent is not None:
-        cloudwatch.put_metric_data(
-            Namespace="/aws/sagemaker/Endpoints",
-            MetricData=[datum("CPUUtilization", [cpu_percent], "Percent")],
-        )
+    usage = {"CPU": cpu_percent, "Memory": memory_percent, "Disk": disk_percent}
+    instance = [
+        datum(f"{name}Utilization", [value], "Percent")
+        for name, value in usage.items()
+        if value is not None
+    ]
+    if instance:
+        cloudwatch.put_metric_data(Namespace="/aws/sagemaker/Endpoints", MetricData=instance)
 
 
 def write_endpoint_logs(

@@ -249,10 +249,11 @@ def test_status_metrics_one_call_table_json_and_alarm_states(moto, tiny_archive,
     text = cli("status", NAME, "--metrics", "--since", "10m")
     assert text.exit_code == 0, text.output
     assert "metrics over the last 10m" in text.stdout
-    assert "model latency p50 / p99   50.0 / 99.0 ms" in text.stdout
-    assert "4xx / 5xx errors          3 / 1" in text.stdout
-    assert "cpu                       150.0% (of 400%: summed over 4 vCPUs)" in text.stdout
-    assert "instances                 1 running, 1 desired (ml.m5.xlarge)" in text.stdout
+    assert f"  {'model latency p50 / p99':<28}50.0 / 99.0 ms" in text.stdout
+    assert f"  {'overhead latency p50 / p99':<28}2.0 / 2.0 ms" in text.stdout
+    assert f"  {'4xx / 5xx errors':<28}3 / 1" in text.stdout
+    assert f"  {'cpu':<28}150.0% (of 400%: summed over 4 vCPUs)" in text.stdout
+    assert f"  {'instances':<28}1 running, 1 desired (ml.m5.xlarge)" in text.stdout
     assert "alarm             latency-p99  " in text.stdout
     bad = cli("status", NAME, "--metrics", "--since", "yesterday")
     assert bad.exit_code == 2

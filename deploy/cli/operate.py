@@ -38,17 +38,17 @@ def _metric_lines(info: dict[str, Any], since: str) -> list[str]:
     lines = [
         f"metrics over the last {since} ({figures['window']['start']} to "
         f"{figures['window']['end']}):",
-        f"  {'invocations':<26}{figures['invocations']:,}",
-        f"  {'model latency p50 / p99':<26}{_figure(model['p50'])} / {_figure(model['p99'])} ms",
-        f"  {'overhead latency p50 / p99':<26}{_figure(overhead['p50'])} / "
+        f"  {'invocations':<28}{figures['invocations']:,}",
+        f"  {'model latency p50 / p99':<28}{_figure(model['p50'])} / {_figure(model['p99'])} ms",
+        f"  {'overhead latency p50 / p99':<28}{_figure(overhead['p50'])} / "
         f"{_figure(overhead['p99'])} ms",
-        f"  {'4xx / 5xx errors':<26}{figures['errors_4xx']:,} / {figures['errors_5xx']:,}",
+        f"  {'4xx / 5xx errors':<28}{figures['errors_4xx']:,} / {figures['errors_5xx']:,}",
     ]
     for variant in info["variants"]:
         if variant["instance_type"]:
             desired = variant.get("desired_instances") or variant["instances"]
             lines.append(
-                f"  {'instances':<26}{variant['instances']} running, {desired} desired "
+                f"  {'instances':<28}{variant['instances']} running, {desired} desired "
                 f"({variant['instance_type']})"
             )
     usage = figures["utilization_percent"]
@@ -66,7 +66,7 @@ def _metric_lines(info: dict[str, Any], since: str) -> list[str]:
         if key == "cpu" and instance_type and usage[key] is not None:
             vcpus = instance_vcpus(instance_type)
             scale = f" (of {100 * vcpus}%: summed over {vcpus} vCPUs)"
-        lines.append(f"  {label:<26}{_figure(usage[key], '%')}{scale}")
+        lines.append(f"  {label:<28}{_figure(usage[key], '%')}{scale}")
     return lines
 
 
