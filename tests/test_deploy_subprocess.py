@@ -171,7 +171,9 @@ def test_failure_is_one_line_with_the_service_message(moto_server, tiny_archive,
         "ml.m99.xlarge",
     )
     assert bad.returncode == 1
-    assert bad.stderr.splitlines()[-1].startswith("Error: ValidationException: Value 'ml.m99")
+    assert bad.stderr.splitlines()[-1].startswith(
+        "Error: deploy of endpoint rr failed: ValidationException: Value 'ml.m99"
+    )
 
 
 def test_invoke_ranks_documents_with_the_real_handler_in_local_mode(tiny_archive, tmp_path):
