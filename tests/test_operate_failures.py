@@ -30,6 +30,7 @@ from moto_shims import (
 from sagemaker_reranker.deploy.aws import endpoints
 from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
+from sagemaker_reranker.deploy.aws.leftovers import Created, undo
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
 from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.cli.endpoint import _prepare
@@ -330,3 +331,15 @@ def test_delete_wait_and_deploy_waits_out_a_deleting_endpoint(moto, tiny_archive
     late = cli("delete", NAME, "--yes", "--wait", "--timeout", "0")
     assert late.exit_code == 1
     assert error_line(late).startswith("Error: endpoint rr is still Deleting after 0s")
+
+
+def test_taking_back_a_run_never_removes_what_the_endpoint_serves_from(moto, tiny_archive):
+    """Two runs with the same inputs share content-named resources: the one that lost a race
+    may have created the very model and config the winner's endpoint now uses."""
+    deployed = json.loads(deploy(tiny_archive, "--instance-type", CPU, "--json").stdout)
+    before = resources()
+    shared = Created()
+    shared.add("model", deployed["model"])
+    shared.add("endpoint_config", deployed["config"])
+    assert undo(Aws(), shared, NAME) == []
+    assert resources() == before
