@@ -21,6 +21,8 @@ from crash_handler import body, write_model
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 45.0  # the invocation timeout; SLOW sleeps longer, so a hang would show as it
 
 
