@@ -86,14 +86,18 @@ class Watchdog:
             self._thread.join(timeout=120)
 
     def _run(self) -> None:
+        seen = 0
         while not self._stop.is_set():
             self._wake.wait(self._interval)
             self._wake.clear()
             if self._stop.is_set():
                 return
             reason = self._check()
-            if reason is None:
+            # Twice in a row, not on one reading of /proc that may catch the tree mid-change.
+            seen = seen + 1 if reason else 0
+            if reason is None or seen < 2:
                 continue
+            seen = 0
             now = time.monotonic()
             while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
                 self._restarts.popleft()
