@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,12 +72,6 @@ def prepare_model_dir(
             (target / entry.name).symlink_to(entry)
     copy_handler(target)
     return target
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class LocalEndpoint:
