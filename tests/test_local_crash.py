@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from crash_handler import body, write_model
+from crash_handler import body, wait_until_slow_started, write_model
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 
@@ -73,12 +73,12 @@ def test_worker_dying_mid_request_is_a_model_error_and_the_next_is_served(served
 
 
 def test_worker_killed_from_outside_while_answering(served):
-    endpoint, _ = served
+    endpoint, model = served
     pid = worker_pid(endpoint)
     result: dict = {}
     slow = threading.Thread(target=lambda: result.update(invoke(endpoint, "SLOW")))
     slow.start()
-    time.sleep(1.0)  # let the request reach the worker
+    wait_until_slow_started(model)
     os.kill(pid, signal.SIGKILL)
     slow.join(timeout=TIMEOUT + 30)
     assert result["error"] == "ModelError" and result["OriginalStatusCode"] == 500

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from crash_handler import body, write_model
+from crash_handler import body, wait_until_slow_started, write_model
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.mms import backend as mms
@@ -96,7 +96,7 @@ def test_killed_worker_processes_restart_the_model_server_instead_of_hanging(ser
 
     in_flight = threading.Thread(target=slow)
     in_flight.start()
-    time.sleep(1.0)  # let the request reach the worker
+    wait_until_slow_started(model)
     for pid in worker_processes(java):
         os.kill(pid, signal.SIGKILL)
     in_flight.join(timeout=TIMEOUT + 30)
