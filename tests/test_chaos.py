@@ -109,6 +109,7 @@ def read_slowly(sock: socket.socket) -> tuple[int, bytes]:
     return int(head.split()[1]), rest
 
 
+@pytest.mark.timeout(120)  # the run's bound, start and stop of the endpoint included
 def test_chaos_clients_leave_exact_scores_and_no_leaks(tiny_archive: Path) -> None:
     bodies = payloads()
     with LocalEndpoint(model_data=tiny_archive, max_body_bytes=LIMIT) as endpoint:
