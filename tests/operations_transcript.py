@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,6 +168,8 @@ def main() -> None:
         finally:
             server.stop()
             server._server.server_close()
+            os.chdir(Path.home())
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
