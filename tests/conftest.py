@@ -97,6 +97,37 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
 
 
+@pytest.fixture
+def moto_options():
+    """Which moto shims and secret the ``moto`` fixture uses; a module overrides it."""
+    from aws_fixtures import MotoOptions
+
+    return MotoOptions()
+
+
+@pytest.fixture
+def moto(
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    moto_options,
+):
+    """moto in this process with the ``moto_shims`` patches (never AWS)."""
+    from aws_fixtures import moto_session
+
+    with moto_session(monkeypatch, caplog, moto_options):
+        yield
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch, moto_options):
+    """A moto server on 127.0.0.1 for CLI subprocesses, with the shims; its URL."""
+    from aws_fixtures import serve_moto
+
+    with serve_moto(monkeypatch, moto_options) as url:
+        yield url
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the model-server tier's virtualenv (minutes on a fresh machine) before the first
     mms test runs, so the build does not count against that test's timeout. A failed build

@@ -16,7 +16,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -24,14 +23,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aws_fixtures import CLI, ROLE, MotoOptions, cli_env, serve_moto
 from moto.cloudwatch.models import cloudwatch_backends
-from moto.server import ThreadedMotoServer
 from moto_shims import (
     ACCOUNT,
     backend,
-    patch_moto,
-    patch_percentiles,
-    patch_service_rules,
     put_endpoint_metrics,
     write_endpoint_logs,
 )
@@ -39,8 +35,6 @@ from moto_shims import (
 from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
 from sagemaker_reranker.deploy.packaging.build import package
 
-CLI = str(Path(sys.executable).with_name("sagemaker-reranker"))
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 A, B = "AllTraffic/i-0c1f5e3a9b7d24e16", "AllTraffic/i-08d2a6e4c1b3f5a79"
 FOUND = "Inference script implementation found at `inference`."
 MODEL_FN = "`model_fn` implementation found. It will be used in place of the default one."
@@ -108,25 +102,9 @@ def main() -> None:
     os.chdir(work)
     model = build_offline_model("tiny", work / "my-reranker")
     package(str(model), work / "model.tar.gz")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        patch_moto(monkeypatch)
-        patch_service_rules(monkeypatch)
-        patch_percentiles(monkeypatch)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(work),
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE",
-            "AWS_SECRET_ACCESS_KEY": "fake",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": str(work / "none"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(work / "none"),
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
+    options = MotoOptions(service_rules=True, percentiles=True)
+    with pytest.MonkeyPatch.context() as monkeypatch, serve_moto(monkeypatch, options) as url:
+        env = cli_env(work, url, "fake")
         os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
         try:
             topic = boto3.client("sns").create_topic(Name="reranker-oncall")["TopicArn"]
@@ -166,8 +144,6 @@ def main() -> None:
             run(env, "gc", "--yes")
             run(env, "list", "--leftovers")
         finally:
-            server.stop()
-            server._server.server_close()
             os.chdir(Path.home())
             shutil.rmtree(work, ignore_errors=True)
 

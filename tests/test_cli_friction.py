@@ -10,33 +10,18 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner, Result
-from moto import mock_aws
-from moto_shims import patch_moto
+from aws_fixtures import BUCKET, NAME, ROLE, Cli
 
-from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.session import Aws
-from sagemaker_reranker.deploy.cli import main
 
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 ACCOUNT = "123456789012"
-BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"
-NAME = "rr"
 WORDS_OF_DONE = ("created", "deleted", "started", "removed")
-
-
-@pytest.fixture
-def moto(aws_env: None, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
-    patch_moto(monkeypatch)
-    monkeypatch.setattr(aws_module, "POLL_SECONDS", 0)
-    with mock_aws():
-        yield
+cli = Cli()
+deploy = cli.deploy
 
 
 @pytest.fixture
@@ -73,18 +58,6 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(Aws, "client", client)
     return seen
-
-
-def cli(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def deploy(archive: Path, *extra: str, name: str = NAME) -> Result:
-    return cli("deploy", name, "--model-data", str(archive), "--role", ROLE, *extra)
 
 
 def said_as_done(text: str) -> list[str]:
@@ -197,7 +170,7 @@ def test_every_call_to_the_default_bucket_names_its_owner(moto, tiny_archive, wi
             assert call["params"].get("ExpectedBucketOwner") == ACCOUNT, call
     uri = f"s3://{BUCKET}/{boto3.client('s3').list_objects_v2(Bucket=BUCKET)['Contents'][0]['Key']}"
     wire.clear()
-    assert cli("deploy", "third", "--model-data", uri, "--role", ROLE).exit_code == 0
+    assert deploy(uri, name="third").exit_code == 0
     heads = [call for call in wire if call["operation"] == "HeadObject"]
     assert heads and all(h["params"]["ExpectedBucketOwner"] == ACCOUNT for h in heads)
 

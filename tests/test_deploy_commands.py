@@ -7,18 +7,15 @@ fake secret key never reaches the output or the logs.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner, Result
-from moto import mock_aws
+from aws_fixtures import BUCKET, NAME, ROLE, Cli, MotoOptions
 from moto.core import set_initial_no_auth_action_count
-from moto_shims import backend, fail_next_update, patch_moto, set_endpoint_status, update_calls
+from moto_shims import backend, fail_next_update, set_endpoint_status, update_calls
 
 from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.artifacts import image_uri
@@ -29,36 +26,14 @@ from sagemaker_reranker.deploy.packaging.build import package
 from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 
 SECRET = "FAKE/Secret+Key-must-never-be-printed-9f31"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-NAME = "rr"
-BUCKET = "sagemaker-us-east-1-123456789012"
+cli = Cli(SECRET)
+deploy, update = cli.deploy, cli.update
 
 
 @pytest.fixture
-def moto(aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    """moto with the SageMaker shims, instant polling, and a secret key that must not leak."""
-    monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
-    patch_moto(monkeypatch)
-    monkeypatch.setattr(aws_module, "POLL_SECONDS", 0)
-    caplog.set_level(logging.INFO)
-    with mock_aws():
-        # mock_aws installs its own fake keys; ours goes in after, so a leak would show.
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        yield
-    assert SECRET not in caplog.text
-
-
-def cli(*args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), input=input)
-    assert SECRET not in result.output + result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def deploy(archive: Path, *extra: str, name: str = NAME) -> Result:
-    return cli("deploy", name, "--model-data", str(archive), "--role", ROLE, *extra)
+def moto_options() -> MotoOptions:
+    """Instant polling, and a secret key that must not leak."""
+    return MotoOptions(secret=SECRET)
 
 
 def state() -> dict[str, Any]:
@@ -156,9 +131,9 @@ def test_dry_run_prints_calls_and_changes_nothing(moto, tiny_archive):
 def test_dry_run_update_autoscale_and_delete_change_nothing(moto, tiny_archive):
     assert deploy(tiny_archive, "--instance-type", "ml.g4dn.xlarge").exit_code == 0
     before = state()
-    update = cli("update", NAME, "--model-data", str(tiny_archive), "--role", ROLE, "--dry-run")
-    assert update.exit_code == 0, update.output
-    assert "would call sagemaker.update_endpoint" in update.stdout
+    planned = update(tiny_archive, "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    assert "would call sagemaker.update_endpoint" in planned.stdout
     assert cli("autoscale", NAME, "--max", "3", "--dry-run").exit_code == 0
     delete = cli("delete", NAME, "--dry-run")
     assert delete.exit_code == 0
@@ -180,12 +155,12 @@ def test_same_archive_is_uploaded_once(moto, tiny_archive):
 def test_existing_s3_archive_is_used_as_is(moto, tiny_archive):
     assert deploy(tiny_archive, name="first").exit_code == 0
     uri = f"s3://{BUCKET}/sagemaker-reranker/{file_sha256(tiny_archive)}/model.tar.gz"
-    result = cli("deploy", "second", "--model-data", uri, "--role", ROLE, "--json")
+    result = deploy(uri, "--json", name="second")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["model_data"] == uri
     assert data["network_isolation"] is True  # known from the metadata written at upload
-    missing = cli("deploy", "third", "--model-data", f"s3://{BUCKET}/nope.tar.gz", "--role", ROLE)
+    missing = deploy(f"s3://{BUCKET}/nope.tar.gz", name="third")
     assert missing.exit_code == 1
     assert "does not exist" in missing.stderr
 
@@ -417,17 +392,7 @@ def test_missing_bucket_and_region(moto, tiny_archive, monkeypatch):
 def test_update_is_blue_green_and_removes_the_old(moto, tiny_archive):
     assert deploy(tiny_archive).exit_code == 0
     old = state()
-    result = cli(
-        "update",
-        NAME,
-        "--model-data",
-        str(tiny_archive),
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.g4dn.xlarge",
-        "--json",
-    )
+    result = update(tiny_archive, "--instance-type", "ml.g4dn.xlarge", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["action"] == "updated"
@@ -441,17 +406,7 @@ def test_update_is_blue_green_and_removes_the_old(moto, tiny_archive):
             "RetainAllVariantProperties": None,
         }
     ]
-    same = cli(
-        "update",
-        NAME,
-        "--model-data",
-        str(tiny_archive),
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.g4dn.xlarge",
-        "--json",
-    )
+    same = update(tiny_archive, "--instance-type", "ml.g4dn.xlarge", "--json")
     assert json.loads(same.stdout)["action"] == "unchanged"
     assert len(update_calls) == 1
 
@@ -460,7 +415,7 @@ def test_failed_update_keeps_the_old_endpoint_serving(moto, tiny_archive):
     assert deploy(tiny_archive).exit_code == 0
     old = state()
     fail_next_update(NAME, "Image pull failed")
-    result = cli("update", NAME, "--model-data", str(tiny_archive), "--role", ROLE, "--env", "X=1")
+    result = update(tiny_archive, "--env", "X=1")
     assert result.exit_code == 1
     assert "Image pull failed" in result.stderr
     assert f"the old config {old['endpoints'][NAME][0]} keeps serving" in result.stderr
@@ -472,32 +427,11 @@ def test_failed_update_keeps_the_old_endpoint_serving(moto, tiny_archive):
 def test_update_keeps_autoscaled_count_or_reregisters_on_type_change(moto, tiny_archive):
     assert deploy(tiny_archive, "--instance-type", "ml.g4dn.xlarge").exit_code == 0
     assert cli("autoscale", NAME, "--min", "2", "--max", "5").exit_code == 0
-    same_type = cli(
-        "update",
-        NAME,
-        "--model-data",
-        str(tiny_archive),
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.g4dn.xlarge",
-        "--env",
-        "RERANKER_MAX_PAIRS=128",
-    )
+    max_pairs = ("--env", "RERANKER_MAX_PAIRS=128")
+    same_type = update(tiny_archive, "--instance-type", "ml.g4dn.xlarge", *max_pairs)
     assert same_type.exit_code == 0, same_type.output
     assert update_calls[-1]["RetainAllVariantProperties"] is True
-    new_type = cli(
-        "update",
-        NAME,
-        "--model-data",
-        str(tiny_archive),
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.g5.2xlarge",
-        "--env",
-        "RERANKER_MAX_PAIRS=128",
-    )
+    new_type = update(tiny_archive, "--instance-type", "ml.g5.2xlarge", *max_pairs)
     assert new_type.exit_code == 0, new_type.output
     assert "deregistering autoscaling" in new_type.stderr
     assert update_calls[-1]["RetainAllVariantProperties"] is None
@@ -508,7 +442,7 @@ def test_update_keeps_autoscaled_count_or_reregisters_on_type_change(moto, tiny_
 
 
 def test_update_needs_an_endpoint(moto, tiny_archive):
-    result = cli("update", NAME, "--model-data", str(tiny_archive), "--role", ROLE)
+    result = update(tiny_archive)
     assert result.exit_code == 1 and f"no endpoint {NAME}" in result.stderr
 
 

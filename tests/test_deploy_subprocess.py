@@ -9,28 +9,21 @@ local mode (``--endpoint-url``), where the real handler gives a real ranked answ
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
+from aws_fixtures import cli_env, model_args
+from aws_fixtures import run_cli as run
 from handler import inference
-from moto.server import ThreadedMotoServer
-from moto_shims import patch_moto
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 
 pytestmark = pytest.mark.slow
 
-CLI = str(Path(sys.executable).with_name("sagemaker-reranker"))
 SECRET = "FAKE/Subprocess+Secret-never-printed-41c2"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-STEP_TIMEOUT = 120
 DOCS = [
     "The economy grew by 5.7 percent last year, the strongest growth in nearly 40 years.",
     "We will fight inflation by lowering costs, not wages.",
@@ -40,66 +33,18 @@ DOCS = [
 QUERY = "What is the plan for the economy?"
 
 
-def listening(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex((host, port)) == 0
-
-
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch):
-    patch_moto(monkeypatch)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
-        server._server.server_close()  # stop() leaves the listening socket open
-    assert not listening(host, port)
-
-
-def cli_env(tmp_path: Path, endpoint_url: str) -> dict[str, str]:
-    """Only what the CLI needs: no profile, no config files, fake keys, the moto server."""
-    env = {key: os.environ[key] for key in ("PATH", "LANG", "SYSTEMROOT") if key in os.environ}
-    env.update(
-        HOME=str(tmp_path),
-        AWS_ENDPOINT_URL=endpoint_url,
-        AWS_ACCESS_KEY_ID="AKIAFAKEFAKEFAKE",
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    return env
-
-
-def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT
-    )
-    assert SECRET not in done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def test_package_deploy_status_invoke_update_delete(moto_server, tiny_model_dir, tmp_path):
-    env = cli_env(tmp_path, moto_server)
+    env = cli_env(tmp_path, moto_server, SECRET)
     packaged = run(env, tmp_path, "package", "--model", str(tiny_model_dir), "-o", "model.tar.gz")
     assert packaged.returncode == 0, packaged.stderr
     sha = file_sha256(tmp_path / "model.tar.gz")
 
-    deployed = run(env, tmp_path, "deploy", "rr", "--model-data", "model.tar.gz", "--role", ROLE)
+    deployed = run(env, tmp_path, "deploy", "rr", *model_args("model.tar.gz"))
     assert deployed.returncode == 0, deployed.stderr
     assert "endpoint  rr: created (InService)" in deployed.stdout
     assert "isolation on" in deployed.stdout
 
-    again = run(env, tmp_path, "deploy", "rr", "--model-data", "model.tar.gz", "--role", ROLE)
+    again = run(env, tmp_path, "deploy", "rr", *model_args("model.tar.gz"))
     assert again.returncode == 0 and "rr: unchanged (InService)" in again.stdout
 
     status = run(env, tmp_path, "status", "rr", "--json")
@@ -125,19 +70,8 @@ def test_package_deploy_status_invoke_update_delete(moto_server, tiny_model_dir,
     assert invoked.returncode == 0, invoked.stderr
     assert [row["document"] for row in json.loads(invoked.stdout)] == ["b", "a", "c"]
 
-    updated = run(
-        env,
-        tmp_path,
-        "update",
-        "rr",
-        "--model-data",
-        "model.tar.gz",
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.g4dn.xlarge",
-        "--json",
-    )
+    new_type = model_args("model.tar.gz", "--instance-type", "ml.g4dn.xlarge", "--json")
+    updated = run(env, tmp_path, "update", "rr", *new_type)
     assert updated.returncode == 0, updated.stderr
     update = json.loads(updated.stdout)
     assert update["action"] == "updated" and update["removed"]
@@ -157,19 +91,9 @@ def test_package_deploy_status_invoke_update_delete(moto_server, tiny_model_dir,
 
 
 def test_failure_is_one_line_with_the_service_message(moto_server, tiny_archive, tmp_path):
-    env = cli_env(tmp_path, moto_server)
-    bad = run(
-        env,
-        tmp_path,
-        "deploy",
-        "rr",
-        "--model-data",
-        str(tiny_archive),
-        "--role",
-        ROLE,
-        "--instance-type",
-        "ml.m99.xlarge",
-    )
+    env = cli_env(tmp_path, moto_server, SECRET)
+    unknown = model_args(tiny_archive, "--instance-type", "ml.m99.xlarge")
+    bad = run(env, tmp_path, "deploy", "rr", *unknown)
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[-1].startswith(
         "Error: deploy of endpoint rr failed: ValidationException: Value 'ml.m99"
@@ -180,7 +104,7 @@ def test_invoke_ranks_documents_with_the_real_handler_in_local_mode(tiny_archive
     reranker = inference.model_fn(str(extract_archive(tiny_archive, tmp_path / "model")))
     expected = reranker.score([[QUERY, doc] for doc in DOCS])
     order = sorted(range(len(DOCS)), key=lambda i: -expected[i])
-    env = cli_env(tmp_path, "http://127.0.0.1:9")  # any AWS call would fail: none is made
+    env = cli_env(tmp_path, "http://127.0.0.1:9", SECRET)  # any AWS call would fail: none is made
     with LocalEndpoint(model_data=tiny_archive, endpoint_name="local-reranker") as endpoint:
         docs = tmp_path / "docs.txt"
         docs.write_text("\n".join(DOCS), encoding="utf-8")
@@ -199,7 +123,7 @@ def test_invoke_ranks_documents_with_the_real_handler_in_local_mode(tiny_archive
         ranked = run(env, tmp_path, *args, "--json")
         table = run(env, tmp_path, *args)
         port = endpoint.port
-    assert not listening("127.0.0.1", port)
+    assert not port_open("127.0.0.1", port)
     assert ranked.returncode == 0, ranked.stderr
     rows = json.loads(ranked.stdout)
     assert [row["index"] for row in rows] == order[:3]

@@ -212,44 +212,21 @@ def test_extraction_finds_markers_languages_and_serve_blocks(tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def moto_url():
-    from moto.server import ThreadedMotoServer
-    from moto_shims import patch_moto
+    from aws_fixtures import MotoOptions, serve_moto
 
-    from sagemaker_reranker.deploy.local.net import port_open
-
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        patch_moto(monkeypatch)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
-            server._server.server_close()  # stop() leaves the listening socket open
-    assert not port_open(host, port)
+    with pytest.MonkeyPatch.context() as monkeypatch, serve_moto(monkeypatch, MotoOptions()) as url:
+        yield url
 
 
 def block_env(home: Path, moto_url: str) -> dict[str, str]:
     """A user's shell: this venv first on PATH, fake AWS on moto, no hub, no AWS config."""
-    env = {key: os.environ[key] for key in ("LANG", "SYSTEMROOT", "TMPDIR") if key in os.environ}
-    for key in ("RERANKER_MMS_VENV", "PIP_CONSTRAINT"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        HOME=str(home),
-        AWS_ENDPOINT_URL=moto_url,
-        AWS_ACCESS_KEY_ID="AKIAFAKEFAKEFAKE",
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(home / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    from aws_fixtures import cli_env
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    tiers = {
+        key: os.environ[key] for key in ("RERANKER_MMS_VENV", "PIP_CONSTRAINT") if key in os.environ
+    }
+    return cli_env(home, moto_url, SECRET, PATH=path, **tiers)
 
 
 class Servers:

@@ -7,23 +7,18 @@ log lines a live endpoint would have written, the service's rules on duplicate n
 from __future__ import annotations
 
 import json
-import logging
 import types
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from aws_fixtures import NAME, ROLE, Cli, MotoOptions
 from click.testing import CliRunner, Result
-from moto import mock_aws
 from moto.cloudwatch.models import cloudwatch_backends
 from moto_shims import (
     ACCOUNT,
     backend,
-    patch_moto,
-    patch_percentiles,
-    patch_service_rules,
     put_endpoint_metrics,
     write_endpoint_logs,
 )
@@ -35,41 +30,15 @@ from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.cli import operate as operate_commands
 
 SECRET = "FAKE/Operate+Secret-never-printed-77b1"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-NAME = "rr"
 GPU = "ml.g5.xlarge"
 CPU = "ml.m5.xlarge"
+cli = Cli(SECRET)
+deploy, update = cli.deploy, cli.update
 
 
 @pytest.fixture
-def moto(aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
-    patch_moto(monkeypatch)
-    patch_service_rules(monkeypatch)
-    patch_percentiles(monkeypatch)
-    monkeypatch.setattr(aws_module, "POLL_SECONDS", 0)
-    caplog.set_level(logging.INFO)
-    with mock_aws():
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        yield
-    assert SECRET not in caplog.text
-
-
-def cli(*args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), input=input)
-    assert SECRET not in result.output + result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def deploy(archive: Path, *extra: str, name: str = NAME) -> Result:
-    return cli("deploy", name, "--model-data", str(archive), "--role", ROLE, *extra)
-
-
-def update(archive: Path, *extra: str, name: str = NAME) -> Result:
-    return cli("update", name, "--model-data", str(archive), "--role", ROLE, *extra)
+def moto_options() -> MotoOptions:
+    return MotoOptions(service_rules=True, percentiles=True, secret=SECRET)
 
 
 def alarms() -> dict[str, dict[str, Any]]:

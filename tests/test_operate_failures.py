@@ -7,7 +7,6 @@ be created twice, an update in progress refuses another, changes take wall time.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import types
 from pathlib import Path
@@ -15,13 +14,11 @@ from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner, Result
-from moto import mock_aws
+from aws_fixtures import NAME, ROLE, Cli, MotoOptions
+from click.testing import Result
 from moto_shims import (
     backend,
     fail_next_update,
-    patch_moto,
-    patch_service_rules,
     set_endpoint_status,
     slow_changes,
     update_calls,
@@ -32,39 +29,16 @@ from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
 from sagemaker_reranker.deploy.aws.leftovers import Created, undo
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
-from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.cli.endpoint import _prepare
 
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-NAME = "rr"
 CPU = "ml.m5.xlarge"
+cli = Cli()
+deploy, update = cli.deploy, cli.update
 
 
 @pytest.fixture
-def moto(aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
-    patch_moto(monkeypatch)
-    patch_service_rules(monkeypatch)
-    monkeypatch.setattr(aws_module, "POLL_SECONDS", 0.02)
-    caplog.set_level(logging.INFO)
-    with mock_aws():
-        yield
-
-
-def cli(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def deploy(archive: Path, *extra: str) -> Result:
-    return cli("deploy", NAME, "--model-data", str(archive), "--role", ROLE, *extra)
-
-
-def update(archive: Path, *extra: str) -> Result:
-    return cli("update", NAME, "--model-data", str(archive), "--role", ROLE, *extra)
+def moto_options() -> MotoOptions:
+    return MotoOptions(service_rules=True, poll_seconds=0.02)
 
 
 def resources() -> dict[str, Any]:
@@ -208,7 +182,7 @@ def test_update_cut_before_the_switch_is_cleaned_by_the_next(moto, tiny_archive,
 
 def uploaded(archive: Path) -> None:
     """The archive in S3 already: moto's in-process S3 is not safe for two uploads at once."""
-    warmup = cli("deploy", "warmup", "--model-data", str(archive), "--role", ROLE, "--no-alarms")
+    warmup = deploy(archive, "--no-alarms", name="warmup")
     assert warmup.exit_code == 0, warmup.output
     assert cli("delete", "warmup", "--yes").exit_code == 0
 

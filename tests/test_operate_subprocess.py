@@ -7,70 +7,36 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
-import requests
+from aws_fixtures import CLI, STEP_TIMEOUT, MotoOptions, cli_env, model_args
+from aws_fixtures import run_cli as run
 from moto.sagemaker.responses import SageMakerResponse
-from moto.server import ThreadedMotoServer
 from moto_shims import (
     backend,
-    patch_moto,
-    patch_percentiles,
-    patch_service_rules,
     put_endpoint_metrics,
     slow_changes,
     write_endpoint_logs,
 )
 
-from sagemaker_reranker.deploy.local.net import port_open
-
 pytestmark = pytest.mark.slow
 
-CLI = str(Path(sys.executable).with_name("sagemaker-reranker"))
+CPU = "ml.m5.xlarge"
 SECRET = "FAKE/OperateSubprocess+Secret-never-printed-5a0c"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-STEP_TIMEOUT = 120
 
 
 @pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch):
-    patch_moto(monkeypatch)
-    patch_service_rules(monkeypatch)
-    patch_percentiles(monkeypatch)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
-        server._server.server_close()
-    assert not port_open(host, port)
+def moto_options() -> MotoOptions:
+    return MotoOptions(service_rules=True, percentiles=True)
 
 
 @pytest.fixture
 def env(moto_server: str, tmp_path: Path) -> dict[str, str]:
-    keep = {key: os.environ[key] for key in ("PATH", "LANG", "TMPDIR") if key in os.environ}
-    return {
-        **keep,
-        "HOME": str(tmp_path),
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE",
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return cli_env(tmp_path, moto_server, SECRET)
 
 
 def client(env: dict[str, str], service: str):
@@ -83,20 +49,8 @@ def client(env: dict[str, str], service: str):
     )
 
 
-def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT
-    )
-    assert SECRET not in done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def deploy(env: dict[str, str], cwd: Path, archive: Path, name: str, *extra: str):
-    return run(
-        env, cwd, "deploy", name, "--model-data", str(archive), "--role", ROLE,
-        "--instance-type", "ml.m5.xlarge", *extra,
-    )  # fmt: skip
+    return run(env, cwd, "deploy", name, *model_args(archive, "--instance-type", CPU, *extra))
 
 
 def test_status_metrics_logs_follow_and_gc_through_the_cli(env, tiny_archive, tmp_path):
@@ -160,10 +114,8 @@ def test_update_answered_by_an_html_500_is_one_line_and_leaves_the_old_config(
     assert deploy(env, tmp_path, tiny_archive, "rr").returncode == 0
     before = (sorted(backend()._models), sorted(backend().endpoint_configs))
     monkeypatch.delattr(SageMakerResponse, "update_endpoint")  # moto's own: a 500 HTML page
-    failed = run(
-        env, tmp_path, "update", "rr", "--model-data", str(tiny_archive), "--role", ROLE,
-        "--instance-type", "ml.m5.xlarge", "--env", "A=1",
-    )  # fmt: skip
+    new_env = model_args(tiny_archive, "--instance-type", CPU, "--env", "A=1")
+    failed = run(env, tmp_path, "update", "rr", *new_env)
     assert failed.returncode == 1
     line = failed.stderr.strip().splitlines()[-1]
     assert "<" not in failed.stderr
@@ -178,11 +130,10 @@ def test_two_updates_at_once_one_proceeds_the_other_says_an_update_is_in_progres
 ):
     assert deploy(env, tmp_path, tiny_archive, "rr").returncode == 0
     slow_changes(update=4.0)
-    commands = [
-        [CLI, "update", "rr", "--model-data", str(tiny_archive), "--role", ROLE,
-         "--instance-type", "ml.m5.xlarge", "--env", f"RUN={index}"]
-        for index in range(2)
-    ]  # fmt: skip
+    runs_with = [
+        model_args(tiny_archive, "--instance-type", CPU, "--env", f"RUN={i}") for i in (0, 1)
+    ]
+    commands = [[CLI, "update", "rr", *args] for args in runs_with]
     runs = [
         subprocess.Popen(
             command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

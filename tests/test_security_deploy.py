@@ -6,49 +6,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import boto3
 import pytest
-from click.testing import CliRunner, Result
-from moto import mock_aws
-from moto_shims import backend, patch_moto
+from aws_fixtures import BUCKET, ROLE, Cli, MotoOptions, model_args
+from click.testing import Result
+from moto_shims import backend
 from test_security_archive import rebuild, with_manifest
 
-from sagemaker_reranker.deploy.aws import session as aws_module
-from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.packaging.manifest import MANIFEST
 from sagemaker_reranker.deploy.redaction import REDACTED
 
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-BUCKET = "sagemaker-us-east-1-123456789012"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0"
 TOKEN = "hf_SecretTokenValue9f31abc"
+cli = Cli()
 
 
 @pytest.fixture
-def moto(aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
-    patch_moto(monkeypatch)
-    monkeypatch.setattr(aws_module, "POLL_SECONDS", 0)
-    caplog.set_level(logging.INFO)
-    with mock_aws():
-        yield
-    assert TOKEN not in caplog.text, "a secret --env value reached the log"
-
-
-def cli(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+def moto_options() -> MotoOptions:
+    """A secret --env value must never reach the log."""
+    return MotoOptions(unlogged=(TOKEN,))
 
 
 def deploy(archive, *extra: str, command: str = "deploy", name: str = "rr") -> Result:
-    where = ("--model-data", str(archive), "--role", ROLE, "--image-uri", IMAGE)
-    return cli(command, name, *where, *extra)
+    return cli(command, name, *model_args(archive, "--image-uri", IMAGE, *extra))
 
 
 def objects() -> list[str]:
