@@ -26,8 +26,9 @@ from pathlib import Path
 
 from bench.machine import decoder_flops
 from bench.reference import ModelCardYesNoReranker
-from bench.timing import JSON, handler_module, timed_rounds
+from bench.timing import JSON, timed_rounds
 from bench.workloads import Workload
+from sagemaker_reranker.deploy.packaging.build import import_handler
 
 BENCH_MAX_LENGTH = 512
 # (layers or None for the model's own, workloads) per model kind.
@@ -62,7 +63,7 @@ def load_pair_of_systems(model_dir: Path):
     """(handler module, our reranker, the card's reference on the same model object)."""
     from transformers import AutoTokenizer
 
-    handler = handler_module()
+    handler = import_handler()
     previous = os.environ.get("RERANKER_MAX_LENGTH")
     os.environ["RERANKER_MAX_LENGTH"] = str(BENCH_MAX_LENGTH)
     try:
@@ -79,7 +80,7 @@ def load_pair_of_systems(model_dir: Path):
 
 def flops(card, ours, config, pairs) -> tuple[dict, dict]:
     """(the card's, ours) FLOPs for ``pairs``, with the vocabulary-wide head's part."""
-    shared_prefix = handler_module("reranker_decoder").shared_prefix
+    shared_prefix = import_handler("reranker_decoder").shared_prefix
     width = card.batch(pairs)["input_ids"].shape[1]
     card_flops = decoder_flops(config, [([width] * len(pairs), 0)], card=True)
     encoded, batches = ours.plan(pairs)

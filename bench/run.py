@@ -37,9 +37,10 @@ from bench.machine import (
 )
 from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
-from bench.timing import JSON, MAX_RUNS, Scorer, handler_module, timed_rounds
+from bench.timing import JSON, MAX_RUNS, Scorer, timed_rounds
 from bench.workloads import Workload, build_workloads
 from sagemaker_reranker.deploy.examples.speech import SPEECH
+from sagemaker_reranker.deploy.packaging.build import import_handler
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
@@ -50,7 +51,7 @@ def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
     """The three contenders, each as (score function, its handle for batch accounting)."""
     from sentence_transformers import CrossEncoder
 
-    handler = handler_module()
+    handler = import_handler()
     sample = SampleCrossEncoder(str(model_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peer = CrossEncoder(str(model_dir), device=device, activation_fn=torch.nn.Identity())
@@ -135,7 +136,7 @@ def bench_model(
 
 def bf16_check(info: dict) -> dict:
     """bf16 vs fp32 on this CPU; without native bf16 the handler keeps fp32 (say why)."""
-    native = handler_module("reranker_loading").cpu_has_native_bf16()
+    native = import_handler("reranker_loading").cpu_has_native_bf16()
     size = 512
     fp32 = matmul_gflops(size)
     bf16 = matmul_gflops(size, torch.bfloat16, repeats=1)

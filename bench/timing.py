@@ -1,13 +1,9 @@
-"""Timing in interleaved rounds, and the handler imported as the serving container imports it."""
+"""Timing in interleaved rounds: every system alike under load from elsewhere."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections.abc import Callable
-
-from sagemaker_reranker.deploy.packaging.build import handler_dir
 
 MAX_RUNS = 30
 JSON = "application/json"
@@ -41,16 +37,3 @@ def timed_rounds(
             cell["times_s"].append(time.perf_counter() - wall)
             cell["cpu_s"].append(time.process_time() - cpu)
     return results
-
-
-def handler_module(name: str = "inference"):
-    """A module of the packaged handler, imported as the serving container imports it:
-    ``code/`` on ``sys.path``, then ``import inference``."""
-    code = str(handler_dir())
-    if code not in sys.path:
-        sys.path.insert(0, code)
-    # Run from the repository root, its ``inference/`` folder is a namespace package; one
-    # cached before code/ was on the path would stand in for the module.
-    if getattr(sys.modules.get("inference"), "__file__", "") is None:
-        del sys.modules["inference"]
-    return importlib.import_module(name)

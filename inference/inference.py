@@ -7,8 +7,9 @@ flatly, as the toolkit puts ``code/`` on the import path:
 - ``reranker_request.py``: content types, the JSON shapes below, client errors;
 - ``reranker_loading.py``: weights (safetensors only unless allowed), dtype, device;
 - ``reranker_kinds.py``: how the model scores (classifier or yes-no, prompted or not);
-- ``reranker_scoring.py``: tokenize once, token-budgeted micro-batches, input order;
-  encoders' pairs; ``reranker_prompt.py``: Qwen3-Reranker's prompt, one head row;
+- ``reranker_scoring.py``: tokenize once, token-budgeted micro-batches, input order, and
+  encoders' (query, document) pairs;
+- ``reranker_prompt.py``: Qwen3-Reranker's prompt and the one head row LLM rerankers need;
 - ``reranker_batching.py``: the batch planner; ``reranker_encoder.py`` and
   ``reranker_decoder.py``: packed forwards (no padding work, nothing beyond the score);
 - ``reranker_settings.py``: the environment variables below and their defaults.

@@ -11,11 +11,13 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata, util
+from importlib import import_module, metadata, util
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
 from sagemaker_reranker.deploy.packaging.hub import download_model, resolve_commit
 from sagemaker_reranker.deploy.packaging.kinds import (
@@ -149,6 +151,19 @@ def handler_source() -> bytes:
     return (handler_dir() / HANDLER).read_bytes()
 
 
+def import_handler(name: str = "inference") -> ModuleType:
+    """A module of the packaged handler, imported in this process as the serving container
+    imports it: ``code/`` (``handler_dir``) on ``sys.path``, then ``import inference``."""
+    code = str(handler_dir())
+    if code not in sys.path:
+        sys.path.insert(0, code)
+    # A repository checkout on sys.path offers its ``inference/`` folder as a namespace
+    # package; one cached before code/ was on the path would stand in for the module.
+    if getattr(sys.modules.get("inference"), "__file__", "") is None:
+        del sys.modules["inference"]
+    return import_module(name)
+
+
 def _versions() -> dict[str, str]:
     versions = {}
     for name in ("sagemaker-reranker", "transformers", "torch", "huggingface_hub"):
@@ -253,7 +268,7 @@ def write_archive(
     file or the whole new one.
     """
     check_output(output, force)
-    handler = handler_source()
+    handler = handler_files()
     total = sum(path.stat().st_size for path in files.values())
     partial = output.with_name(output.name + ".partial")
     try:
@@ -266,7 +281,8 @@ def write_archive(
             versions=_versions(),
             **(details.manifest_fields() if details else {}),
         )
-        manifest.files[f"code/{HANDLER}"] = hashlib.sha256(handler).hexdigest()
+        for name, data in handler.items():
+            manifest.files[f"code/{name}"] = hashlib.sha256(data).hexdigest()
         output.parent.mkdir(parents=True, exist_ok=True)
         compressing = _Stage(progress, "compressing", total)
         with open(partial, "wb") as raw:
@@ -280,7 +296,8 @@ def write_archive(
                     # The manifest goes first: read_manifest then stops after one entry
                     # instead of decompressing the weights.
                     _add(tar, MANIFEST, manifest.to_json())
-                    _add(tar, f"code/{HANDLER}", handler)
+                    for name, data in handler.items():
+                        _add(tar, f"code/{name}", data)
                     for name in sorted(files):
                         _add_file(tar, name, files[name], compressing)
         os.replace(partial, output)
