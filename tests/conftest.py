@@ -46,28 +46,34 @@ def nothing_left_in_temp(tmp_path_factory: pytest.TempPathFactory):
     assert not left, f"tests left files outside their temporary folders: {left}"
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer BERT reranker with a generated vocabulary (random weights, fixed seed)."""
-    return build_offline_model("tiny", tmp_path_factory.mktemp("tiny-model"))
+def _offline_model(name: str, kind: str, about: str):
+    """A session fixture ``name``: the offline model ``kind``, built once."""
+
+    def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return build_offline_model(kind, tmp_path_factory.mktemp(kind))
+
+    build.__doc__ = about
+    return pytest.fixture(scope="session", name=name)(build)
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Qwen3 causal LM, a yes/no reranker like Qwen3-Reranker (random weights)."""
-    return build_offline_model("tiny-qwen3", tmp_path_factory.mktemp("tiny-qwen3"))
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen3_seqcls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tiny-qwen3`` converted to a one-logit classifier (head ``W[yes] − W[no]``)."""
-    return build_offline_model("tiny-qwen3-seqcls", tmp_path_factory.mktemp("tiny-qwen3-seqcls"))
-
-
-@pytest.fixture(scope="session")
-def tiny_two_label_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT with a two-label head."""
-    return build_offline_model("tiny-two-label", tmp_path_factory.mktemp("tiny-two-label"))
+tiny_model_dir = _offline_model(
+    "tiny_model_dir",
+    "tiny",
+    "A 2-layer BERT reranker with a generated vocabulary (random weights, fixed seed).",
+)
+tiny_qwen3_dir = _offline_model(
+    "tiny_qwen3_dir",
+    "tiny-qwen3",
+    "A 2-layer Qwen3 causal LM, a yes/no reranker like Qwen3-Reranker (random weights).",
+)
+tiny_qwen3_seqcls_dir = _offline_model(
+    "tiny_qwen3_seqcls_dir",
+    "tiny-qwen3-seqcls",
+    "``tiny-qwen3`` converted to a one-logit classifier (head ``W[yes] − W[no]``).",
+)
+tiny_two_label_dir = _offline_model(
+    "tiny_two_label_dir", "tiny-two-label", "The tiny BERT with a two-label head."
+)
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,17 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from aws_fixtures import Cli
 from handler import inference
 from runtime_responder import Fault, RuntimeResponder
 
-from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.cli.verbosity import REDACTED, redact
 
 QUERY = "what is the plan for the economy"
 DOCS = ["jobs and wages for workers", "the weather is mild", "lower energy costs for families"]
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY-secret-0002"
 TOKEN = "FwoGZXIvYXdzEJr-session-token-0002"
+cli = Cli()
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,6 @@ def reranker(tiny_model_dir: Path) -> inference.Reranker:
 def responder(reranker):
     with RuntimeResponder(reranker) as server:
         yield server
-
-
-def cli(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output + result.stderr
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def invoke(*args: str, docs: list[str] = DOCS) -> list[str]:

@@ -4,10 +4,7 @@ memory of the eval process over a 500,000-document corpus (measured, never timed
 from __future__ import annotations
 
 import json
-import os
-import pty
 import random
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from runtime_responder import RuntimeResponder
+from terminal import stderr_on_a_terminal
 from test_eval import QUERIES, RUN, known_scores, write_beir, write_trec
 
 from sagemaker_reranker.deploy.cli import main
@@ -59,36 +57,13 @@ def test_progress_bar_on_a_terminal_and_none_with_json(tmp_path: Path) -> None:
     run = write_trec(tmp_path / "first.trec", RUN)
     with RuntimeResponder(None, transform=known_scores) as scorer:
         args = ["--data", data, "--candidates", run, "--endpoint-url", scorer.url, "--label", "k"]
-        terminal = _stderr_on_a_terminal([*CLI, *map(str, args)])
+        terminal = stderr_on_a_terminal([*CLI, *map(str, args)])
         quiet = subprocess.run(
             [*CLI, *map(str, args), "--json"], capture_output=True, text=True, timeout=120
         )
     assert "k  [" in terminal and "4/4" in terminal, terminal
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert json.loads(quiet.stdout)["systems"][0]["queries"] == 4
-
-
-def _stderr_on_a_terminal(command: list[str]) -> str:
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower)
-    os.close(follower)
-    seen = b""
-    try:
-        while True:
-            ready, _, _ = select.select([leader], [], [], 120)
-            if not ready:
-                raise AssertionError(f"no output for 120 s: {seen[-500:]!r}")
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal closes when the process ends
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(leader)
-        assert process.wait(timeout=60) == 0, seen.decode(errors="replace")
-    return seen.decode(errors="replace")
 
 
 def length_scores(body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:

@@ -7,8 +7,6 @@ Hub models come from a Hugging Face cache built here in huggingface_hub's own la
 from __future__ import annotations
 
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from terminal import stderr_on_a_terminal
 
 from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.packaging.build import package
@@ -175,33 +174,9 @@ def test_progress_covers_hashing_then_compressing_every_byte(tiny_model_dir, tmp
 
 def _package_on_a_terminal(model: Path, out: Path, cwd: Path) -> str:
     """Run ``package`` with stderr on a pseudo-terminal; everything it drew there."""
-    leader, follower = pty.openpty()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "COLUMNS": "100"}
-    process = subprocess.Popen(
-        ["sagemaker-reranker", "package", "--model", str(model), "-o", str(out)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=follower,
-    )
-    os.close(follower)
-    drawn = b""
-    try:
-        while True:
-            ready, _, _ = select.select([leader], [], [], 120)
-            if not ready:
-                break
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal closed with the process
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(leader)
-        assert process.wait(timeout=120) == 0
-    return drawn.decode("utf-8", errors="replace")
+    command = ["sagemaker-reranker", "package", "--model", str(model), "-o", str(out)]
+    return stderr_on_a_terminal(command, cwd=cwd, env=env)
 
 
 def test_the_cli_draws_bars_on_a_terminal_and_nothing_on_a_pipe(tiny_model_dir, tmp_path):
