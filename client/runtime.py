@@ -22,6 +22,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import NoRegionError, ProfileNotFound
 
+from sagemaker_reranker.deploy.platform import user_agent
+
 logger = logging.getLogger(__name__)
 
 SERVICE = "sagemaker-runtime"
@@ -99,6 +101,7 @@ def runtime_config(max_concurrency: int) -> Config:
         retries={"mode": "adaptive", "total_max_attempts": 1},
         max_pool_connections=max(10, max_concurrency),
         tcp_keepalive=True,
+        user_agent_extra=user_agent(),
     )
 
 

@@ -1,7 +1,11 @@
 """What the SageMaker platform fixes, in one place for the control plane and local mode.
 
-Names, limits and the serving image the endpoint runs, as AWS documents them.
+Names, limits and the serving image the endpoint runs, as AWS documents them; and how this
+tool names itself to AWS.
 """
+
+import importlib.metadata
+from functools import lru_cache
 
 VARIANT = "AllTraffic"  # the one production variant this tool creates and local mode reports
 CONTAINER = "primary"  # how the runtime names a single container in its messages
@@ -15,3 +19,13 @@ JSON = "application/json"
 TRANSFORMERS_VERSION = "4.51.3"
 PYTORCH_VERSION = "2.6.0"
 PY_VERSION = "py312"
+
+
+@lru_cache(maxsize=1)
+def user_agent() -> str:
+    """``sagemaker-reranker/<version>``: named in every request, as AWS asks tools to do."""
+    try:
+        version = importlib.metadata.version("sagemaker-reranker")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"sagemaker-reranker/{version}"

@@ -125,6 +125,11 @@ def test_a_botocore_config_is_merged_over_the_defaults(aws_env):
     assert config.retries == {"mode": "adaptive", "total_max_attempts": 1}
 
 
+def test_the_client_names_the_tool_in_its_user_agent(aws_env):
+    config = SagemakerEndpointCrossEncoder(endpoint_name="e").client.meta.config
+    assert config.user_agent_extra.startswith("sagemaker-reranker/")
+
+
 def test_an_injected_client_is_kept_and_settings_it_would_ignore_are_refused(responder):
     client = responder.runtime_client()
     model = SagemakerEndpointCrossEncoder(endpoint_name="reranker", client=client)

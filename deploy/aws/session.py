@@ -7,7 +7,6 @@ with its parameters and never sent, which is what makes the dry run safe to trus
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from sagemaker_reranker.deploy.platform import user_agent
 from sagemaker_reranker.deploy.redaction import redact
 
 # How often a wait polls Describe*; SageMaker changes state in minutes, not seconds.
@@ -40,16 +40,6 @@ PENDING = {
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound"}
 # Stands for the account id in a plan made without credentials (see ``Aws.assume_missing``).
 UNKNOWN_ACCOUNT = "<account>"
-
-
-@lru_cache(maxsize=1)
-def user_agent() -> str:
-    """``sagemaker-reranker/<version>``: named in every request, as AWS asks tools to do."""
-    try:
-        version = importlib.metadata.version("sagemaker-reranker")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"sagemaker-reranker/{version}"
 
 
 @lru_cache(maxsize=1)
