@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from handler import inference
 
+from sagemaker_reranker.deploy.local.backend import Invocation
 from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.mms import venv as mms_venv
 from sagemaker_reranker.deploy.local.net import port_open
@@ -63,7 +64,7 @@ class Started:
 
     def invoke(self, payload: object, content_type: str = JSON, accept: str = JSON):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return self.backend.invoke(body, content_type, accept, None, timeout=60)
+        return self.backend.invoke(Invocation(body, content_type, accept), timeout=60)
 
     def stop_and_check(self) -> None:
         self.backend.stop()
@@ -154,7 +155,7 @@ def test_a_longer_error_after_many_short_ones_keeps_the_worker(served: Started) 
 
 def test_custom_attributes_come_back(served: Started) -> None:
     body = json.dumps({"pairs": PAIRS[:1]}).encode()
-    answer = served.backend.invoke(body, JSON, JSON, "trace_id=42", timeout=60)
+    answer = served.backend.invoke(Invocation(body, JSON, JSON, "trace_id=42"), timeout=60)
     assert (answer.status, answer.custom_attributes) == (200, "trace_id=42")
 
 

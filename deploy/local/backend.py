@@ -27,12 +27,23 @@ class BackendResponse:
     custom_attributes: str | None = None
 
 
-def container_headers(
-    content_type: str | None, accept: str | None, custom_attributes: str | None
-) -> dict[str, str]:
-    """The request headers a model container sees for one invocation (unset ones left out)."""
-    headers = {"Content-Type": content_type, "Accept": accept, CUSTOM_ATTRIBUTES: custom_attributes}
-    return {key: value for key, value in headers.items() if value is not None}
+@dataclass(frozen=True)
+class Invocation:
+    """One invocation as the runtime front received it: the body and the headers it passes on."""
+
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The request headers a model container sees (unset ones left out)."""
+        headers = {
+            "Content-Type": self.content_type,
+            "Accept": self.accept,
+            CUSTOM_ATTRIBUTES: self.custom_attributes,
+        }
+        return {key: value for key, value in headers.items() if value is not None}
 
 
 class InvocationTimeout(Exception):
@@ -52,14 +63,7 @@ class Backend(Protocol):
 
     def health(self) -> tuple[bool, str]: ...
 
-    def invoke(
-        self,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        custom_attributes: str | None,
-        timeout: float,
-    ) -> BackendResponse: ...
+    def invoke(self, request: Invocation, timeout: float) -> BackendResponse: ...
 
     def stop(self) -> None: ...
 

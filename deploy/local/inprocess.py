@@ -19,11 +19,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local.backend import (
-    BackendResponse,
-    InvocationTimeout,
-    container_headers,
-)
+from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
 from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger("sagemaker_reranker.local")
@@ -218,16 +214,8 @@ class InProcessBackend:
             self._queue_restart()  # died while idle: start the next one now
         return (self._failure is None, self._failure or "healthy")
 
-    def invoke(
-        self,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        custom_attributes: str | None,
-        timeout: float,
-    ) -> BackendResponse:
-        headers = container_headers(content_type, accept, custom_attributes)
-        future = self._worker.submit(self._handle, body, headers)
+    def invoke(self, request: Invocation, timeout: float) -> BackendResponse:
+        future = self._worker.submit(self._handle, request.body, request.headers())
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from sagemaker_reranker.deploy.local.backend import BackendResponse, InvocationTimeout
+from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
 from sagemaker_reranker.deploy.local.request_reading import (
     DeadlineSocket,
     Refusal,
@@ -222,13 +222,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _invoke(self, body: bytes) -> BackendResponse | None:
         """The backend's answer (a backend fault as a JSON 500); None after the timeout."""
         try:
-            answer = self.server.backend.invoke(
+            request = Invocation(
                 body,
                 self.headers.get("Content-Type"),
                 self.headers.get("Accept"),
                 self.headers.get(CUSTOM_ATTRIBUTES),
-                self.server.config.invocation_timeout,
             )
+            answer = self.server.backend.invoke(request, self.server.config.invocation_timeout)
         except InvocationTimeout:
             return None
         except Exception as error:  # a backend fault must not reset the client's connection

@@ -38,11 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local.backend import (
-    BackendResponse,
-    InvocationTimeout,
-    container_headers,
-)
+from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
 from sagemaker_reranker.deploy.local.mms.config import (
     HANDLER_SERVICE,
     StartFailure,
@@ -149,19 +145,12 @@ class MmsBackend:
             return False, f"multi-model-server exited unexpectedly{self._log_reason(' (', ')')}"
         return True, "healthy"
 
-    def invoke(
-        self,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        custom_attributes: str | None,
-        timeout: float,
-    ) -> BackendResponse:
+    def invoke(self, request: Invocation, timeout: float) -> BackendResponse:
         down = self._down()
         if down:
             return BackendResponse(503, json.dumps({"message": down}).encode("utf-8"), JSON)
         try:
-            answer = self._post(body, content_type, accept, custom_attributes, timeout)
+            answer = self._post(request, timeout)
             if answer.status == 500 and b"Worker died" in answer.body and self.watchdog:
                 self.watchdog.poke()  # the listener may be gone too: look now
             return answer
@@ -293,23 +282,15 @@ class MmsBackend:
     def _try_probe(self) -> BackendResponse | None:
         """The probe's answer; None while MMS does not listen yet or takes too long."""
         try:
-            return self._post(self.probe, JSON, JSON, None, timeout=60)
+            return self._post(Invocation(self.probe, JSON, JSON), timeout=60)
         except OSError:
             return None
 
-    def _post(
-        self,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        custom_attributes: str | None,
-        timeout: float,
-    ) -> BackendResponse:
+    def _post(self, request: Invocation, timeout: float) -> BackendResponse:
         """``POST /invocations``; raises ``OSError`` (``TimeoutError`` included)."""
-        headers = container_headers(content_type, accept, custom_attributes)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            connection.request("POST", "/invocations", body=body, headers=headers)
+            connection.request("POST", "/invocations", body=request.body, headers=request.headers())
             response = connection.getresponse()
             data = response.read()
         finally:
