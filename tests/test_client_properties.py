@@ -93,6 +93,16 @@ def responder(reranker):
         yield server
 
 
+# A failure in the middle of a split call, sync and async, in every run.
+MID_CALL_FAILURE = {
+    "pairs": [("q", f"d{i}") for i in range(10)],
+    "max_pairs": 2,
+    "max_bytes": 2000,
+    "concurrency": 2,
+    "failing": 2,
+}
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -104,23 +114,8 @@ def responder(reranker):
     use_async=st.booleans(),
     failing=st.none() | st.integers(0, 10),
 )
-# A failure in the middle of a split call, sync and async, in every run.
-@example(
-    pairs=[("q", f"d{i}") for i in range(10)],
-    max_pairs=2,
-    max_bytes=2000,
-    concurrency=2,
-    use_async=False,
-    failing=2,
-)
-@example(
-    pairs=[("q", f"d{i}") for i in range(10)],
-    max_pairs=2,
-    max_bytes=2000,
-    concurrency=2,
-    use_async=True,
-    failing=2,
-)
+@example(**MID_CALL_FAILURE, use_async=False)
+@example(**MID_CALL_FAILURE, use_async=True)
 def test_calls_return_every_score_in_place_or_fail_whole(
     responder, reranker, pairs, max_pairs, max_bytes, concurrency, use_async, failing
 ):

@@ -20,8 +20,8 @@ from moto_shims import backend, fail_next_update, set_endpoint_status, update_ca
 from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.artifacts import image_uri
 from sagemaker_reranker.deploy.aws.iam import policies, wildcard_grants
-from sagemaker_reranker.deploy.cli import endpoint as endpoint_commands
 from sagemaker_reranker.deploy.cli import main
+from sagemaker_reranker.deploy.cli import options as cli_options
 from sagemaker_reranker.deploy.packaging.build import package
 from sagemaker_reranker.deploy.packaging.manifest import file_sha256
 
@@ -469,7 +469,7 @@ def test_delete_asks_and_handles_partly_deleted_state(moto, tiny_archive, monkey
     assert cli("autoscale", NAME).exit_code == 0
     refused = cli("delete", NAME)
     assert refused.exit_code == 1 and "pass --yes" in refused.stderr
-    monkeypatch.setattr(endpoint_commands, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cli_options, "stdin_is_tty", lambda: True)
     declined = cli("delete", NAME, input="n\n")
     assert declined.exit_code == 1 and state()["endpoints"]
     boto3.client("sagemaker").delete_endpoint(EndpointName=NAME)  # partly deleted already

@@ -27,7 +27,7 @@ from sagemaker_reranker.deploy.aws import logs as logs_module
 from sagemaker_reranker.deploy.aws import session as aws_module
 from sagemaker_reranker.deploy.aws.iam import policies
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.cli import operate as operate_commands
+from sagemaker_reranker.deploy.cli import options as cli_options
 
 SECRET = "FAKE/Operate+Secret-never-printed-77b1"
 GPU = "ml.g5.xlarge"
@@ -344,7 +344,7 @@ def test_leftovers_of_an_interrupted_deploy_are_listed_and_collected(
         "Error: refusing to delete 8 leftover(s) without confirmation: pass --yes "
         "(see them first with --dry-run)"
     )
-    monkeypatch.setattr(operate_commands, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cli_options, "stdin_is_tty", lambda: True)
     declined = cli("gc", input="n\n")
     assert declined.exit_code == 1 and resources() == before
     collected = cli("gc", input="y\n")

@@ -123,30 +123,19 @@ def _bucket_unusable(error: ClientError, bucket: str, create: bool, owner: dict)
 
 
 def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None:
-    size = archive.stat().st_size
+    params = {
+        "Filename": str(archive),
+        "Bucket": bucket,
+        "Key": key,
+        "ExtraArgs": extra,
+        "Config": TRANSFER,
+    }
     if aws.dry_run:
-        aws.write(
-            "s3",
-            "upload_file",
-            Filename=str(archive),
-            Bucket=bucket,
-            Key=key,
-            ExtraArgs=extra,
-            Config=TRANSFER,
-        )
+        aws.write("s3", "upload_file", **params)
         return
-    with aws.reporter.progress(size, f"uploading {archive.name}") as advance:
+    with aws.reporter.progress(archive.stat().st_size, f"uploading {archive.name}") as advance:
         try:
-            aws.write(
-                "s3",
-                "upload_file",
-                Filename=str(archive),
-                Bucket=bucket,
-                Key=key,
-                ExtraArgs=extra,
-                Config=TRANSFER,
-                Callback=advance,
-            )
+            aws.write("s3", "upload_file", **params, Callback=advance)
         except S3UploadFailedError as error:
             # s3transfer wraps the service's error (e.g. AccessDenied) in its own message.
             raise DeployError(f"upload to s3://{bucket}/{key} failed: {error}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from sagemaker_reranker.deploy.aws.spec import (
     check_endpoint_name,
     check_options,
 )
-from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command
+from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
 DEFAULT_TIMEOUT = 3600
@@ -224,17 +223,20 @@ def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) ->
     return data, lines
 
 
+def _apply(change: Callable[..., dict[str, Any]], aws: Aws, params: dict[str, Any]) -> Result:
+    """``deploy`` or ``update`` (``change``) with the options both take."""
+    alarm_options = _alarm_options(
+        params.pop("latency_slo_ms"), params.pop("alarm_topic"), params.pop("no_alarms")
+    )
+    wait, timeout = not params.pop("no_wait"), params.pop("timeout")
+    spec = _prepare(aws, params)
+    outcome = change(aws, spec, wait, timeout, alarm_options)
+    return _with_alarms(_report(outcome, spec, aws.dry_run), spec, alarm_options)
+
+
 @aws_command("deploy", dry_run=True, plans_without_reads=True)
 @deployment_options
-def deploy_command(
-    aws: Aws,
-    no_wait: bool,
-    timeout: int,
-    latency_slo_ms: int | None,
-    alarm_topic: str | None,
-    no_alarms: bool,
-    **params: Any,
-) -> Result:
+def deploy_command(aws: Aws, **params: Any) -> Result:
     """Create a reranker endpoint from a packaged model (idempotent).
 
     Uploads a local archive under its sha256 (skipped when already there), creates the
@@ -248,23 +250,12 @@ def deploy_command(
       sagemaker-reranker deploy my-reranker --model-data model.tar.gz \\
           --instance-type ml.m5.xlarge --dry-run
     """
-    alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
-    spec = _prepare(aws, params)
-    outcome = endpoints.deploy(aws, spec, not no_wait, timeout, alarm_options)
-    return _with_alarms(_report(outcome, spec, aws.dry_run), spec, alarm_options)
+    return _apply(endpoints.deploy, aws, params)
 
 
 @aws_command("update", dry_run=True)
 @deployment_options
-def update_command(
-    aws: Aws,
-    no_wait: bool,
-    timeout: int,
-    latency_slo_ms: int | None,
-    alarm_topic: str | None,
-    no_alarms: bool,
-    **params: Any,
-) -> Result:
+def update_command(aws: Aws, **params: Any) -> Result:
     """Blue/green update of a live endpoint to a new archive or settings.
 
     Creates a new model and endpoint config, switches the endpoint to them (autoscaled
@@ -276,22 +267,7 @@ def update_command(
       sagemaker-reranker update my-reranker --model-data model-v2.tar.gz \\
           --role arn:aws:iam::123456789012:role/SageMakerRole
     """
-    alarm_options = _alarm_options(latency_slo_ms, alarm_topic, no_alarms)
-    spec = _prepare(aws, params)
-    outcome = endpoints.update(aws, spec, not no_wait, timeout, alarm_options)
-    return _with_alarms(_report(outcome, spec, aws.dry_run), spec, alarm_options)
-
-
-def stdin_is_tty() -> bool:
-    return sys.stdin.isatty()
-
-
-def _confirm(name: str, yes: bool, dry_run: bool) -> None:
-    if yes or dry_run:
-        return
-    if not stdin_is_tty():
-        raise DeployError(f"refusing to delete {name} without confirmation: pass --yes")
-    click.confirm(f"Delete endpoint {name}, its configs and models?", abort=True, err=True)
+    return _apply(endpoints.update, aws, params)
 
 
 @aws_command("delete", dry_run=True)
@@ -318,7 +294,12 @@ def delete_command(aws: Aws, name: str, yes: bool, wait: bool, timeout: int) -> 
       sagemaker-reranker delete my-reranker --yes
     """
     check_endpoint_name(name)
-    _confirm(name, yes, aws.dry_run)
+    confirm(
+        f"Delete endpoint {name}, its configs and models?",
+        f"refusing to delete {name} without confirmation: pass --yes",
+        yes,
+        aws.dry_run,
+    )
     outcome = endpoints.delete(aws, name, wait=wait, timeout=timeout)
     removed = outcome["removed"]
     verb = "would delete" if aws.dry_run else "deleted"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from sagemaker_reranker.deploy.cli.options import BadInput, server_option
 from sagemaker_reranker.deploy.evaluation.errors import EvalInputError, EvalRunError
 from sagemaker_reranker.deploy.evaluation.metrics import DEFAULT_METRICS
 from sagemaker_reranker.deploy.evaluation.runner import DEFAULT_TOP_K, EvalConfig, run_eval
@@ -18,7 +19,6 @@ from sagemaker_reranker.deploy.evaluation.systems import (
     default_label,
     with_unique_labels,
 )
-from sagemaker_reranker.deploy.local.backend import SERVERS
 
 # The options that each name one system, in the order a user gives them.
 SYSTEM_OPTIONS = {
@@ -26,10 +26,6 @@ SYSTEM_OPTIONS = {
     "endpoint_url": "endpoint-url",
     "model_data": "model-data",
 }
-
-
-class BadInput(click.ClickException):
-    exit_code = 2
 
 
 class _SystemsInOrder(click.Command):
@@ -133,13 +129,7 @@ def _no_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     help="The endpoint name an --endpoint-url server serves.",
 )
 @click.option("--label", multiple=True, help="Names for the systems, one each, in order.")
-@click.option(
-    "--server",
-    type=click.Choice(SERVERS),
-    default="inprocess",
-    show_default=True,
-    help="Local mode's model container for --model-data.",
-)
+@server_option("Local mode's model container for --model-data.")
 @click.option("--instruction", help="Task instruction for instruction-aware rerankers.")
 @click.option(
     "--metrics",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -12,10 +11,10 @@ import click
 
 from sagemaker_reranker.deploy.aws import leftovers, logs, metrics
 from sagemaker_reranker.deploy.aws.instances import instance_vcpus
-from sagemaker_reranker.deploy.aws.session import Aws, DeployError
+from sagemaker_reranker.deploy.aws.session import Aws
 from sagemaker_reranker.deploy.aws.spec import check_endpoint_name
 from sagemaker_reranker.deploy.aws.status import list_endpoints, status
-from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command
+from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
 
 # gc leaves alone what is younger: it may belong to a deploy or update still running.
 DEFAULT_MIN_AGE = "10m"
@@ -164,10 +163,6 @@ def _age(seconds: int | None) -> str:
     return f"{seconds}s"
 
 
-def stdin_is_tty() -> bool:
-    return sys.stdin.isatty()
-
-
 @aws_command("gc", dry_run=True)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
@@ -196,15 +191,14 @@ def gc_command(aws: Aws, yes: bool, min_age: str) -> Result:
         aws.reporter.note(f"leaving {young} leftover(s) younger than {min_age} alone")
     if not old:
         return {"removed": [], "kept_recent": young}, ["nothing to collect"]
-    if not (yes or aws.dry_run):
-        if not stdin_is_tty():
-            raise DeployError(
-                f"refusing to delete {len(old)} leftover(s) without confirmation: pass --yes "
-                "(see them first with --dry-run)"
-            )
-        for item in old:
-            click.echo(f"  {item.kind} {item.name} (endpoint {item.endpoint})", err=True)
-        click.confirm(f"Delete these {len(old)} leftover(s)?", abort=True, err=True)
+    confirm(
+        f"Delete these {len(old)} leftover(s)?",
+        f"refusing to delete {len(old)} leftover(s) without confirmation: pass --yes "
+        "(see them first with --dry-run)",
+        yes,
+        aws.dry_run,
+        shown=[f"  {item.kind} {item.name} (endpoint {item.endpoint})" for item in old],
+    )
     removed = leftovers.collect(aws, old)
     verb = "would delete" if aws.dry_run else "deleted"
     return {"removed": removed, "kept_recent": young}, [f"{verb} {item}" for item in removed]

@@ -1,10 +1,12 @@
-"""The options every AWS command shares, and the one place errors become ``Error: …`` lines."""
+"""The options every AWS command shares, and the one place errors become ``Error: …`` lines;
+the confirmation before a delete, and ``--server`` for the local-mode commands."""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line
 from sagemaker_reranker.deploy.cli.report import TerminalReporter
+from sagemaker_reranker.deploy.local.backend import SERVERS
 from sagemaker_reranker.deploy.redaction import scrub
 
 # A command returns what it did (for --json) and how to say it to a person.
@@ -27,6 +30,31 @@ class BadInput(click.ClickException):
     """
 
     exit_code = 2
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm(
+    question: str, refusal: str, yes: bool, dry_run: bool, shown: Sequence[str] = ()
+) -> None:
+    """Ask ``question`` on the terminal (after the ``shown`` lines) before deleting anything;
+    without a terminal, refuse with ``refusal``. ``--yes`` and a dry run ask nothing."""
+    if yes or dry_run:
+        return
+    if not stdin_is_tty():
+        raise DeployError(refusal)
+    for line in shown:
+        click.echo(line, err=True)
+    click.confirm(question, abort=True, err=True)
+
+
+def server_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--server``: which model container local mode runs."""
+    return click.option(
+        "--server", type=click.Choice(SERVERS), default="inprocess", show_default=True, help=help
+    )
 
 
 def json_value(value: Any) -> Any:

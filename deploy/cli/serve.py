@@ -15,8 +15,7 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.cli.options import BadInput
-from sagemaker_reranker.deploy.local.backend import SERVERS
+from sagemaker_reranker.deploy.cli.options import BadInput, server_option
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
@@ -141,13 +140,7 @@ def usage(url: str, endpoint_name: str) -> str:
     is_flag=True,
     help="Keep serving when the model fails to load (/ping answers 500 with the reason).",
 )
-@click.option(
-    "--server",
-    type=click.Choice(SERVERS),
-    default="inprocess",
-    show_default=True,
-    help="inprocess: sagemaker_inference handler service; mms: multi-model-server (Java 17).",
-)
+@server_option("inprocess: sagemaker_inference handler service; mms: multi-model-server (Java 17).")
 def serve_command(
     model_data: Path | None,
     model_dir: Path | None,

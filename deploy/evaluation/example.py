@@ -10,13 +10,11 @@ first stage of 20 candidates per query, one query at a time, writing the report 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from sagemaker_reranker.deploy.examples.demo import DEFAULT_MODEL, QUIET_ENV, package_model
+from sagemaker_reranker.deploy.examples.demo import example_parser, package_model, quiet_libraries
 
 SOTU_EVAL = Path(__file__).resolve().parents[1] / "examples" / "data" / "sotu-eval"
 TOP_K = 20
@@ -42,17 +40,11 @@ def run(model: str, out: Path, top_k: int = TOP_K) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("MODEL") or DEFAULT_MODEL,
-        help="hub id or local model directory (default: $MODEL or %(default)s)",
-    )
+    parser = example_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".work/eval"), help="output folder")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="BM25 candidates per query")
     args = parser.parse_args(argv)
-    for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
+    quiet_libraries()
     try:
         return run(args.model, args.out, args.top_k)
     except Exception as error:  # one line for the user, not a traceback

