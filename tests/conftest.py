@@ -82,6 +82,23 @@ def tiny_archive(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return package(str(tiny_model_dir), tmp_path_factory.mktemp("archive") / "model.tar.gz").path
 
 
+@pytest.fixture(scope="module")
+def reranker(tiny_model_dir: Path):
+    """The handler's model (``model_fn``) for the tiny model, one per test module."""
+    from handler import inference
+
+    return inference.model_fn(str(tiny_model_dir))
+
+
+@pytest.fixture
+def responder(reranker):
+    """The loopback runtime stand-in (``runtime_responder``) in front of ``reranker``."""
+    from runtime_responder import RuntimeResponder
+
+    with RuntimeResponder(reranker) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def endpoint(tiny_archive: Path):
     """One local endpoint serving the tiny archive, shared by the client-side tests."""

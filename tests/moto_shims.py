@@ -43,7 +43,8 @@ def fail_next_update(endpoint: str, reason: str) -> None:
     _update_failures[endpoint] = reason
 
 
-def _update_endpoint(self: SageMakerResponse) -> Any:
+def _record_update(self: SageMakerResponse) -> tuple[str, str]:
+    """Note an ``update_endpoint`` call in ``update_calls``; its endpoint and config names."""
     name = self._get_param("EndpointName")
     config_name = self._get_param("EndpointConfigName")
     update_calls.append(
@@ -53,6 +54,11 @@ def _update_endpoint(self: SageMakerResponse) -> Any:
             "RetainAllVariantProperties": self._get_param("RetainAllVariantProperties"),
         }
     )
+    return name, config_name
+
+
+def _update_endpoint(self: SageMakerResponse) -> Any:
+    name, config_name = _record_update(self)
     store = self.sagemaker_backend
     store.describe_endpoint(name)  # moto's own "Could not find endpoint" error
     config = store.describe_endpoint_config(config_name)
@@ -158,14 +164,7 @@ def _timed_update(self: SageMakerResponse) -> Any:
             )
         if change_seconds["update"] <= 0:
             return _update_endpoint(self)
-        config_name = self._get_param("EndpointConfigName")
-        update_calls.append(
-            {
-                "EndpointName": name,
-                "EndpointConfigName": config_name,
-                "RetainAllVariantProperties": self._get_param("RetainAllVariantProperties"),
-            }
-        )
+        _, config_name = _record_update(self)
         store.describe_endpoint(name)
         store.describe_endpoint_config(config_name)
         endpoint.endpoint_status = "Updating"

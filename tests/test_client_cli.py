@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-from pathlib import Path
 
 import pytest
 from aws_fixtures import Cli
-from handler import inference
 from runtime_responder import Fault, RuntimeResponder
 
 from sagemaker_reranker.deploy.cli.verbosity import REDACTED, redact
+from sagemaker_reranker.deploy.local.net import free_port
 
 QUERY = "what is the plan for the economy"
 DOCS = ["jobs and wages for workers", "the weather is mild", "lower energy costs for families"]
@@ -22,25 +20,8 @@ TOKEN = "FwoGZXIvYXdzEJr-session-token-0002"
 cli = Cli()
 
 
-@pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
-
-
-@pytest.fixture
-def responder(reranker):
-    with RuntimeResponder(reranker) as server:
-        yield server
-
-
 def invoke(*args: str, docs: list[str] = DOCS) -> list[str]:
     return ["invoke", "reranker", "-q", QUERY, *[a for d in docs for a in ("--doc", d)], *args]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -86,7 +67,7 @@ def test_invoke_has_no_dry_run():
 
 
 def test_an_unreachable_local_endpoint_fails_at_once_in_one_line():
-    result = cli("-v", *invoke("--endpoint-url", f"http://127.0.0.1:{closed_port()}"))
+    result = cli("-v", *invoke("--endpoint-url", f"http://127.0.0.1:{free_port()}"))
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "Could not connect" in lines[0]

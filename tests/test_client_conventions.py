@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import warnings
-from pathlib import Path
 
 import pytest
 from botocore import UNSIGNED
@@ -39,21 +38,10 @@ KEY_ID = "AKIAEXAMPLEKEY000001"
 
 
 @pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
 def reference(reranker) -> list[float]:
     body = json.dumps({"pairs": PAIRS})
     answer = handler_body(reranker, body, "application/json", "application/json")
     return json.loads(answer)["scores"]
-
-
-@pytest.fixture
-def responder(reranker):
-    with RuntimeResponder(reranker) as server:
-        yield server
 
 
 def injected(responder: RuntimeResponder, **options) -> SagemakerEndpointCrossEncoder:

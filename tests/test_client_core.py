@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
-from pathlib import Path
 
 import pytest
-from handler import inference
 from runtime_responder import Fault, RuntimeResponder, handler_body
 
 from sagemaker_reranker.client import (
@@ -19,15 +16,11 @@ from sagemaker_reranker.client import (
     TextPairsHandler,
 )
 from sagemaker_reranker.client.results import ranked, score_problem, sigmoid
+from sagemaker_reranker.deploy.local.net import free_port
 
 QUERY = "what is the plan for the economy"
 DOCS = [f"document {i}: " + "jobs and energy costs " * (i % 7) for i in range(40)]
 PAIRS = [(QUERY, doc) for doc in DOCS]
-
-
-@pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +30,6 @@ def reference(reranker) -> list[float]:
     return json.loads(handler_body(reranker, body, "application/json", "application/json"))[
         "scores"
     ]
-
-
-@pytest.fixture
-def responder(reranker):
-    with RuntimeResponder(reranker) as server:
-        yield server
 
 
 def make_client(responder: RuntimeResponder, **options) -> SagemakerEndpointCrossEncoder:
@@ -292,17 +279,11 @@ def test_a_read_timeout_is_reported_and_not_retried(responder, aws_env):
     assert len(responder.requests) == 1
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_an_unreachable_local_endpoint_fails_at_once(caplog):
     """A loopback URL is a local server: if it refuses, it is not running, and retrying only
     delays saying so (7.6 s with the default attempts)."""
     model = SagemakerEndpointCrossEncoder(
-        endpoint_name="reranker", endpoint_url=f"http://127.0.0.1:{closed_port()}"
+        endpoint_name="reranker", endpoint_url=f"http://127.0.0.1:{free_port()}"
     )
     with caplog.at_level(logging.INFO, logger="sagemaker_reranker"):
         with pytest.raises(RerankerEndpointError) as raised:
@@ -318,7 +299,7 @@ def test_a_connection_refused_by_a_remote_host_is_retried_then_reported(aws_env,
     # a remote host that refuses (plain http to it needs the explicit opt-in).
     model = SagemakerEndpointCrossEncoder(
         endpoint_name="reranker",
-        endpoint_url=f"http://0.0.0.0:{closed_port()}",
+        endpoint_url=f"http://0.0.0.0:{free_port()}",
         allow_insecure_http=True,
         max_attempts=3,
         backoff_base=0.001,

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
-from handler import inference
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from runtime_responder import Fault, RuntimeResponder
@@ -80,11 +78,6 @@ def test_plans_partition_the_input_within_every_limit(pairs, max_pairs, max_byte
 
 
 # ---------------------------------------------------------------------------- through a server
-
-
-@pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")

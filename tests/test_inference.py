@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler import inference, reranker_loading, reranker_scoring
+from handler import inference, reranker_loading
 from sagemaker_inference.errors import GenericInferenceToolkitError
 from transformers import AutoModelForSequenceClassification
 
@@ -30,11 +30,6 @@ DOCS = [
     "",
     "jobs jobs jobs and infrastructure",
 ]
-
-
-@pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> reranker_scoring.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
 
 
 def call(reranker, payload, content_type="application/json", accept="application/json"):

@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 from handler import inference
@@ -27,11 +26,6 @@ PAIRS = [
     (QUERIES[i % 2], f"chunk {i}: " + "jobs infrastructure prices " * (i % 5)) for i in range(70)
 ]
 TEI_BATCH = 32  # TEI's --max-client-batch-size default
-
-
-@pytest.fixture(scope="module")
-def reranker(tiny_model_dir: Path) -> inference.Reranker:
-    return inference.model_fn(str(tiny_model_dir))
 
 
 def ours(endpoint: LocalEndpoint, **options) -> SagemakerEndpointCrossEncoder:

@@ -13,6 +13,7 @@ run made first counts as found, and the loser never deletes what the winner uses
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -75,9 +76,12 @@ def _create_config(
     _create(aws, "endpoint_config", spec.config_name, created, request)
 
 
-def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[str, Any]:
+def _wait_endpoint(
+    aws: Aws, name: str, timeout: float, command: str, describe: Callable[[], dict] | None = None
+) -> dict[str, Any]:
+    """Poll ``describe`` (by default: the endpoint, which must exist) until it settles."""
     return wait_until_settled(
-        lambda: aws.read("sagemaker", "describe_endpoint", EndpointName=name),
+        describe or (lambda: aws.read("sagemaker", "describe_endpoint", EndpointName=name)),
         "EndpointStatus",
         f"endpoint {name}",
         timeout,
@@ -88,13 +92,12 @@ def _wait_endpoint(aws: Aws, name: str, timeout: float, command: str) -> dict[st
 
 def wait_gone(aws: Aws, name: str, timeout: float, command: str) -> None:
     """Poll until the endpoint no longer exists (a delete takes minutes on SageMaker)."""
-    final = wait_until_settled(
-        lambda: describe_endpoint(aws, name) or {"EndpointStatus": "Deleted"},
-        "EndpointStatus",
-        f"endpoint {name}",
+    final = _wait_endpoint(
+        aws,
+        name,
         timeout,
-        f"re-run the same `{command}` command to keep waiting",
-        aws.reporter,
+        command,
+        lambda: describe_endpoint(aws, name) or {"EndpointStatus": "Deleted"},
     )
     if final["EndpointStatus"] != "Deleted":
         raise _failed(name, final, "it was not deleted")

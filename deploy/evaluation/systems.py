@@ -12,7 +12,7 @@ import hashlib
 import re
 import tarfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -139,22 +139,16 @@ def make_client(endpoint_name: str, settings: ClientSettings, url: str | None = 
 @contextmanager
 def open_system(spec: SystemSpec, settings: ClientSettings, note=lambda _: None) -> Iterator:
     """A ready client for ``spec``; an archive's local endpoint runs only inside the block."""
-    if spec.kind == "endpoint":
-        model = make_client(spec.target, settings)
-    elif spec.kind == "endpoint-url":
-        model = make_client(spec.endpoint_name, settings, url=spec.target)
-    else:
-        with _local_endpoint(spec, settings, note) as endpoint:
+    with ExitStack() as stack:
+        if spec.kind == "endpoint":
+            model = make_client(spec.target, settings)
+        elif spec.kind == "endpoint-url":
+            model = make_client(spec.endpoint_name, settings, url=spec.target)
+        else:
+            endpoint = stack.enter_context(_local_endpoint(spec, settings, note))
             model = make_client(endpoint.endpoint_name, settings, url=endpoint.url)
-            try:
-                yield model
-            finally:
-                model.close()
-        return
-    try:
+        stack.callback(model.close)  # before the local endpoint stops
         yield model
-    finally:
-        model.close()
 
 
 @contextmanager

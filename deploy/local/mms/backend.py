@@ -164,10 +164,7 @@ class MmsBackend:
         """Stop MMS and its Python workers, check its ports are closed, remove the run dir."""
         if self.watchdog is not None:
             self.watchdog.stop()  # waits for a restart under way
-        problem = self._shutdown()
-        if self.run_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.run_dir = None
+        problem = self._shutdown_and_clean()
         if problem:
             raise RuntimeError(problem)
 
@@ -186,10 +183,7 @@ class MmsBackend:
 
     def _restart(self, reason: str) -> str | None:
         """Stop what is left of MMS and start it again; why that failed, or None."""
-        problem = self._shutdown()
-        if self.run_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.run_dir = None
+        problem = self._shutdown_and_clean()
         if problem:
             return problem
         try:
@@ -303,6 +297,14 @@ class MmsBackend:
         )
 
     # ----------------------------------------------------------------- stop
+
+    def _shutdown_and_clean(self) -> str | None:
+        """``_shutdown``, then remove the run dir."""
+        problem = self._shutdown()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        return problem
 
     def _shutdown(self) -> str | None:
         """``multi-model-server --stop`` (same TMPDIR), then kill any worker left over;

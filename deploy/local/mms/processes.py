@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -16,17 +17,24 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-def descendants(pid: int) -> list[int]:
-    """All processes below ``pid`` (MMS's Python workers), from ``/proc``."""
-    children: dict[int, list[int]] = {}
+def processes() -> Iterator[tuple[int, str, int]]:
+    """``(pid, state, parent pid)`` of every process; one that ends while read is left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            parent = int(fields[1])
+        except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        yield int(entry.name), fields[0], parent
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below ``pid`` (MMS's Python workers), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for child, _, parent in processes():
+        children.setdefault(parent, []).append(child)
     found, queue = [], [pid]
     while queue:
         for child in children.get(queue.pop(), []):

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local.mms.processes import alive
+from sagemaker_reranker.deploy.local.mms.processes import alive, processes
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +32,13 @@ RESTART_WINDOW = 600.0
 def listeners(java_pid: int) -> list[int]:
     """MMS's worker listener processes: the Python children of its Java process."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid, state, parent in processes():
+        if parent != java_pid or state == "Z":
             continue
         try:
-            fields = (entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-            if int(fields[1]) != java_pid or fields[0] == "Z":
-                continue
-            if WORKER_SCRIPT in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
+            if WORKER_SCRIPT in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
             continue
     return found
 
