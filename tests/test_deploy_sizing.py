@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-# moto (the AWS stand-in) and the CLI helpers of the other control-plane tests.
-from test_deploy_commands import BUCKET, NAME, ROLE, cli, deploy, moto, state  # noqa: F401
+# The CLI helpers and moto settings (secret, shims) of the other control-plane tests.
+from test_deploy_commands import BUCKET, NAME, ROLE, cli, deploy, moto_options, state  # noqa: F401
 
 from sagemaker_reranker.deploy.aws.instances import GPU_DOCS, describe_instance
 from sagemaker_reranker.deploy.aws.session import DeployError
