@@ -21,12 +21,11 @@ import argparse
 import gc
 import json
 import os
-import statistics
 from pathlib import Path
 
 from bench.machine import decoder_flops
 from bench.reference import ModelCardYesNoReranker
-from bench.timing import JSON, timed_rounds
+from bench.timing import JSON, cell_summary, timed_rounds
 from bench.workloads import Workload
 from sagemaker_reranker.deploy.packaging.build import import_handler
 
@@ -123,17 +122,11 @@ def bench_causal(
             }
             reference = timings["card"]["scores"]
             for system, cell in timings.items():
-                median = statistics.median(cell["times_s"])
+                entry = cell_summary(cell, len(workload.pairs), reference, "card")
+                median = entry["median_s"]
                 work = card_flops if system == "card" else our_flops
                 row["systems"][system] = {
-                    "times_s": cell["times_s"],
-                    "cpu_s": cell["cpu_s"],
-                    "median_s": median,
-                    "median_cpu_s": statistics.median(cell["cpu_s"]),
-                    "pairs_per_s": len(workload.pairs) / median,
-                    "max_abs_diff_vs_card": max(
-                        abs(a - b) for a, b in zip(cell["scores"], reference, strict=True)
-                    ),
+                    **entry,
                     "gflop": work["total"] / 1e9,
                     "head_gflop": work["head"] / 1e9,
                     "peak_fraction": work["total"] / median / 1e9 / peak["gflops"],

@@ -19,7 +19,6 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from bench.machine import (
 )
 from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
-from bench.timing import JSON, MAX_RUNS, Scorer, timed_rounds
+from bench.timing import JSON, MAX_RUNS, Scorer, cell_summary, timed_rounds
 from bench.workloads import Workload, build_workloads
 from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.packaging.build import import_handler
@@ -102,17 +101,8 @@ def bench_model(
         reference = timings["sample"]["scores"]
         row = {"description": workload.description, "pairs": len(workload.pairs), "systems": {}}
         for name, cell in timings.items():
-            median = statistics.median(cell["times_s"])
-            entry = {
-                "times_s": cell["times_s"],
-                "cpu_s": cell["cpu_s"],
-                "median_s": median,
-                "median_cpu_s": statistics.median(cell["cpu_s"]),
-                "pairs_per_s": len(workload.pairs) / median,
-                "max_abs_diff_vs_sample": max(
-                    abs(a - b) for a, b in zip(cell["scores"], reference, strict=True)
-                ),
-            }
+            entry = cell_summary(cell, len(workload.pairs), reference, "sample")
+            median = entry["median_s"]
             planned = planned_batches(name, systems[name][1], workload.pairs)
             if planned is not None:
                 batches, packed = planned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -37,3 +38,19 @@ def timed_rounds(
             cell["times_s"].append(time.perf_counter() - wall)
             cell["cpu_s"].append(time.process_time() - cpu)
     return results
+
+
+def cell_summary(cell: dict, pairs: int, reference: list[float], against: str) -> dict:
+    """One system's figures on one workload: its runs, medians, pairs/s and the largest score
+    difference to ``reference`` (stored under ``max_abs_diff_vs_<against>``)."""
+    median = statistics.median(cell["times_s"])
+    return {
+        "times_s": cell["times_s"],
+        "cpu_s": cell["cpu_s"],
+        "median_s": median,
+        "median_cpu_s": statistics.median(cell["cpu_s"]),
+        "pairs_per_s": pairs / median,
+        f"max_abs_diff_vs_{against}": max(
+            abs(a - b) for a, b in zip(cell["scores"], reference, strict=True)
+        ),
+    }
