@@ -2,26 +2,32 @@
 
 Each check runs in a subprocess whose environment holds only PATH and a HOME that is an empty
 folder, against the real local endpoint (real server process, real handler). The expected
-scores come from the same endpoint through a signed boto3 client with placeholder keys.
+scores come from the same endpoint through `LocalEndpoint.runtime_client()`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.deploy.local.net import free_port, port_open
 
 QUERY = "what is the plan for the economy"
 DOCS = ["jobs and wages", "the weather is mild", "lower energy costs for families"]
 TIMEOUT = 120
 CLI = str(Path(sys.executable).parent / "sagemaker-reranker")
+EVAL_DATA = SPEECH.parent / "sotu-eval"  # the labelled example set `make eval` uses
 
 
 def empty_env(home: Path, **extra: str) -> dict[str, str]:
@@ -137,3 +143,53 @@ def test_no_credentials_are_invented_for_aws(tmp_path):
     assert "no AWS region" in refused
     assert signing == "signed" and credentials == "None"
     assert url == "https://runtime.sagemaker.eu-west-1.amazonaws.com"
+
+
+def test_serve_then_invoke_need_no_aws_setup(tiny_archive, tmp_path):
+    """``serve`` started with an empty environment answers ``invoke --endpoint-url``."""
+    env = empty_env(tmp_path / "home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen(
+        [CLI, "serve", "--model-data", str(tiny_archive), "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not _healthy(url):
+            assert serve.poll() is None, serve.stdout.read()
+            assert time.monotonic() < deadline, "serve did not become healthy"
+            time.sleep(0.2)
+        args = [CLI, "invoke", "local-reranker", "-q", QUERY, "--json", "--endpoint-url", url]
+        done = run([*args, *(arg for doc in DOCS for arg in ("--doc", doc))], env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)) == len(DOCS)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        output = serve.communicate(timeout=TIMEOUT)[0]
+    assert serve.returncode == 0, output
+    assert "Traceback" not in output
+    assert not port_open("127.0.0.1", port)
+
+
+def test_eval_with_a_local_archive_needs_no_aws_setup(tiny_archive, tmp_path):
+    """``eval --model-data`` starts local mode and scores through the client, with no AWS."""
+    env = empty_env(tmp_path / "home", HF_HUB_OFFLINE="1")
+    args = [CLI, "eval", "--data", str(EVAL_DATA), "--top-k", "3", "--model-data"]
+    done = run([*args, str(tiny_archive), "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "Unable to locate credentials" not in done.stderr
+    assert report  # the systems' metrics: what they are is test_eval's concern
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False

@@ -308,21 +308,25 @@ class LocalEndpoint:
         return status == 200, str(payload.get("reason", ""))
 
     def runtime_client(self, **config):
-        """A boto3 ``sagemaker-runtime`` client for this endpoint.
-
-        Dummy credentials and a region are set because botocore signs every request and
-        raises NoCredentialsError/NoRegionError before it ever reaches 127.0.0.1.
+        """A boto3 ``sagemaker-runtime`` client for this endpoint, built as the client builds
+        one for any loopback URL: unsigned, so it needs no AWS credentials, region or config.
+        ``config`` goes to botocore (e.g. ``read_timeout``).
         """
-        import boto3
         from botocore.config import Config
+
+        from sagemaker_reranker.client.runtime import Credentials, make_runtime_client
 
         options = {
             "read_timeout": self.invocation_timeout + 10,
             "retries": {"max_attempts": 1, "mode": "standard"},
         }
         options.update(config)
-        return boto3.session.Session(
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            region_name="us-east-1",
-        ).client("sagemaker-runtime", endpoint_url=self.url, config=Config(**options))
+        return make_runtime_client(
+            max_concurrency=1,
+            region_name=None,
+            profile_name=None,
+            endpoint_url=self.url,
+            allow_insecure_http=True,  # the server this object started, wherever it binds
+            credentials=Credentials(),
+            config=Config(**options),
+        )
