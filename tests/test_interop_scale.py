@@ -18,6 +18,7 @@ import pytest
 from handler import inference
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
+from sagemaker_reranker.client.results import assemble
 from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 pytestmark = pytest.mark.slow
@@ -110,16 +111,16 @@ def test_client_overhead_per_thousand_pairs(pairs, endpoint):
     model = SagemakerEndpointCrossEncoder(
         endpoint_name=endpoint.endpoint_name, client=endpoint.runtime_client()
     )
-    count, requests = model._prepare(pairs)
+    count, requests = model._prepare(pairs, None)
     bodies = [json.dumps({"scores": [0.123456789] * len(r.indices)}).encode() for r in requests]
 
     def round_trip() -> None:
-        planned = model._prepare(pairs)[1]
+        planned = model._prepare(pairs, None)[1]
         results = [
             model._checked_scores(body, len(r.indices), None)
             for r, body in zip(planned, bodies, strict=True)
         ]
-        model._assemble(count, planned, results)
+        assemble(count, planned, None, results)
 
     def serialise(dumps) -> None:
         for r in requests:
@@ -129,7 +130,7 @@ def test_client_overhead_per_thousand_pairs(pairs, endpoint):
         model._checked_scores(b, len(r.indices), None)
         for r, b in zip(requests, bodies, strict=True)
     ]
-    assert model._assemble(count, requests, results) == [0.123456789] * COUNT
+    assert assemble(count, requests, None, results) == [0.123456789] * COUNT
     per_thousand = COUNT / 1000
     total = [value / per_thousand for value in _cpu_ms(round_trip)]
     fast = [value / per_thousand for value in _cpu_ms(lambda: serialise(orjson.dumps))]
