@@ -45,13 +45,6 @@ def remember(env: Mapping[str, str]) -> None:
         )
 
 
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` with the values of secret-looking names replaced by ``<redacted>``."""
-    return {
-        name: REDACTED if is_secret_name(name) and value else value for name, value in env.items()
-    }
-
-
 def scrub(text: str) -> str:
     """``text`` with every remembered secret value replaced by ``<redacted>``."""
     with _lock:

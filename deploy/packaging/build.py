@@ -28,9 +28,11 @@ from sagemaker_reranker.deploy.packaging.kinds import (
 )
 from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
+    PICKLE_PATTERNS,
     Manifest,
     PackageError,
     file_sha256,
+    is_weight_file,
 )
 
 Progress = Callable[[str, int, int], None]
@@ -54,7 +56,6 @@ MODEL_PATTERNS = (
     "LICENSE*",
     "README.md",
 )
-PICKLE_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -276,7 +277,7 @@ def write_archive(
         manifest = Manifest(
             source=source,
             revision=revision,
-            weights=any(_matches(name, ("*.safetensors", *PICKLE_PATTERNS)) for name in files),
+            weights=any(is_weight_file(name) for name in files),
             files={name: file_sha256(files[name], hashing) for name in sorted(files)},
             versions=_versions(),
             **(details.manifest_fields() if details else {}),

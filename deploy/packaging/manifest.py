@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 MANIFEST = "reranker-manifest.json"
@@ -22,6 +22,16 @@ PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
 SCORING_KINDS = ("classifier", "yes-no")
 PROMPTS = ("qwen3-reranker",)
 MAX_INSTRUCTION_CHARS = 4096
+PICKLE_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
+WEIGHT_PATTERNS = ("*.safetensors", *PICKLE_PATTERNS)
+
+
+def is_weight_file(name: str) -> bool:
+    """A weight file the handler would load (the handler's own ``code/`` folder aside): what
+    the manifest's ``weights`` means, for ``package`` writing it and the checks reading it."""
+    return not name.startswith("code/") and any(
+        PurePosixPath(name).match(pattern) for pattern in WEIGHT_PATTERNS
+    )
 
 
 class PackageError(Exception):

@@ -15,26 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from sagemaker_reranker.deploy.packaging.build import PICKLE_PATTERNS
 from sagemaker_reranker.deploy.packaging.manifest import (
     MANIFEST,
     MAX_MANIFEST_BYTES,
     Manifest,
     PackageError,
+    is_weight_file,
 )
 from sagemaker_reranker.deploy.packaging.tar_reader import Limits, Member, TarReader
 
-WEIGHT_PATTERNS = ("*.safetensors", *PICKLE_PATTERNS)
 # What an archive without weights may name as the model to download: a hub id, no more.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-
-
-def is_weight_file(name: str) -> bool:
-    """A weight file the handler would load (the handler's own ``code/`` folder aside)."""
-    return not name.startswith("code/") and any(
-        PurePosixPath(name).match(pattern) for pattern in WEIGHT_PATTERNS
-    )
 
 
 @dataclass
