@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import NoRegionError, ProfileNotFound
 
-from sagemaker_reranker.deploy.platform import user_agent
+from sagemaker_reranker.inference.reranker_contract import user_agent
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.deploy.platform import user_agent
+from sagemaker_reranker.inference.reranker_contract import user_agent
 from sagemaker_reranker.deploy.redaction import redact
 
 # How often a wait polls Describe*; SageMaker changes state in minutes, not seconds.

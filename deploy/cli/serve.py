@@ -19,7 +19,7 @@ from sagemaker_reranker.deploy.cli.options import BadInput, server_option
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
-from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
+from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 from sagemaker_reranker.deploy.settings import parse_env
 
 EXAMPLE = '{"pairs": [["What is the plan for the economy?", "We will lower costs for families."]]}'

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES
 
 SERVERS = ("inprocess", "mms")
 

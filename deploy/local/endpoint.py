@@ -30,7 +30,7 @@ from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.server import MAX_CONNECTIONS, REQUEST_TIMEOUT
 from sagemaker_reranker.deploy.packaging.build import copy_handler
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
-from sagemaker_reranker.deploy.platform import INVOCATION_TIMEOUT, MAX_BODY_BYTES
+from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 HANDLER = Path("code") / "inference.py"
 PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")

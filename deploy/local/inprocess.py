@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger("sagemaker_reranker.local")
 

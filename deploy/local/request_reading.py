@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from email.message import Message
 
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES
 
 MAX_CUSTOM_ATTRIBUTES = 1024  # what InvokeEndpoint accepts
 PRINTABLE = re.compile(r"^[\x20-\x7e]*$")

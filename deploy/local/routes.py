@@ -32,7 +32,8 @@ from sagemaker_reranker.deploy.local.runtime_errors import (
     runtime_error,
     timeout_message,
 )
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON, VARIANT
+from sagemaker_reranker.deploy.platform import VARIANT
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
 
 if TYPE_CHECKING:
     from sagemaker_reranker.deploy.local.server import LocalServer

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sagemaker_reranker.deploy.platform import CONTAINER, JSON, VARIANT
+from sagemaker_reranker.deploy.platform import CONTAINER, VARIANT
+from sagemaker_reranker.inference.reranker_contract import JSON
 
 
 @dataclass

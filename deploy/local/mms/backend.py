@@ -58,7 +58,7 @@ from sagemaker_reranker.deploy.local.mms.venv import (
 )
 from sagemaker_reranker.deploy.local.mms.watchdog import Watchdog, dead_processes
 from sagemaker_reranker.deploy.local.net import free_ports, port_open
-from sagemaker_reranker.deploy.platform import CUSTOM_ATTRIBUTES, JSON
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,84 @@
+"""The contract every part of sagemaker-reranker shares: the one definition of each fact.
+
+The handler imports it flatly (``from reranker_contract import JSON``), as it ships in
+``code/`` beside ``inference.py``; packaging, local mode and the client import it from the
+installed package (``sagemaker_reranker.inference.reranker_contract``). Standard library
+only, so importing it never pulls in torch. No other file restates these values.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+# --- The wire: content types, headers, the platform's limits -------------------------------
+JSON = "application/json"
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+INFERENCE_COMPONENT = "X-Amzn-SageMaker-Inference-Component"
+MAX_CUSTOM_ATTRIBUTES = 1024  # characters InvokeEndpoint accepts in CustomAttributes
+MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's real-time payload limit
+INVOCATION_TIMEOUT = 60.0  # seconds a container has to answer on AWS
+
+# --- Requests ----------------------------------------------------------------------------
+PAIR_KEYS = ("pairs", "text_pairs")  # {"pairs": [[q, d], ...]}, the stock LangChain handler's
+QUERY_KEY, TEXTS_KEY = "query", "texts"  # {"query": q, "texts": [d, ...]}, TEI's /rerank
+INSTRUCTION_KEY = "instruction"  # optional beside any shape, for prompted rerankers
+MAX_INSTRUCTION_CHARS = 4096
+SCORES_KEY = "scores"  # the answer: {"scores": [float, ...]} in input order
+SHAPES = (
+    "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or "
+    "{'query': q, 'texts': [doc, ...]}, each with an optional 'instruction': str"
+)
+
+# --- The archive -------------------------------------------------------------------------
+MANIFEST = "reranker-manifest.json"  # at the archive's root, its first entry
+MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is a few KiB
+HANDLER_DIR = "code"
+HANDLER = "inference.py"  # SAGEMAKER_PROGRAM
+SAFE_WEIGHT_PATTERNS = ("*.safetensors",)
+# Pickle weights can run code when loaded; the handler reads them only when allowed.
+PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
+WEIGHT_PATTERNS = SAFE_WEIGHT_PATTERNS + PICKLE_WEIGHT_PATTERNS
+
+
+def is_weight_file(name: str) -> bool:
+    """A weight file the handler would load, by its path inside the model folder (the
+    handler's own ``code/`` aside): what ``package`` counts, the checks verify and the handler
+    loads."""
+    path = PurePosixPath(name)
+    return path.parts[:1] != (HANDLER_DIR,) and any(path.match(p) for p in WEIGHT_PATTERNS)
+
+
+def is_pickle_weight_file(name: str) -> bool:
+    """A weight file in a format that can run code when loaded."""
+    return is_weight_file(name) and any(PurePosixPath(name).match(p) for p in PICKLE_WEIGHT_PATTERNS)
+
+
+# --- Model kinds -------------------------------------------------------------------------
+CLASSIFIER, YES_NO = "classifier", "yes-no"
+SCORING_KINDS = (CLASSIFIER, YES_NO)
+SCORING_CHOICES = ("auto", *SCORING_KINDS)
+QWEN3_RERANKER = "qwen3-reranker"
+PROMPTS = (QWEN3_RERANKER,)
+# Qwen3-Reranker's model card default.
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+# Model types whose sequence classifiers are converted Qwen3-Rerankers, expecting its prompt.
+PROMPTED_CLASSIFIER_TYPES = frozenset({"qwen3"})
+
+
+def is_causal(architecture: str) -> bool:
+    """A causal LM (scored by its yes/no answer), by its architecture's class name."""
+    return architecture.endswith(CAUSAL_SUFFIXES)
+
+
+# --- Who calls ---------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def user_agent() -> str:
+    """``sagemaker-reranker/<version>``: named in every request, as AWS asks tools to do."""
+    try:
+        version = importlib.metadata.version("sagemaker-reranker")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"sagemaker-reranker/{version}"
