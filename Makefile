@@ -27,11 +27,11 @@ test: install  ## ruff, then the whole suite (slow tiers included, as in CI)
 	$(BIN)/pytest
 
 demo: install  ## package the model, serve it locally, rerank the example query through LangChain
-	$(BIN)/python -m sagemaker_reranker.deploy.examples.demo --model $(MODEL)
+	$(BIN)/python -m sagemaker_reranker.examples.demo --model $(MODEL)
 
 eval: install  ## rerank the labelled State of the Union set with MODEL: quality, latency, plot in EVAL_OUT
 	rm -rf $(EVAL_OUT)
-	$(BIN)/python -m sagemaker_reranker.deploy.evaluation.example --model $(MODEL) --out $(EVAL_OUT)
+	$(BIN)/python -m sagemaker_reranker.examples.sotu_eval --model $(MODEL) --out $(EVAL_OUT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -38,8 +38,8 @@ from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
 from bench.timing import JSON, MAX_RUNS, Scorer, cell_summary, timed_rounds
 from bench.workloads import Workload, build_workloads
-from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.packaging.build import import_handler
+from sagemaker_reranker.examples.speech import SPEECH
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+    from sagemaker_reranker.examples.offline_models import build_offline_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

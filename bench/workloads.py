@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 MIXED_QUERIES = (
     EXAMPLE_QUERY,

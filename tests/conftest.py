@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.packaging.build import package
+from sagemaker_reranker.examples.offline_models import build_offline_model
 
 # No test may reach the hub or real AWS.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -32,8 +32,8 @@ from moto_shims import (
     write_endpoint_logs,
 )
 
-from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
 from sagemaker_reranker.deploy.packaging.build import package
+from sagemaker_reranker.examples.offline_models import build_offline_model
 
 A, B = "AllTraffic/i-0c1f5e3a9b7d24e16", "AllTraffic/i-08d2a6e4c1b3f5a79"
 FOUND = "Inference script implementation found at `inference`."

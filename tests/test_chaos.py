@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 pytestmark = pytest.mark.slow
 

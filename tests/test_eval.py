@@ -20,12 +20,12 @@ from runtime_responder import Fault, RuntimeResponder
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.evaluation.runs import ranked, read_run
-from sagemaker_reranker.deploy.examples.speech import speech_chunks
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.evaluation.runs import ranked, read_run
+from sagemaker_reranker.examples.sotu_eval import SOTU_EVAL as SOTU
+from sagemaker_reranker.examples.speech import speech_chunks
 
 MEASURES = "nDCG@10,RR@10,R@10,R@100,P@3,AP"
-SOTU = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "data" / "sotu-eval"
 
 # Documents whose known-function score is their "value"; d3 and d6 tie on purpose.
 DOCS = {
@@ -266,8 +266,8 @@ def test_two_archives_compared_in_one_run(
     tiny_model_dir: Path,
     tiny_archive: Path,
 ) -> None:
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
     from sagemaker_reranker.deploy.packaging.build import package
+    from sagemaker_reranker.examples.offline_models import build_offline_model
 
     other = build_offline_model("tiny", tmp_path / "tiny-seed-1", seed=1)
     second = package(str(other), tmp_path / "other.tar.gz").path
@@ -421,3 +421,35 @@ def test_instruction_goes_with_every_request(
     )  # fmt: skip
     assert len(known.requests) == 4
     assert all(json.loads(r.body)["instruction"] == task for r in known.requests)
+
+
+# ---------------------------------------------------------------- what evaluation depends on
+
+
+def test_evaluation_reaches_into_deploy_only_for_local_mode_and_packaging() -> None:
+    """Evaluation is a client of the endpoint: from deploy/ it takes ``LocalEndpoint`` (to serve
+    ``--model-data``) and the archive's manifest (its identity and label), nothing else; the
+    command line's click stays in deploy/cli/eval.py."""
+    import ast
+
+    import sagemaker_reranker.evaluation as evaluation
+
+    allowed = {
+        "sagemaker_reranker.deploy.local.endpoint",
+        "sagemaker_reranker.deploy.packaging.manifest",
+    }
+    sources = sorted(Path(evaluation.__path__[0]).glob("*.py"))
+    assert len(sources) > 1
+    reached = {}
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                if module.startswith(("sagemaker_reranker.deploy", "click")):
+                    reached.setdefault(module, []).append(f"{source.name}:{node.lineno}")
+    assert {m: where for m, where in reached.items() if m not in allowed} == {}

@@ -16,7 +16,7 @@ from terminal import stderr_on_a_terminal
 from test_eval import QUERIES, RUN, known_scores, write_beir, write_trec
 
 from sagemaker_reranker.deploy.cli import main
-from sagemaker_reranker.deploy.evaluation.runs import read_run
+from sagemaker_reranker.evaluation.runs import read_run
 
 pytestmark = pytest.mark.slow
 

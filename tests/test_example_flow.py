@@ -19,11 +19,11 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
-from sagemaker_reranker.deploy.examples import demo
-from sagemaker_reranker.deploy.examples.demo import build_retriever, minilm_embeddings
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, split_speech
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.examples import demo
+from sagemaker_reranker.examples.demo import build_retriever, minilm_embeddings
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, split_speech
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from handler import reranker_loading
 
-from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
+from sagemaker_reranker.examples.offline_models import build_offline_model
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 DEVICE = os.environ.get("RERANKER_GPU_CHECK_DEVICE") or (
     "cuda" if torch.cuda.is_available() else None

@@ -19,7 +19,7 @@ from handler import inference
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.client.results import assemble
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, speech_chunks
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from handler import (
 from references import ModelCardYesNoReranker, SampleCrossEncoder
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
-from sagemaker_reranker.deploy.examples.speech import SPEECH
+from sagemaker_reranker.examples.speech import SPEECH
 
 PARITY = 1e-4  # fp32, against the model card's computation
 PACKING = 1e-5  # fp32, packed against padded: the same arithmetic in another order

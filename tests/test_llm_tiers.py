@@ -87,8 +87,8 @@ def test_langchain_flow_reranks_with_the_causal_reranker(qwen3_archive, tmp_path
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
-    from sagemaker_reranker.deploy.examples.demo import build_retriever, minilm_embeddings
-    from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, split_speech
+    from sagemaker_reranker.examples.demo import build_retriever, minilm_embeddings
+    from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, split_speech
 
     retriever = build_retriever(split_speech(), minilm_embeddings())
     chunks = [document.page_content for document in retriever.invoke(EXAMPLE_QUERY)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiers import endpoint_pool_fixture  # noqa: F401 - registers the fixture
 
-from sagemaker_reranker.deploy.examples.offline_models import TINY_WORDS
+from sagemaker_reranker.examples.offline_models import TINY_WORDS
 
 CLIENTS, REQUESTS, PAIRS = 8, 200, 20
 MARKER = "zebracorn"  # in every document: must never reach the log

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import free_port, port_open
+from sagemaker_reranker.examples.speech import SPEECH
 
 QUERY = "what is the plan for the economy"
 DOCS = ["jobs and wages", "the weather is mild", "lower energy costs for families"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+from sagemaker_reranker.examples.offline_models import build_offline_model
 
 
 def _digest(path: Path) -> str:

@@ -10,22 +10,20 @@ from pathlib import Path
 import click
 
 from sagemaker_reranker.deploy.cli.options import BadInput, server_option
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError, EvalRunError
-from sagemaker_reranker.deploy.evaluation.metrics import DEFAULT_METRICS
-from sagemaker_reranker.deploy.evaluation.runner import DEFAULT_TOP_K, EvalConfig, run_eval
-from sagemaker_reranker.deploy.evaluation.systems import (
+from sagemaker_reranker.evaluation.errors import EvalInputError, EvalRunError
+from sagemaker_reranker.evaluation.metrics import DEFAULT_METRICS
+from sagemaker_reranker.evaluation.runner import DEFAULT_TOP_K, EvalConfig, run_eval
+from sagemaker_reranker.evaluation.systems import (
+    SYSTEM_KINDS,
     ClientSettings,
     SystemSpec,
     default_label,
     with_unique_labels,
 )
 
-# The options that each name one system, in the order a user gives them.
-SYSTEM_OPTIONS = {
-    "endpoint": "endpoint",
-    "endpoint_url": "endpoint-url",
-    "model_data": "model-data",
-}
+# Each system kind is the option that names one (--endpoint-url: kind endpoint-url), keyed
+# by click's parameter name.
+SYSTEM_OPTIONS = {kind.replace("-", "_"): kind for kind in SYSTEM_KINDS}
 
 
 class _SystemsInOrder(click.Command):
@@ -216,7 +214,7 @@ def eval_command(ctx: click.Context, **params) -> None:
 
         click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
         return
-    from sagemaker_reranker.deploy.evaluation.report import summary_line, table
+    from sagemaker_reranker.evaluation.report import summary_line, table
 
     click.echo(summary_line(report))
     click.echo(table(report))

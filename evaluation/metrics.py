@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.errors import EvalInputError
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@10", "R@100")
 

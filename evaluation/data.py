@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.errors import EvalInputError
 
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
 

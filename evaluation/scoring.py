@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalRunError
-from sagemaker_reranker.deploy.evaluation.runs import Ranking
-from sagemaker_reranker.deploy.evaluation.store import QueryResult, ScoreStore
+from sagemaker_reranker.evaluation.errors import EvalRunError
+from sagemaker_reranker.evaluation.runs import Ranking
+from sagemaker_reranker.evaluation.store import QueryResult, ScoreStore
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,21 @@ from pathlib import Path
 
 import orjson
 
-from sagemaker_reranker.deploy.evaluation.data import Dataset, load_dataset, load_documents
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
-from sagemaker_reranker.deploy.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metrics
-from sagemaker_reranker.deploy.evaluation.report import (
+from sagemaker_reranker.evaluation.data import Dataset, load_dataset, load_documents
+from sagemaker_reranker.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metrics
+from sagemaker_reranker.evaluation.report import (
     Report,
     SystemReport,
     cost_per_1000,
     latency_summary,
     markdown,
 )
-from sagemaker_reranker.deploy.evaluation.runs import Ranking, ranked, read_run, write_atomically
-from sagemaker_reranker.deploy.evaluation.runs import write_run as write_run_file
-from sagemaker_reranker.deploy.evaluation.scoring import plan_work, score_queries
-from sagemaker_reranker.deploy.evaluation.store import QueryResult, ScoreStore
-from sagemaker_reranker.deploy.evaluation.systems import (
+from sagemaker_reranker.evaluation.runs import Ranking, ranked, read_run, write_atomically
+from sagemaker_reranker.evaluation.runs import write_run as write_run_file
+from sagemaker_reranker.evaluation.scoring import plan_work, score_queries
+from sagemaker_reranker.evaluation.store import QueryResult, ScoreStore
+from sagemaker_reranker.evaluation.systems import (
     ClientSettings,
     SystemSpec,
     check_spec,
@@ -163,7 +163,7 @@ def _candidates(config: EvalConfig, dataset: Dataset) -> tuple[str, dict, dict]:
         name = f"run {config.candidates.name} (top {config.top_k})"
         source = str(config.candidates)
     else:
-        from sagemaker_reranker.deploy.evaluation.first_stage import bm25_candidates
+        from sagemaker_reranker.evaluation.first_stage import bm25_candidates
 
         judged = {qid: dataset.queries[qid] for qid in dataset.judged}
         result = bm25_candidates(dataset.corpus_path, judged, config.top_k)
@@ -228,7 +228,7 @@ def _write_outputs(
     reranked: dict[str, dict[str, Ranking]],
     systems: list[SystemSpec],
 ) -> None:
-    from sagemaker_reranker.deploy.evaluation.plot import plot_png
+    from sagemaker_reranker.evaluation.plot import plot_png
 
     runs = out / RUNS
     write_run_file(runs / "first-stage.trec", first, "first-stage")

@@ -5,7 +5,7 @@ offline, the MiniLM-L6 encoder with an untrained head, clearly labelled as such)
 archive with local mode, indexes ``state_of_the_union.txt`` (500/100 chunks, MiniLM
 embeddings, FAISS, k=20), reranks the example query through LangChain's
 ``ContextualCompressionRetriever`` and prints the top 3 with their scores and the time each
-stage took. Run ``python -m sagemaker_reranker.deploy.examples.demo``.
+stage took. Run ``python -m sagemaker_reranker.examples.demo``.
 
 The building blocks (``split_speech``, ``minilm_embeddings``, ``build_retriever``) are what
 ``tests/test_example_flow.py`` uses too.
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sagemaker_reranker.deploy.examples.speech import EXAMPLE_QUERY, SPEECH, split_speech
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, SPEECH, split_speech
 
 DEFAULT_MODEL = "BAAI/bge-reranker-base"
 OFFLINE_MODEL = "minilm"
@@ -90,9 +90,9 @@ def package_model(model: str, out_dir: Path) -> tuple[Path, str]:
 
     Returns the archive and a label for the output.
     """
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
     from sagemaker_reranker.deploy.packaging.build import package
     from sagemaker_reranker.deploy.packaging.manifest import PackageError
+    from sagemaker_reranker.examples.offline_models import build_offline_model
 
     archive = out_dir / "model.tar.gz"
     try:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.errors import EvalInputError
 
 # One query's candidates, best first: (document id, score).
 Ranking = list[tuple[str, float]]

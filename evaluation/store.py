@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.errors import EvalInputError
 
 FORMAT = "sagemaker-reranker-eval-scores/1"
 

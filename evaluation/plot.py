@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from sagemaker_reranker.deploy.evaluation.report import Report
+from sagemaker_reranker.evaluation.report import Report
 
 
 def plot_png(report: Report) -> bytes:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError, EvalRunError
+from sagemaker_reranker.evaluation.errors import EvalInputError, EvalRunError
 
-KINDS = ("endpoint", "endpoint-url", "model-data")
+# What ``SystemSpec.kind`` can be; the command line has one option per kind.
+SYSTEM_KINDS = ("endpoint", "endpoint-url", "model-data")
 LOCAL_ENDPOINT_NAME = "local-reranker"
 
 

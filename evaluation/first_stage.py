@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sagemaker_reranker.deploy.evaluation.data import iter_corpus
-from sagemaker_reranker.deploy.evaluation.errors import EvalInputError
-from sagemaker_reranker.deploy.evaluation.runs import Ranking, ranked
+from sagemaker_reranker.evaluation.data import iter_corpus
+from sagemaker_reranker.evaluation.errors import EvalInputError
+from sagemaker_reranker.evaluation.runs import Ranking, ranked
 
 
 @dataclass(frozen=True)
