@@ -52,7 +52,9 @@ def is_weight_file(name: str) -> bool:
 
 def is_pickle_weight_file(name: str) -> bool:
     """A weight file in a format that can run code when loaded."""
-    return is_weight_file(name) and any(PurePosixPath(name).match(p) for p in PICKLE_WEIGHT_PATTERNS)
+    return is_weight_file(name) and any(
+        PurePosixPath(name).match(p) for p in PICKLE_WEIGHT_PATTERNS
+    )
 
 
 # --- Model kinds -------------------------------------------------------------------------

@@ -23,8 +23,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.inference.reranker_contract import user_agent
 from sagemaker_reranker.deploy.redaction import redact
+from sagemaker_reranker.inference.reranker_contract import user_agent
 
 # How often a wait polls Describe*; SageMaker changes state in minutes, not seconds.
 POLL_SECONDS = 15.0

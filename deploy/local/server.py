@@ -58,8 +58,8 @@ from sagemaker_reranker.deploy.local.backend import SERVERS, Backend, make_backe
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.local.request_reading import escape
 from sagemaker_reranker.deploy.local.routes import RequestHandler
-from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 from sagemaker_reranker.deploy.settings import ENV_NAME
+from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 logger = logging.getLogger("sagemaker_reranker.local")
 REQUEST_TIMEOUT = 60.0
