@@ -32,24 +32,23 @@ _WRAPPED = re.compile(r"^\((\d{3}),\s*(['\"])(.*)", re.DOTALL)
 
 @dataclass(eq=False, repr=False)  # an exception compares by identity and shows its args
 class RerankerEndpointError(RuntimeError):
-    """A failed reranker call: the endpoint's status and message, and the AWS request id.
-
-    ``status`` and ``message`` are the real cause (unwrapped from the container's error when
-    it wrapped one); ``error_code``, ``http_status``, ``original_status`` and
-    ``original_message`` are what the runtime itself reported. ``retryable`` is true only for
-    throttling and connection failures before the request was sent.
-    """
+    """A failed reranker call: the endpoint's status and message, and the AWS request id."""
 
     message: str
+    """The cause, unwrapped from the container's error when it wrapped one."""
     _: KW_ONLY
     status: int | None = None
+    """The cause's status (the handler's 413, say, not the container's 400)."""
     request_id: str | None = None
     endpoint_name: str | None = None
     error_code: str | None = None
+    """What the runtime itself reported: ``error_code``, ``http_status``, and for a
+    container's error (``ModelError``) ``original_status`` and ``original_message``."""
     http_status: int | None = None
     original_status: int | None = None
     original_message: str | None = None
     retryable: bool = False
+    """Only throttling, and connection failures before the request was sent."""
 
     def __post_init__(self) -> None:
         super().__init__(str(self))

@@ -103,6 +103,15 @@ def test_explicit_credentials_win_and_a_named_profile_keeps_the_environment_out(
         )
 
 
+def test_an_empty_credential_variable_counts_as_unset(aws_env, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "")
+    model = SagemakerEndpointCrossEncoder(endpoint_name="e")
+    assert model.aws_session_token is None  # as boto3 reads the variables
+    assert model.client._request_signer._credentials.token is None
+
+
 def test_a_botocore_config_is_merged_over_the_defaults(aws_env):
     model = SagemakerEndpointCrossEncoder(
         endpoint_name="e", config=Config(read_timeout=5, user_agent_extra="my-app")
