@@ -121,17 +121,20 @@ class EndpointURLError(ValueError):
     """An endpoint URL the client will not send documents to.
 
     ``source`` says where the URL came from: ``"endpoint_url"`` (the argument), an
-    environment variable's name or the AWS config. A caller with names of its own for the
-    argument and for ``allow_insecure_http`` (a CLI's flags) words the error with them
+    environment variable's name or the AWS config; ``insecure``, that it is plain http to a
+    host that is not loopback, which ``allow_insecure_http`` allows. A caller with names of
+    its own for the argument and that opt-in (a CLI's flags) words the error with them
     through :meth:`worded`; ``str()`` uses the client's.
     """
 
     def __init__(self, source: str, problem: str, insecure: bool = False) -> None:
+        super().__init__(source, problem, insecure)
         self.source = source
         self.problem = problem
         self.insecure = insecure
-        """Plain http to a host that is not loopback: allowed with the opt-in."""
-        super().__init__(self.worded())
+
+    def __str__(self) -> str:
+        return self.worded()
 
     def worded(
         self, endpoint_url: str = "endpoint_url", opt_in: str = "allow_insecure_http=True"
