@@ -39,16 +39,16 @@ class RerankerEndpointError(RuntimeError):
     _: KW_ONLY
     status: int | None = None
     """The cause's status (the handler's 413, say, not the container's 400)."""
-    request_id: str | None = None
+    retryable: bool = False
+    """Only throttling, and connection failures before the request was sent."""
     endpoint_name: str | None = None
+    request_id: str | None = None
     error_code: str | None = None
     """What the runtime itself reported: ``error_code``, ``http_status``, and for a
     container's error (``ModelError``) ``original_status`` and ``original_message``."""
     http_status: int | None = None
     original_status: int | None = None
     original_message: str | None = None
-    retryable: bool = False
-    """Only throttling, and connection failures before the request was sent."""
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
