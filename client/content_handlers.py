@@ -10,26 +10,33 @@ A handler is a small object with this interface (subclass ``ContentHandler`` for
     transform_input(pairs) -> bytes   # pairs: a sequence of (query, document) tuples
     transform_output(body) -> list[float]
 
-``transform_output`` gets the response body as bytes that can also be ``read()`` like
-botocore's ``StreamingBody``, so a LangChain content handler (``accepts``,
-``output.read()``) works unchanged; only ``content_type``, ``accept``/``accepts`` and the two
-methods are required. It returns one score per input pair, in input order, and raises
-``ValueError`` naming the problem when the body is not what it expects. The client checks the
-count and that every score is finite, so a handler need not.
+``transform_output`` gets the response body as a stream to ``read()``, like botocore's
+``StreamingBody``, so a LangChain content handler (``accepts``, ``output.read()``) works
+unchanged; only ``content_type``, ``accept``/``accepts`` and the two methods are required. It
+returns one score per input pair, in input order, and raises ``ValueError`` naming the problem
+when the body is not what it expects. The client checks the count and that every score is
+finite, so a handler need not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-JSON = "application/json"
+from sagemaker_reranker.inference.reranker_contract import (
+    INSTRUCTION_KEY,
+    JSON,
+    PAIR_KEYS,
+    QUERY_KEY,
+    SCORES_KEY,
+    TEXTS_KEY,
+)
+
 Pair = tuple[str, str]
-# Request instructions longer than this are refused by the handler (400).
-MAX_INSTRUCTION_CHARS = 4096
+Body = bytes | IO[bytes]
 
 
 class ContentHandler:
@@ -44,52 +51,23 @@ class ContentHandler:
     @property
     def accepts(self) -> str:
         """LangChain's name for ``accept``."""
-        return accept_of(self)
+        return self.accept
 
     def transform_input(self, pairs: Sequence[Pair]) -> bytes:
         raise NotImplementedError
 
-    def transform_output(self, body: bytes) -> list[float]:
+    def transform_output(self, body: Body) -> list[float]:
         raise NotImplementedError
 
 
-_ACCEPTS_ALIAS = vars(ContentHandler)["accepts"]
-
-
-class ResponseBody(bytes):
-    """A response body: bytes for this project's handlers, a stream for LangChain's.
-
-    LangChain's SageMaker handlers call ``output.read()`` on botocore's ``StreamingBody``;
-    the client has read that stream already (to time it out and measure it), so it hands on
-    the bytes with a ``read`` of their own.
-    """
-
-    _position = 0
-
-    def read(self, amt: int | None = None) -> bytes:
-        start = self._position
-        end = len(self) if amt is None or amt < 0 else min(len(self), start + amt)
-        self._position = end
-        return bytes(self[start:end])
-
-    def close(self) -> None:
-        """Nothing to release: the connection went back to the pool when it was read."""
-
-
-def accept_of(handler: object) -> str:
-    """The handler's ``accept`` or ``accepts``, whichever its own class (or it) sets last.
-
-    A LangChain-style subclass of ``ContentHandler`` names ``accepts``; it must win over the
-    ``accept`` default it inherits, so the class nearest the instance decides.
-    """
-    places = [getattr(handler, "__dict__", {})] + [vars(cls) for cls in type(handler).__mro__]
-    for place in places:
-        for name in ("accept", "accepts"):
-            if name in place and place[name] is not _ACCEPTS_ALIAS:
-                value = getattr(handler, name)  # through a property, if the handler has one
-                if isinstance(value, str):
-                    return value
-    raise ValueError(f"{type(handler).__name__} has neither accept nor accepts")
+def accept_of(handler: object) -> str | None:
+    """The handler's Accept: LangChain's ``accepts``, else ``accept`` (``ContentHandler``'s
+    ``accepts`` reads its ``accept``, so a subclass may set either)."""
+    for name in ("accepts", "accept"):
+        value = getattr(handler, name, None)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def check_handler(handler: object) -> object:
@@ -101,9 +79,7 @@ def check_handler(handler: object) -> object:
     ]
     if not isinstance(getattr(handler, "content_type", None), str):
         missing.append("content_type")
-    try:
-        accept_of(handler)
-    except ValueError:
+    if accept_of(handler) is None:
         missing.append("accept (or accepts)")
     if missing:
         raise ValueError(
@@ -144,10 +120,10 @@ def loads(body: Any) -> Any:
 
 
 def _scores_list(payload: Any) -> list:
-    if not isinstance(payload, dict) or not isinstance(payload.get("scores"), list):
+    if not isinstance(payload, dict) or not isinstance(payload.get(SCORES_KEY), list):
         shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"expected {{'scores': [...]}} in the response, got {shape}")
-    return payload["scores"]
+        raise ValueError(f"expected {{'{SCORES_KEY}': [...]}} in the response, got {shape}")
+    return payload[SCORES_KEY]
 
 
 @dataclass(frozen=True)
@@ -158,15 +134,15 @@ class PairsHandler(ContentHandler):
     ``"instruction"``; encoders ignore it.
     """
 
-    key: str = "pairs"
+    key: str = PAIR_KEYS[0]
     supports_instruction: bool = field(default=True, init=False)
 
     def transform_input(self, pairs: Sequence[Pair], instruction: str | None = None) -> bytes:
         if instruction is None:
             return dumps({self.key: pairs})
-        return dumps({self.key: pairs, "instruction": instruction})
+        return dumps({self.key: pairs, INSTRUCTION_KEY: instruction})
 
-    def transform_output(self, body: bytes) -> list[float]:
+    def transform_output(self, body: Body) -> list[float]:
         return _scores_list(loads(body))
 
 
@@ -174,7 +150,7 @@ class PairsHandler(ContentHandler):
 class TextPairsHandler(PairsHandler):
     """``{"text_pairs": [...]}``: the format of the stock ``langchain_community`` client."""
 
-    key: str = "text_pairs"
+    key: str = PAIR_KEYS[1]
 
 
 @dataclass(frozen=True)
@@ -199,14 +175,14 @@ class TEIHandler(ContentHandler):
         query = pairs[0][0] if pairs else ""
         return dumps(
             {
-                "query": query,
-                "texts": [document for _, document in pairs],
+                QUERY_KEY: query,
+                TEXTS_KEY: [document for _, document in pairs],
                 "raw_scores": self.raw_scores,
                 "truncate": self.truncate,
             }
         )
 
-    def transform_output(self, body: bytes) -> list[float]:
+    def transform_output(self, body: Body) -> list[float]:
         results = loads(body)
         if not isinstance(results, list):
             raise ValueError(f"expected [{{index, score}}, ...], got {type(results).__name__}")
@@ -239,7 +215,7 @@ class HFTextClassificationHandler(ContentHandler):
         inputs = [{"text": query, "text_pair": document} for query, document in pairs]
         return dumps({"inputs": inputs, "parameters": self.parameters})
 
-    def transform_output(self, body: bytes) -> list[float]:
+    def transform_output(self, body: Body) -> list[float]:
         results = loads(body)
         if not isinstance(results, list):
             raise ValueError(f"expected a list of {{label, score}}, got {type(results).__name__}")

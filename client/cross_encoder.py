@@ -12,6 +12,7 @@ documents silently.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from langchain_core.cross_encoders import BaseCrossEncoder
+from langchain_core.utils import secret_from_env
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,43 +37,31 @@ from pydantic import (
     model_validator,
 )
 
-from sagemaker_reranker.client.content_handlers import (
-    MAX_INSTRUCTION_CHARS,
-    PairsHandler,
-    ResponseBody,
-    accept_of,
-    check_handler,
-)
+from sagemaker_reranker.client.content_handlers import PairsHandler, accept_of, check_handler
 from sagemaker_reranker.client.errors import RerankerEndpointError
-from sagemaker_reranker.client.results import (
-    as_pair_list,
-    assemble,
-    gather_or_first_error,
-    query_pairs,
-    ranked,
-    results_or_first_error,
-    score_problem,
-    sigmoid,
-)
+from sagemaker_reranker.client.fanout import gather_or_first_error, results_or_first_error
 from sagemaker_reranker.client.runtime import (
-    CREDENTIAL_VARIABLES,
     Credentials,
     check_endpoint_kwargs,
     client_is_loopback,
-    credentials_from_environment,
     make_runtime_client,
-    runtime_config,
     warn_about_injected_client,
 )
-from sagemaker_reranker.client.splitting import CHARS_PER_TOKEN, Limits, Request, plan_requests
-
-__all__ = ["SagemakerEndpointCrossEncoder", "runtime_config", "score_problem", "sigmoid"]
+from sagemaker_reranker.client.scores import assemble, ranked, score_problem
+from sagemaker_reranker.client.splitting import (
+    CHARS_PER_TOKEN,
+    Limits,
+    Request,
+    as_pair_list,
+    plan_requests,
+    query_pairs,
+)
+from sagemaker_reranker.inference.reranker_contract import MAX_BODY_BYTES, MAX_INSTRUCTION_CHARS
 
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# The runtime rejects bodies over 6 MiB (serverless: 4 MB); stay clear of the edge.
-RUNTIME_MAX_BODY = 6 * MIB
+CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 # Fields that name an invoke_endpoint parameter (also settable through endpoint_kwargs).
 INVOKE_FIELDS = {
     "inference_component_name": "InferenceComponentName",
@@ -95,11 +85,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     region_name: str | None = None
     """AWS region; by default AWS_REGION, AWS_DEFAULT_REGION or the profile's."""
     credentials_profile_name: str | None = None
-    aws_access_key_id: SecretStr | None = None
+    aws_access_key_id: SecretStr | None = Field(
+        default_factory=secret_from_env("AWS_ACCESS_KEY_ID", default=None)
+    )
     """With ``aws_secret_access_key`` (and ``aws_session_token``): explicit credentials. Read
     from AWS_ACCESS_KEY_ID etc. when not given, unless a profile or a client is."""
-    aws_secret_access_key: SecretStr | None = None
-    aws_session_token: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = Field(
+        default_factory=secret_from_env("AWS_SECRET_ACCESS_KEY", default=None)
+    )
+    aws_session_token: SecretStr | None = Field(
+        default_factory=secret_from_env("AWS_SESSION_TOKEN", default=None)
+    )
     client: Any = Field(default=None, exclude=True, repr=False)
     """A ``sagemaker-runtime`` client; one passed in is used as is, never replaced."""
     endpoint_url: str | None = None
@@ -123,7 +119,8 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     normalize: Literal["sigmoid"] | None = None
     """``None`` returns the model's raw logits; ``"sigmoid"`` maps them to (0, 1)."""
     max_pairs_per_request: int = Field(256, ge=1)
-    max_request_bytes: int = Field(5 * MIB, ge=64, lt=RUNTIME_MAX_BODY)
+    # The runtime rejects bodies over 6 MiB (serverless: 4 MB); stay clear of the edge.
+    max_request_bytes: int = Field(5 * MIB, ge=64, lt=MAX_BODY_BYTES)
     max_tokens_per_request: int = Field(32_768, ge=1)
     """Estimated tokens per request (see ``splitting``); keeps each call far from 60 s and
     within the token cap ``deploy`` gives CPU instances (``RERANKER_MAX_TOKENS=32768``)."""
@@ -138,11 +135,6 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     _loopback: bool = PrivateAttr(default=False)
     _warned_instruction: bool = PrivateAttr(default=False)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _credentials_from_environment(cls, values: Any) -> Any:
-        return credentials_from_environment(values)
-
     @field_validator("content_handler")
     @classmethod
     def _handler_interface(cls, handler: Any) -> Any:
@@ -150,15 +142,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     @model_validator(mode="after")
     def _make_client(self) -> SagemakerEndpointCrossEncoder:
+        self._keep_environment_credentials_where_boto3_would()
         if self.client is not None:
             ignored = [
                 name
-                for name in (
-                    "endpoint_url",
-                    "config",
-                    "credentials_profile_name",
-                    *CREDENTIAL_VARIABLES,
-                )
+                for name in ("endpoint_url", "config", "credentials_profile_name", *CREDENTIALS)
                 if getattr(self, name) is not None
             ]
             if ignored:
@@ -191,8 +179,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         )
         if twice:
             raise ValueError(f"{', '.join(twice)} set both as a field and in endpoint_kwargs")
-        check_endpoint_kwargs(self.endpoint_kwargs or {}, self.client)
+        check_endpoint_kwargs(self.endpoint_kwargs or {})
         return self
+
+    def _keep_environment_credentials_where_boto3_would(self) -> None:
+        """Keys read from the environment give way to a client (used as it is) and to a named
+        profile (which boto3 prefers to the variables); an empty variable is no key."""
+        gives_way = self.client is not None or bool(self.credentials_profile_name)
+        for name in set(CREDENTIALS) - self.model_fields_set:
+            value = getattr(self, name)
+            if value is not None and (gives_way or not value.get_secret_value()):
+                setattr(self, name, None)
 
     # ------------------------------------------------------------------ public API
 
@@ -374,7 +371,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
         """The scores in a response body, or an error naming what is wrong with them."""
         try:
-            scores = self.content_handler.transform_output(ResponseBody(body))
+            scores = self.content_handler.transform_output(io.BytesIO(body))
         except Exception as error:  # a LangChain handler raises KeyError, TypeError...
             detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
             raise RerankerEndpointError(

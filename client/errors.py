@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from dataclasses import KW_ONLY, dataclass, replace
 
 from botocore.exceptions import ClientError
 
@@ -29,37 +30,27 @@ THROTTLING_CODES = frozenset(
 _WRAPPED = re.compile(r"^\((\d{3}),\s*(['\"])(.*)", re.DOTALL)
 
 
+@dataclass(eq=False, repr=False)  # an exception compares by identity and shows its args
 class RerankerEndpointError(RuntimeError):
-    """A failed reranker call: the endpoint's status and message, and the AWS request id.
+    """A failed reranker call: the endpoint's status and message, and the AWS request id."""
 
-    ``status`` and ``message`` are the real cause (unwrapped from the container's error when
-    it wrapped one); ``error_code``, ``http_status``, ``original_status`` and
-    ``original_message`` are what the runtime itself reported. ``retryable`` is true only for
-    throttling and connection failures before the request was sent.
-    """
+    message: str
+    """The cause, unwrapped from the container's error when it wrapped one."""
+    _: KW_ONLY
+    status: int | None = None
+    """The cause's status (the handler's 413, say, not the container's 400)."""
+    retryable: bool = False
+    """Only throttling, and connection failures before the request was sent."""
+    endpoint_name: str | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    """What the runtime itself reported: ``error_code``, ``http_status``, and for a
+    container's error (``ModelError``) ``original_status`` and ``original_message``."""
+    http_status: int | None = None
+    original_status: int | None = None
+    original_message: str | None = None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        request_id: str | None = None,
-        endpoint_name: str | None = None,
-        error_code: str | None = None,
-        http_status: int | None = None,
-        original_status: int | None = None,
-        original_message: str | None = None,
-        retryable: bool = False,
-    ) -> None:
-        self.message = message
-        self.status = status
-        self.request_id = request_id
-        self.endpoint_name = endpoint_name
-        self.error_code = error_code
-        self.http_status = http_status
-        self.original_status = original_status
-        self.original_message = original_message
-        self.retryable = retryable
+    def __post_init__(self) -> None:
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -75,32 +66,31 @@ class RerankerEndpointError(RuntimeError):
         """Build the error from botocore's ``ClientError``, unwrapping the container's message."""
         response = error.response
         details = response.get("Error", {})
-        code = details.get("Code") or None
-        runtime_message = details.get("Message") or str(error)
         metadata = response.get("ResponseMetadata", {})
-        http_status = metadata.get("HTTPStatusCode")
-        original_status = _as_int(response.get("OriginalStatusCode"))
-        original_message = response.get("OriginalMessage")
-        status, message = unwrap_container_error(
-            original_status if original_status is not None else http_status,
-            original_message if original_message is not None else runtime_message,
-        )
-        retryable = code in THROTTLING_CODES or (
-            code == "ModelError" and original_status in THROTTLING_STATUSES
-        )
-        if code != "ModelError" and http_status in THROTTLING_STATUSES:
-            retryable = True
-        return cls(
-            message,
-            status=status,
+        reported = cls(
+            details.get("Message") or str(error),
             request_id=metadata.get("RequestId"),
             endpoint_name=endpoint_name,
-            error_code=code,
-            http_status=http_status,
-            original_status=original_status,
-            original_message=original_message,
-            retryable=retryable,
+            error_code=details.get("Code") or None,
+            http_status=metadata.get("HTTPStatusCode"),
+            original_status=_as_int(response.get("OriginalStatusCode")),
+            original_message=response.get("OriginalMessage"),
         )
+        # A container's error (ModelError) carries its own status; the runtime's is 424.
+        container = reported.original_status is not None
+        status, message = unwrap_container_error(
+            reported.original_status if container else reported.http_status,
+            reported.original_message
+            if reported.original_message is not None
+            else reported.message,
+        )
+        code = reported.error_code
+        retryable = code in THROTTLING_CODES or (
+            code == "ModelError" and reported.original_status in THROTTLING_STATUSES
+        )
+        if code != "ModelError" and reported.http_status in THROTTLING_STATUSES:
+            retryable = True
+        return replace(reported, message=message, status=status, retryable=retryable)
 
 
 def unwrap_container_error(status: int | None, message: str) -> tuple[int | None, str]:

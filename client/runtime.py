@@ -22,27 +22,39 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import NoRegionError, ProfileNotFound
 
-from sagemaker_reranker.inference.reranker_contract import user_agent
+from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, user_agent
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "sagemaker-runtime"
-# The platform gives a container 60 s; AWS recommends a 70 s socket timeout so the client
-# sees the platform's answer (an error naming the timeout) rather than a socket timeout.
-DEFAULT_READ_TIMEOUT = 70.0
+# AWS recommends a socket timeout 10 s above the container's so that the client sees the
+# platform's answer (an error naming the timeout) rather than a socket timeout.
+DEFAULT_READ_TIMEOUT = INVOCATION_TIMEOUT + 10
 # A loopback server either accepts at once or is not there: no reason to wait long.
 LOOPBACK_CONNECT_TIMEOUT = 2.0
 # Any region will do for a local endpoint; botocore needs one to build a client.
 LOOPBACK_REGION = "us-east-1"
 # botocore's own endpoint variables, in its order of precedence.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL")
-# Credential fields and the variables they are read from, as langchain-aws does.
-CREDENTIAL_VARIABLES = {
-    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "aws_session_token": "AWS_SESSION_TOKEN",
-}
-# invoke_endpoint parameters the client sets itself from its other fields.
+# InvokeEndpoint's parameters (the SageMaker Runtime API reference).
+INVOKE_PARAMETERS = frozenset(
+    {
+        "EndpointName",
+        "Body",
+        "ContentType",
+        "Accept",
+        "CustomAttributes",
+        "TargetModel",
+        "TargetVariant",
+        "TargetContainerHostname",
+        "InferenceId",
+        "EnableExplanations",
+        "InferenceComponentName",
+        "SessionId",
+        "PrefixAwareId",
+    }
+)
+# The ones the client sets itself from its other fields.
 RESERVED_INVOKE_PARAMETERS = frozenset({"EndpointName", "Body", "ContentType", "Accept"})
 
 
@@ -70,21 +82,6 @@ class Credentials:
             "aws_session_token": self.session_token,
         }
         return {key: value for key, value in kwargs.items() if value is not None}
-
-
-def credentials_from_environment(values: Any) -> Any:
-    """Fill the credential fields from the environment where boto3 would use it: not when a
-    client or a profile is given (boto3 prefers a named profile to the variables)."""
-    if not isinstance(values, dict) or values.get("client") is not None:
-        return values
-    if values.get("credentials_profile_name"):
-        return values
-    found = {
-        name: os.environ[variable]
-        for name, variable in CREDENTIAL_VARIABLES.items()
-        if values.get(name) is None and os.environ.get(variable)
-    }
-    return {**values, **found} if found else values
 
 
 def runtime_config(max_concurrency: int) -> Config:
@@ -120,33 +117,59 @@ def is_loopback_host(host: str | None) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
+class EndpointURLError(ValueError):
+    """An endpoint URL the client will not send documents to.
+
+    ``source`` says where the URL came from: ``"endpoint_url"`` (the argument), an
+    environment variable's name or the AWS config; ``insecure``, that it is plain http to a
+    host that is not loopback, which ``allow_insecure_http`` allows. A caller with names of
+    its own for the argument and that opt-in (a CLI's flags) words the error with them
+    through :meth:`worded`; ``str()`` uses the client's.
+    """
+
+    def __init__(self, source: str, problem: str, insecure: bool = False) -> None:
+        super().__init__(source, problem, insecure)
+        self.source = source
+        self.problem = problem
+        self.insecure = insecure
+
+    def __str__(self) -> str:
+        return self.worded()
+
+    def worded(
+        self, endpoint_url: str = "endpoint_url", opt_in: str = "allow_insecure_http=True"
+    ) -> str:
+        source = endpoint_url if self.source == "endpoint_url" else self.source
+        remedy = f". Use https, or pass {opt_in} if you accept that" if self.insecure else ""
+        return f"{source} {self.problem}{remedy}"
+
+
 def check_endpoint_url(
-    url: str,
-    allow_insecure_http: bool = False,
-    what: str = "endpoint_url",
-    override: str = "allow_insecure_http=True",
+    url: str, allow_insecure_http: bool = False, source: str = "endpoint_url"
 ) -> bool:
     """Refuse a URL the client should not send documents to; return whether it is loopback.
 
-    Raises ``ValueError`` with one line naming the problem: no http(s) scheme or host, a bad
+    Raises :class:`EndpointURLError` naming the problem: no http(s) scheme or host, a bad
     port, or plain http to a host that is not loopback (unless ``allow_insecure_http``).
     """
     parts = urlsplit(url.strip()) if isinstance(url, str) else None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"{what} must be a URL with http:// or https:// and a host, like "
-            f"http://127.0.0.1:8080; got {url!r}"
+        raise EndpointURLError(
+            source,
+            "must be a URL with http:// or https:// and a host, like http://127.0.0.1:8080; "
+            f"got {url!r}",
         )
     try:
         parts.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
-        raise ValueError(f"{what} has an invalid port: {url!r}") from None
+        raise EndpointURLError(source, f"has an invalid port: {url!r}") from None
     loopback = is_loopback_host(parts.hostname)
     if parts.scheme.lower() == "http" and not loopback and not allow_insecure_http:
-        raise ValueError(
-            f"{what} {url!r} is plain http to a host that is not loopback: documents and "
-            f"credentials would travel unencrypted. Use https, or pass {override} if you "
-            "accept that"
+        raise EndpointURLError(
+            source,
+            f"{url!r} is plain http to a host that is not loopback: documents and "
+            "credentials would travel unencrypted",
+            insecure=True,
         )
     return loopback
 
@@ -161,12 +184,7 @@ class Target:
     """A loopback runtime: unsigned, a placeholder region, one short connect attempt."""
 
 
-def runtime_target(
-    endpoint_url: str | None,
-    allow_insecure_http: bool = False,
-    what: str = "endpoint_url",
-    override: str = "allow_insecure_http=True",
-) -> Target:
+def runtime_target(endpoint_url: str | None, allow_insecure_http: bool = False) -> Target:
     """The URL the client will use (``endpoint_url``, else the one boto3 would take from the
     environment), checked by :func:`check_endpoint_url`.
 
@@ -175,15 +193,13 @@ def runtime_target(
     emulator (moto, LocalStack), which may tell accounts apart by their signed keys.
     """
     if endpoint_url is not None:
-        return Target(
-            endpoint_url, check_endpoint_url(endpoint_url, allow_insecure_http, what, override)
-        )
+        return Target(endpoint_url, check_endpoint_url(endpoint_url, allow_insecure_http))
     if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
         return Target(None, False)
     for name in ENDPOINT_VARIABLES:
         url = os.environ.get(name)
         if url:
-            loopback = check_endpoint_url(url, allow_insecure_http, name, override)
+            loopback = check_endpoint_url(url, allow_insecure_http, name)
             return Target(url, loopback and name != "AWS_ENDPOINT_URL")
     return Target(None, False)
 
@@ -250,7 +266,7 @@ def make_runtime_client(
     return client
 
 
-def check_endpoint_kwargs(kwargs: dict[str, Any], client: Any) -> None:
+def check_endpoint_kwargs(kwargs: dict[str, Any]) -> None:
     """Refuse ``endpoint_kwargs`` the client sets itself or ``invoke_endpoint`` does not take."""
     reserved = sorted(RESERVED_INVOKE_PARAMETERS & set(kwargs))
     if reserved:
@@ -258,15 +274,11 @@ def check_endpoint_kwargs(kwargs: dict[str, Any], client: Any) -> None:
             f"endpoint_kwargs may not set {', '.join(reserved)}: the client sets them "
             "(endpoint_name, the request body and the content handler's types)"
         )
-    model = getattr(getattr(client, "meta", None), "service_model", None)
-    if model is None:
-        return  # not a boto3 client: botocore's own check does not apply
-    members = set(model.operation_model("InvokeEndpoint").input_shape.members)
-    unknown = sorted(set(kwargs) - members)
+    unknown = sorted(set(kwargs) - INVOKE_PARAMETERS)
     if unknown:
         raise ValueError(
             f"endpoint_kwargs: invoke_endpoint takes no {', '.join(unknown)}; it takes "
-            f"{', '.join(sorted(members - RESERVED_INVOKE_PARAMETERS))}"
+            f"{', '.join(sorted(INVOKE_PARAMETERS - RESERVED_INVOKE_PARAMETERS))}"
         )
 
 
@@ -274,11 +286,12 @@ def warn_about_injected_client(client: Any, max_concurrency: int) -> None:
     config = getattr(getattr(client, "meta", None), "config", None)
     if config is None:
         return
-    if (config.read_timeout or 60) <= 60:
+    if (config.read_timeout or 60) <= INVOCATION_TIMEOUT:
         logger.warning(
-            "the sagemaker-runtime client has read_timeout=%s s, not above the platform's 60 s: "
-            "a slow call times out in the client first (and botocore may retry it)",
+            "the sagemaker-runtime client has read_timeout=%s s, not above the platform's "
+            "%g s: a slow call times out in the client first (and botocore may retry it)",
             config.read_timeout,
+            INVOCATION_TIMEOUT,
         )
     if (config.max_pool_connections or 10) < max_concurrency:
         logger.warning(

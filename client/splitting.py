@@ -1,4 +1,4 @@
-"""Request planning: cut pairs into requests that respect the endpoint's limits.
+"""Request planning: the input checked, and its pairs cut into requests within the limits.
 
 A request holds at most ``max_pairs`` pairs and ``max_tokens`` estimated tokens, and its
 serialised body is at most ``max_bytes``: the body is measured after serialisation (a chunk
@@ -9,7 +9,7 @@ again), never guessed. Pairs stay in input order inside a request, so scores go 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import add
@@ -118,6 +118,24 @@ def _block_size(body_bytes: int, count: int, limits: Limits) -> int:
     by_bytes = limits.max_bytes / per_pair
     by_tokens = limits.max_tokens / (per_pair / CHARS_PER_TOKEN + limits.tokens_per_pair)
     return max(1, min(limits.max_pairs, int(0.97 * min(by_bytes, by_tokens))))
+
+
+def as_pair_list(text_pairs: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """``text_pairs`` as a list (the planner checks each pair as it goes)."""
+    if isinstance(text_pairs, (str, bytes)) or not isinstance(text_pairs, Iterable):
+        raise TypeError(
+            f"text_pairs must be a sequence of (query, document) pairs, "
+            f"got {type(text_pairs).__name__}"
+        )
+    return text_pairs if type(text_pairs) is list else list(text_pairs)
+
+
+def query_pairs(query: str, documents: Sequence[str]) -> list[Pair]:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if isinstance(documents, str):
+        raise TypeError("documents must be a sequence of strings, not one string")
+    return [(query, document) for document in documents]
 
 
 def check_pairs(pairs: Sequence[object], first_index: int = 0) -> None:

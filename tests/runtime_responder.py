@@ -24,7 +24,7 @@ from botocore.config import Config
 from handler import inference
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
-from sagemaker_reranker.client.cross_encoder import runtime_config
+from sagemaker_reranker.client.runtime import runtime_config
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.runtime_errors import model_error
 

@@ -26,7 +26,6 @@ from sagemaker_reranker.client import (
     TEIHandler,
     TextPairsHandler,
 )
-from sagemaker_reranker.client.content_handlers import ResponseBody
 from sagemaker_reranker.client.runtime import check_endpoint_url, is_loopback_host
 
 QUERY = "what is the plan for the economy"
@@ -102,6 +101,15 @@ def test_explicit_credentials_win_and_a_named_profile_keeps_the_environment_out(
         SagemakerEndpointCrossEncoder(
             endpoint_name="e", aws_access_key_id="AKIAONLY", credentials_profile_name="dev"
         )
+
+
+def test_an_empty_credential_variable_counts_as_unset(aws_env, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "")
+    model = SagemakerEndpointCrossEncoder(endpoint_name="e")
+    assert model.aws_session_token is None  # as boto3 reads the variables
+    assert model.client._request_signer._credentials.token is None
 
 
 def test_a_botocore_config_is_merged_over_the_defaults(aws_env):
@@ -209,12 +217,20 @@ def test_accepts_set_by_a_subclass_wins_over_the_inherited_accept(reranker):
     assert PairsHandler().accepts == PairsHandler.accept == "application/json"
 
 
-def test_our_handlers_also_read_a_stream():
+def test_our_handlers_also_read_a_stream(responder, reference):
     stream = io.BytesIO(b'{"scores": [1.5, -2.0]}')
     assert PairsHandler().transform_output(stream) == [1.5, -2.0]
-    body = ResponseBody(b'{"scores": [1.0]}')
-    assert body.read(3) == b'{"s' and body.read() == b'cores": [1.0]}' and body.read() == b""
-    assert TextPairsHandler().transform_output(ResponseBody(b'{"scores": [1.0]}')) == [1.0]
+    assert TextPairsHandler().transform_output(b'{"scores": [1.0]}') == [1.0]
+    reads: list[bytes] = []
+
+    class ReadsInParts(PairsHandler):
+        def transform_output(self, body):
+            reads.extend([body.read(3), body.read(), body.read()])
+            return super().transform_output(b"".join(reads))
+
+    scores = injected(responder, content_handler=ReadsInParts()).score(PAIRS[:1])
+    assert scores == pytest.approx(reference[:1], abs=1e-5)  # batched differently
+    assert reads[0] == b'{"s' and reads[1].startswith(b'cores": [') and reads[2] == b""
 
 
 def test_a_handler_failing_its_own_way_is_an_endpoint_error(reranker):

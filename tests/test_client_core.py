@@ -15,7 +15,7 @@ from sagemaker_reranker.client import (
     SagemakerEndpointCrossEncoder,
     TextPairsHandler,
 )
-from sagemaker_reranker.client.results import ranked, score_problem, sigmoid
+from sagemaker_reranker.client.scores import ranked, score_problem, sigmoid
 from sagemaker_reranker.deploy.local.net import free_port
 
 QUERY = "what is the plan for the economy"

@@ -18,7 +18,7 @@ import pytest
 from handler import inference
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
-from sagemaker_reranker.client.results import assemble
+from sagemaker_reranker.client.scores import assemble
 from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 pytestmark = pytest.mark.slow

@@ -94,13 +94,13 @@ def invoke_command(
           --endpoint-url http://127.0.0.1:8080
     """
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
-    from sagemaker_reranker.client.runtime import runtime_target
+    from sagemaker_reranker.client.runtime import EndpointURLError, runtime_target
 
     documents = read_documents(docs_file, docs)
     try:
-        target = runtime_target(endpoint_url, insecure_http, "--endpoint-url", "--insecure-http")
-    except ValueError as error:
-        raise BadInput(str(error)) from None
+        target = runtime_target(endpoint_url, insecure_http)
+    except EndpointURLError as error:
+        raise BadInput(error.worded("--endpoint-url", "--insecure-http")) from None
     try:
         model = SagemakerEndpointCrossEncoder(
             endpoint_name=name,
