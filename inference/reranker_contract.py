@@ -63,6 +63,7 @@ CLASSIFIER, YES_NO = "classifier", "yes-no"
 SCORING_KINDS = (CLASSIFIER, YES_NO)
 SCORING_CHOICES = ("auto", *SCORING_KINDS)
 QWEN3_RERANKER = "qwen3-reranker"
+YES_NO_TOKENS = ("yes", "no")  # single tokens whose logits yes-no scoring reads
 PROMPTS = (QWEN3_RERANKER,)
 # Qwen3-Reranker's model card default.
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -74,6 +75,11 @@ PROMPTED_CLASSIFIER_TYPES = frozenset({"qwen3"})
 def is_causal(architecture: str) -> bool:
     """A causal LM (scored by its yes/no answer), by its architecture's class name."""
     return architecture.endswith(CAUSAL_SUFFIXES)
+
+
+def is_sequence_classifier(architecture: str) -> bool:
+    """A model with a classification head (scored as a classifier), by its class name."""
+    return architecture.endswith("ForSequenceClassification")
 
 
 # The manifest's fields saying how to score: ``package`` writes them, the handler reads them.
@@ -98,11 +104,15 @@ class Kind:
         return {name: getattr(self, name) for name in KIND_FIELDS}
 
 
-def prompted_kind(scoring: str, instruction: str | None, description: str) -> Kind:
+def prompted_kind(scoring: str, instruction: str | None, head: str = "") -> Kind:
     """A kind that wraps each pair in Qwen3-Reranker's prompt (the default instruction unless
-    one is given)."""
+    one is given): yes-no, or a classifier whose ``head`` the description names."""
     if instruction is not None and len(instruction) > MAX_INSTRUCTION_CHARS:
         raise KindError(f"{MANIFEST}: 'instruction' is over {MAX_INSTRUCTION_CHARS} chars")
+    if scoring == YES_NO:
+        description = "yes-no (logit(yes) − logit(no))"
+    else:
+        description = f"classifier ({head}, Qwen3-Reranker prompt)"
     return Kind(scoring, QWEN3_RERANKER, instruction or DEFAULT_INSTRUCTION, description)
 
 
@@ -129,12 +139,12 @@ def decide_kind(
     if scoring not in SCORING_KINDS:
         raise KindError(f"{MANIFEST}: unknown scoring {scoring!r}; expected classifier or yes-no")
     if scoring == YES_NO:
-        if architecture.endswith("ForSequenceClassification"):
+        if is_sequence_classifier(architecture):
             raise KindError(
                 f"{name} is a {architecture}; {setting}yes-no needs a causal LM (*ForCausalLM): "
                 f"use {setting}classifier or auto"
             )
-        return prompted_kind(YES_NO, instruction, "yes-no (logit(yes) − logit(no))")
+        return prompted_kind(YES_NO, instruction)
     if causal:
         raise KindError(
             f"{name} is a causal LM ({architecture}) with no classification head; score it by "
@@ -152,7 +162,7 @@ def decide_kind(
         return Kind(CLASSIFIER, None, None, f"classifier ({head})")
     if prompt not in PROMPTS:
         raise KindError(f"{MANIFEST}: unknown prompt {prompt!r}; this handler knows {PROMPTS}")
-    return prompted_kind(CLASSIFIER, instruction, f"classifier ({head}, Qwen3-Reranker prompt)")
+    return prompted_kind(CLASSIFIER, instruction, head)
 
 
 # --- Who calls ---------------------------------------------------------------------------

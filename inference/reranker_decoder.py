@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from reranker_contract import YES_NO
+from reranker_contract import YES_NO, YES_NO_TOKENS
 from reranker_engine import BATCH_OVERHEAD_TOKENS, Reranker, collate, model_max_length, plan_batches
 from reranker_settings import DEFAULT_PROMPT_MAX_LENGTH, Settings
 
@@ -118,7 +118,7 @@ class DecoderReranker(Reranker):
 def yes_no_ids(tokenizer, source: str) -> tuple[int, int]:
     """The ids of the single tokens "yes" and "no"; refuse a tokenizer without them."""
     ids = []
-    for token in ("yes", "no"):
+    for token in YES_NO_TOKENS:
         found = tokenizer.convert_tokens_to_ids(token)
         unknown = tokenizer.unk_token_id
         if found is None or (unknown is not None and found == unknown):
