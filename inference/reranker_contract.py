@@ -152,8 +152,8 @@ def decide_kind(
         )
     if num_labels not in (1, 2):
         raise KindError(
-            f"{name} has a {num_labels}-label classification head; a reranker has 1 label "
-            "(relevance) or 2 (not relevant, relevant)"
+            f"{name} has {num_labels} output labels (a {num_labels}-label classification head); "
+            "a reranker has 1 label (relevance) or 2 (not relevant, relevant)"
         )
     head = "one-logit head: the logit" if num_labels == 1 else "two-label head: logit[1] − logit[0]"
     if prompt is None and model_type in PROMPTED_CLASSIFIER_TYPES:

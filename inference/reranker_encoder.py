@@ -16,16 +16,9 @@ class EncoderReranker(Reranker):
     """A tokenizer and a sequence-classification model that score (query, document) pairs:
     the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label one."""
 
-    def __init__(
-        self,
-        tokenizer,
-        model,
-        device: torch.device,
-        settings: Settings,
-        max_length: int | None = None,
-    ) -> None:
+    def __init__(self, tokenizer, model, device: torch.device, settings: Settings) -> None:
         limit = model_max_length(tokenizer, model.config)
-        wanted = max_length or settings.max_length or DEFAULT_MAX_LENGTH
+        wanted = settings.max_length or DEFAULT_MAX_LENGTH
         super().__init__(tokenizer, model, device, settings, min(wanted, limit))
         self.pair_overhead = tokenizer.num_special_tokens_to_add(pair=True)
         use_packed = settings.packed and PackedEncoder.supports(model)
