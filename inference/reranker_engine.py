@@ -100,8 +100,8 @@ def pad(values: list[int], width: int, fill: int, left: bool) -> list[int]:
 
 class Reranker:
     """What every reranker does with a request: tokenize once, plan token-budgeted
-    micro-batches, score them, put the scores back in input order. A subclass says how to
-    tokenize a pair (``tokenize``) and score a micro-batch (``forward``)."""
+    micro-batches, score them, put the scores back in input order. A family says how to load
+    (``load``), tokenize a pair (``tokenize``) and score a micro-batch (``forward``)."""
 
     packed: object | None = None
 
@@ -116,6 +116,12 @@ class Reranker:
         self.batch_tokens = settings.batch_tokens or DEFAULT_BATCH_TOKENS.get(
             device.type, DEFAULT_BATCH_TOKENS["cpu"]
         )
+
+    @classmethod
+    def load(cls, tokenizer, config, kind, source: str, settings: Settings, device, read_model):
+        """The family's reranker for a model of ``kind`` (``reranker_contract.Kind``);
+        ``read_model(causal)`` reads its weights, as a causal LM or a sequence classifier."""
+        raise NotImplementedError
 
     def tokenize(
         self, pairs: Sequence[Sequence[str]], instruction: str | None = None
