@@ -4,14 +4,16 @@ The serving toolkit calls ``model_fn`` once per worker and ``transform_fn`` per 
 file is the place to customise either. The engine sits beside it in ``code/`` and is imported
 flatly, as the toolkit puts ``code/`` on the import path:
 
-- ``reranker_request.py``: content types, the JSON shapes below, client errors;
-- ``reranker_loading.py``: weights (safetensors only unless allowed), dtype, device;
-- ``reranker_kinds.py``: how the model scores (classifier or yes-no, prompted or not);
-- ``reranker_scoring.py``: tokenize once, token-budgeted micro-batches, input order, and
-  encoders' (query, document) pairs;
-- ``reranker_prompt.py``: Qwen3-Reranker's prompt and the one head row LLM rerankers need;
-- ``reranker_batching.py``: the batch planner; ``reranker_encoder.py`` and
-  ``reranker_decoder.py``: packed forwards (no padding work, nothing beyond the score);
+- ``reranker_contract.py``: the facts every part of the project shares (content types,
+  request shapes and limits, the manifest, what a weight file is, the model-kind rules);
+- ``reranker_request.py``: the JSON shapes below, and the errors a request can meet;
+- ``reranker_loading.py``: weights (safetensors only unless allowed), the model's kind
+  (classifier or yes-no, prompted or not), dtype, device;
+- ``reranker_engine.py``: what every family shares: tokenize once, token-budgeted
+  micro-batches (the batch planner), input order;
+- ``reranker_encoder.py``: cross-encoders' (query, document) pairs and their packed forward;
+- ``reranker_decoder.py``: Qwen3-Reranker's prompt, the one head row LLM rerankers need, and
+  the packed forward of Llama-family decoders;
 - ``reranker_settings.py``: the environment variables below and their defaults.
 
 Only torch, transformers, sagemaker_inference and the standard library are imported.
@@ -62,15 +64,31 @@ from __future__ import annotations
 import json
 import logging
 
+from reranker_contract import CUSTOM_ATTRIBUTES, SCORES_KEY
+from reranker_engine import Reranker
 from reranker_loading import load_reranker
-from reranker_request import check_accept, parse_request
-from reranker_scoring import Reranker
+from reranker_request import (
+    BadRequest,
+    NotAcceptable,
+    RequestTooLarge,
+    ScoringFailed,
+    UnsupportedMediaType,
+    check_accept,
+    parse_request,
+)
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 logger = logging.getLogger(__name__)
 
 WARMUP_PAIR = ("warm-up query", "warm-up document")
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+# The response status of each error the engine raises; the toolkit answers with it.
+STATUSES = {
+    BadRequest: 400,
+    NotAcceptable: 406,
+    RequestTooLarge: 413,
+    UnsupportedMediaType: 415,
+    ScoringFailed: 500,
+}
 
 
 def model_fn(model_dir: str, context=None) -> Reranker:
@@ -88,19 +106,15 @@ def transform_fn(reranker: Reranker, input_data, content_type, accept, context=N
     ("Unsupported model output data type", 503 on every call); ``sagemaker_inference`` takes
     either and answers with the request's accept (``application/json`` when none).
     """
-    check_accept(accept)
-    pairs, instruction = parse_request(input_data, content_type)
-    limit = reranker.settings.max_pairs
-    if len(pairs) > limit:
-        raise GenericInferenceToolkitError(
-            413,
-            f"request has {len(pairs)} pairs, over the limit of {limit} (RERANKER_MAX_PAIRS); "
-            "split it into smaller requests",
-        )
-    scores = reranker.score(pairs, reranker.settings.max_tokens, instruction)
+    try:
+        check_accept(accept)
+        pairs, instruction = parse_request(input_data, content_type)
+        scores = reranker.score_request(pairs, instruction)
+    except tuple(STATUSES) as error:
+        raise GenericInferenceToolkitError(STATUSES[type(error)], error.message) from None
     logger.debug("scored %d pairs", len(pairs))
     echo_custom_attributes(context)
-    return json.dumps({"scores": scores}).encode("utf-8")
+    return json.dumps({SCORES_KEY: scores}).encode("utf-8")
 
 
 def echo_custom_attributes(context) -> None:

@@ -9,6 +9,7 @@ only, so importing it never pulls in torch. No other file restates these values.
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 
@@ -62,6 +63,7 @@ CLASSIFIER, YES_NO = "classifier", "yes-no"
 SCORING_KINDS = (CLASSIFIER, YES_NO)
 SCORING_CHOICES = ("auto", *SCORING_KINDS)
 QWEN3_RERANKER = "qwen3-reranker"
+YES_NO_TOKENS = ("yes", "no")  # single tokens whose logits yes-no scoring reads
 PROMPTS = (QWEN3_RERANKER,)
 # Qwen3-Reranker's model card default.
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -73,6 +75,94 @@ PROMPTED_CLASSIFIER_TYPES = frozenset({"qwen3"})
 def is_causal(architecture: str) -> bool:
     """A causal LM (scored by its yes/no answer), by its architecture's class name."""
     return architecture.endswith(CAUSAL_SUFFIXES)
+
+
+def is_sequence_classifier(architecture: str) -> bool:
+    """A model with a classification head (scored as a classifier), by its class name."""
+    return architecture.endswith("ForSequenceClassification")
+
+
+# The manifest's fields saying how to score: ``package`` writes them, the handler reads them.
+KIND_FIELDS = ("scoring", "prompt", "instruction")
+
+
+class KindError(ValueError):
+    """A scoring the model cannot do, or a manifest naming one this handler does not know."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the handler scores a model (``scoring`` None: not known before the handler loads
+    it), and the phrase ``package`` prints and the handler logs."""
+
+    scoring: str | None
+    prompt: str | None
+    instruction: str | None
+    description: str
+
+    def manifest_fields(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in KIND_FIELDS}
+
+
+def prompted_kind(scoring: str, instruction: str | None, head: str = "") -> Kind:
+    """A kind that wraps each pair in Qwen3-Reranker's prompt (the default instruction unless
+    one is given): yes-no, or a classifier whose ``head`` the description names."""
+    if instruction is not None and len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise KindError(f"{MANIFEST}: 'instruction' is over {MAX_INSTRUCTION_CHARS} chars")
+    if scoring == YES_NO:
+        description = "yes-no (logit(yes) − logit(no))"
+    else:
+        description = f"classifier ({head}, Qwen3-Reranker prompt)"
+    return Kind(scoring, QWEN3_RERANKER, instruction or DEFAULT_INSTRUCTION, description)
+
+
+def decide_kind(
+    name: str,
+    architecture: str,
+    model_type: str | None,
+    num_labels: int,
+    requested: str | None = None,
+    prompt: str | None = None,
+    instruction: str | None = None,
+    setting: str = "RERANKER_SCORING=",
+) -> Kind:
+    """How to score the model ``name``, from plain values: the rules ``package`` records and
+    the handler applies at load.
+
+    ``requested``: the scoring asked for (None: a causal LM is yes-no, anything else a
+    classifier); ``prompt``: a classifier's recorded prompt (None: by its ``model_type``);
+    ``instruction``: the default one of a prompted kind (None: the model card's);
+    ``setting``: how the caller spells the scoring choice in a refusal (``--scoring ``).
+    """
+    causal = is_causal(architecture)
+    scoring = requested or (YES_NO if causal else CLASSIFIER)
+    if scoring not in SCORING_KINDS:
+        raise KindError(f"{MANIFEST}: unknown scoring {scoring!r}; expected classifier or yes-no")
+    if scoring == YES_NO:
+        if is_sequence_classifier(architecture):
+            raise KindError(
+                f"{name} is a {architecture}; {setting}yes-no needs a causal LM (*ForCausalLM): "
+                f"use {setting}classifier or auto"
+            )
+        return prompted_kind(YES_NO, instruction)
+    if causal:
+        raise KindError(
+            f"{name} is a causal LM ({architecture}) with no classification head; score it by "
+            f"its yes/no answer: {setting}yes-no"
+        )
+    if num_labels not in (1, 2):
+        raise KindError(
+            f"{name} has {num_labels} output labels (a {num_labels}-label classification head); "
+            "a reranker has 1 label (relevance) or 2 (not relevant, relevant)"
+        )
+    head = "one-logit head: the logit" if num_labels == 1 else "two-label head: logit[1] − logit[0]"
+    if prompt is None and model_type in PROMPTED_CLASSIFIER_TYPES:
+        prompt = QWEN3_RERANKER
+    if prompt is None:
+        return Kind(CLASSIFIER, None, None, f"classifier ({head})")
+    if prompt not in PROMPTS:
+        raise KindError(f"{MANIFEST}: unknown prompt {prompt!r}; this handler knows {PROMPTS}")
+    return prompted_kind(CLASSIFIER, instruction, head)
 
 
 # --- Who calls ---------------------------------------------------------------------------

@@ -1,10 +1,85 @@
-"""The packed forward for BERT-family cross-encoders: real tokens only, no padding work."""
+"""Encoder rerankers (cross-encoders): (query, document) pairs through a sequence classifier,
+on packed tokens for BERT-family models (no padding work, nothing beyond the score)."""
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
 
-PACKED_MODEL_TYPES = {"bert", "roberta", "xlm-roberta"}
+import torch
+from reranker_engine import Reranker, collate, first_position, model_max_length
+from reranker_settings import DEFAULT_MAX_LENGTH, Settings
+
+PACKED_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta"}
+
+
+class EncoderReranker(Reranker):
+    """A tokenizer and a sequence-classification model that score (query, document) pairs:
+    the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label one."""
+
+    def __init__(self, tokenizer, model, device: torch.device, settings: Settings) -> None:
+        limit = model_max_length(tokenizer, model.config)
+        wanted = settings.max_length or DEFAULT_MAX_LENGTH
+        super().__init__(tokenizer, model, device, settings, min(wanted, limit))
+        self.pair_overhead = tokenizer.num_special_tokens_to_add(pair=True)
+        use_packed = settings.packed and PackedEncoder.supports(model)
+        self.packed = PackedEncoder(model) if use_packed else None
+
+    @classmethod
+    def load(cls, tokenizer, config, kind, source: str, settings: Settings, device, read_model):
+        """A plain classifier's reranker; ``read_model(causal)`` reads the weights."""
+        return cls(tokenizer, read_model(False), device, settings)
+
+    def tokenize(
+        self, pairs: Sequence[Sequence[str]], instruction: str | None = None
+    ) -> list[dict]:
+        """Tokenize without padding; truncate the document first, keeping the query.
+
+        ``only_second`` raises for the whole call when any single query is too long to
+        leave room for its document, so pairs with such queries use ``longest_first``.
+        """
+        unique = list(dict.fromkeys(query for query, _ in pairs))
+        ids = self.tokenizer(unique, add_special_tokens=False, truncation=False)["input_ids"]
+        room = self.max_length - self.pair_overhead
+        fits = {query: len(query_ids) < room for query, query_ids in zip(unique, ids, strict=True)}
+        groups: dict[str, list[int]] = {"only_second": [], "longest_first": []}
+        for index, (query, _) in enumerate(pairs):
+            groups["only_second" if fits[query] else "longest_first"].append(index)
+        encoded: list[dict] = [{}] * len(pairs)
+        for strategy, indices in groups.items():
+            if not indices:
+                continue
+            batch = self.tokenizer(
+                [pairs[i][0] for i in indices],
+                [pairs[i][1] for i in indices],
+                truncation=strategy,
+                max_length=self.max_length,
+                padding=False,
+            )
+            for row, index in enumerate(indices):
+                encoded[index] = {key: values[row] for key, values in batch.items()}
+        return encoded
+
+    def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        """``rows`` padded to their longest, as tensors on the model's device."""
+        fills = {
+            "input_ids": self.tokenizer.pad_token_id or 0,
+            "token_type_ids": self.tokenizer.pad_token_type_id,
+        }
+        return collate(rows, fills, self.tokenizer.padding_side == "left", self.device)
+
+    def forward(self, rows: list[dict]) -> torch.Tensor:
+        """One score per tokenized row: packed where the model allows it, else padded."""
+        if self.packed is not None:
+            return self.packed(rows, self.device)
+        return label_score(self.model(**self.collate(rows), return_dict=True).logits)
+
+
+def label_score(logits: torch.Tensor) -> torch.Tensor:
+    """One score per row: the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label
+    one (so its sigmoid is the softmax probability of label 1)."""
+    if logits.shape[-1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    return logits[:, 0]
 
 
 class PackedEncoder:
@@ -30,7 +105,7 @@ class PackedEncoder:
     def supports(model) -> bool:
         """BERT and (XLM-)RoBERTa sequence classifiers with absolute positions, as loaded."""
         config = model.config
-        if config.model_type not in PACKED_MODEL_TYPES or config.is_decoder:
+        if config.model_type not in PACKED_ENCODER_TYPES or config.is_decoder:
             return False
         if getattr(config, "position_embedding_type", "absolute") != "absolute":
             return False
@@ -117,18 +192,3 @@ class PaddedView:
         )
         context = context.transpose(1, 2).reshape(-1, size)
         return context if cls_only or self.uniform else context[self.keep]
-
-
-def first_position(config) -> int:
-    """The first position id: RoBERTa-style models start after the padding index."""
-    if config.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}:
-        return (config.pad_token_id or 0) + 1
-    return 0
-
-
-def label_score(logits: torch.Tensor) -> torch.Tensor:
-    """One score per row: the logit of a one-label head, ``logit[1] − logit[0]`` of a two-label
-    one (so its sigmoid is the softmax probability of label 1)."""
-    if logits.shape[-1] == 2:
-        return logits[:, 1] - logits[:, 0]
-    return logits[:, 0]

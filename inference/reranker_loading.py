@@ -1,15 +1,34 @@
-"""Loading: where the weights come from, which dtype, what is refused before reading any."""
+"""Loading: where the weights come from, how the model scores, which dtype, what is refused
+before reading any.
+
+A model is scored as a ``classifier`` (``*ForSequenceClassification``, 1 or 2 labels) or by
+its ``yes-no`` answer to Qwen3-Reranker's prompt (a causal LM); a Qwen3 classifier is a
+converted Qwen3-Reranker and gets the prompt too. ``package`` records the kind in the
+archive's manifest; ``RERANKER_SCORING`` and ``RERANKER_INSTRUCTION`` override it; without
+either, the model's config decides, by the rules of ``reranker_contract.decide_kind``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
 
 import torch
-from reranker_kinds import read_manifest, resolve_kind
-from reranker_prompt import DEFAULT_PROMPT_MAX_LENGTH, PromptReranker, yes_no_ids
-from reranker_scoring import EncoderReranker, Reranker, model_max_length
+from reranker_contract import (
+    CLASSIFIER,
+    KIND_FIELDS,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    Kind,
+    decide_kind,
+    is_pickle_weight_file,
+    is_weight_file,
+)
+from reranker_decoder import DecoderReranker
+from reranker_encoder import EncoderReranker
+from reranker_engine import Reranker
 from reranker_settings import Settings
 from transformers import (
     AutoConfig,
@@ -19,10 +38,6 @@ from transformers import (
 )
 
 logger = logging.getLogger(__name__)
-
-SAFE_WEIGHTS = (".safetensors",)
-# Pickle files run code when loaded: read only with RERANKER_ALLOW_PICKLE=1.
-PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -62,13 +77,12 @@ def weight_files(model_dir: str) -> list[str]:
     """The weight files baked into ``model_dir`` (none without a ``config.json``)."""
     if not model_dir or not os.path.isfile(os.path.join(model_dir, "config.json")):
         return []
-    suffixes = SAFE_WEIGHTS + PICKLE_WEIGHTS
-    return sorted(name for name in os.listdir(model_dir) if name.endswith(suffixes))
+    return sorted(name for name in os.listdir(model_dir) if is_weight_file(name))
 
 
 def check_weights(model_dir: str, files: list[str], allow_pickle: bool) -> None:
     """Refuse, before reading any of them, pickle weights that were not explicitly allowed."""
-    if allow_pickle or any(name.endswith(SAFE_WEIGHTS) for name in files):
+    if allow_pickle or not all(is_pickle_weight_file(name) for name in files):
         return
     raise ValueError(
         f"{model_dir} holds only pickle weights ({', '.join(files)}), which can run code when "
@@ -76,9 +90,41 @@ def check_weights(model_dir: str, files: list[str], allow_pickle: bool) -> None:
     )
 
 
+def read_manifest(model_dir: str) -> dict:
+    """The scoring fields of ``model_dir``'s manifest ({} when there is none)."""
+    path = os.path.join(model_dir or "", MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            payload = json.loads(handle.read(MAX_MANIFEST_BYTES + 1))
+    except (OSError, ValueError, RecursionError) as error:
+        raise ValueError(f"{MANIFEST} in {model_dir} is not valid JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{MANIFEST} in {model_dir} is not a JSON object")
+    fields = {key: payload.get(key) for key in KIND_FIELDS}
+    for key, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{MANIFEST}: {key!r} must be a string or null")
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def resolve_kind(config, manifest: dict, settings: Settings, source: str) -> Kind:
+    """The kind to score ``source`` as: the setting, else the manifest, else its config. A
+    recorded prompt applies to the classifier it was recorded for, not to a yes-no override."""
+    architectures = getattr(config, "architectures", None) or []
+    architecture = architectures[0] if architectures else config.model_type
+    requested = settings.scoring if settings.scoring != "auto" else manifest.get("scoring")
+    recorded = manifest.get("prompt") if manifest.get("scoring") in (None, CLASSIFIER) else None
+    instruction = settings.instruction or manifest.get("instruction")
+    return decide_kind(
+        source, architecture, config.model_type, config.num_labels, requested, recorded, instruction
+    )
+
+
 def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
     """Load tokenizer and model from ``model_dir``, or from the hub when none are baked in,
-    as the scorer their kind needs (``reranker_kinds``)."""
+    as the reranker of their kind's family (encoder or decoder)."""
     settings = settings or Settings.from_env()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = choose_dtype(settings.dtype, device)
@@ -99,26 +145,22 @@ def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
         raise ValueError(f"{source} has no fast tokenizer (tokenizer.json); one is required")
     config = AutoConfig.from_pretrained(source, **options)
     kind = resolve_kind(config, read_manifest(model_dir), settings, source)
-    yes_no = yes_no_ids(tokenizer, source) if kind.scoring == "yes-no" else None
     # None lets transformers fall back to pickle weights, which only RERANKER_ALLOW_PICKLE permits.
     safetensors = None if settings.allow_pickle else True
-    auto = AutoModelForCausalLM if kind.scoring == "yes-no" else AutoModelForSequenceClassification
-    model = _load_model(auto, source, dtype, {**options, "config": config}, safetensors)
-    model.to(device).eval()
-    if kind.prompt is None:
-        reranker = EncoderReranker(tokenizer, model, device, settings)
-    else:
-        limit = model_max_length(tokenizer, config)
-        wanted = settings.max_length or DEFAULT_PROMPT_MAX_LENGTH
-        reranker = PromptReranker(
-            tokenizer, model, device, settings, min(wanted, limit), kind.instruction, yes_no
-        )
+
+    def read_model(causal: bool):
+        auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+        model = _load_model(auto, source, dtype, {**options, "config": config}, safetensors)
+        return model.to(device).eval()
+
+    family = EncoderReranker if kind.prompt is None else DecoderReranker
+    reranker = family.load(tokenizer, config, kind, source, settings, device, read_model)
     logger.info(
         "loaded %s on %s (%s): %s, max_length=%d, batch_tokens=%d, forward=%s",
         source,
         device,
         dtype,
-        kind.describe(config),
+        kind.description,
         reranker.max_length,
         reranker.batch_tokens,
         "packed" if reranker.packed else "padded",

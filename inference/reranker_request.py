@@ -1,17 +1,51 @@
-"""Requests: content negotiation, the JSON shapes of the wire contract, and their errors.
+"""Requests: content negotiation, the JSON shapes of the wire contract, and the errors a
+request can meet anywhere in the handler.
 
-Every client error is a ``GenericInferenceToolkitError`` whose message names the problem (and
-the index of the bad pair); the serving toolkit turns it into the response status.
+Each error is a ``RerankerError`` subclass whose message names the problem (and the index of
+the bad pair); ``inference.py`` alone turns its class into the response status.
 """
 
 from __future__ import annotations
 
 import json
 
-from reranker_settings import MAX_INSTRUCTION_CHARS
-from sagemaker_inference.errors import GenericInferenceToolkitError
+from reranker_contract import (
+    INSTRUCTION_KEY,
+    JSON,
+    MAX_INSTRUCTION_CHARS,
+    PAIR_KEYS,
+    QUERY_KEY,
+    SHAPES,
+    TEXTS_KEY,
+)
 
-JSON = "application/json"
+
+class RerankerError(Exception):
+    """A request the handler refuses, or fails to score, with a message for the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RerankerError):
+    """The body is not a request of the wire contract."""
+
+
+class NotAcceptable(RerankerError):
+    """The caller accepts no JSON answer."""
+
+
+class RequestTooLarge(RerankerError):
+    """Over RERANKER_MAX_PAIRS or RERANKER_MAX_TOKENS."""
+
+
+class UnsupportedMediaType(RerankerError):
+    """The body is not JSON."""
+
+
+class ScoringFailed(RerankerError):
+    """The model gave no usable score."""
 
 
 def parse_request(
@@ -21,26 +55,22 @@ def parse_request(
     (None when absent: the model's default applies)."""
     media_type = (content_type or JSON).split(";")[0].strip().lower()
     if media_type != JSON:
-        raise GenericInferenceToolkitError(
-            415, f"unsupported content type {content_type!r}; send {JSON}"
-        )
+        raise UnsupportedMediaType(f"unsupported content type {content_type!r}; send {JSON}")
     if isinstance(body, (bytes, bytearray)):
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as error:
-            raise GenericInferenceToolkitError(
-                400, f"request body is not valid UTF-8 (byte {error.start})"
-            ) from None
+            raise BadRequest(f"request body is not valid UTF-8 (byte {error.start})") from None
     if not body.strip():
-        raise GenericInferenceToolkitError(400, "request body is empty; send a JSON object")
+        raise BadRequest("request body is empty; send a JSON object")
     try:
         payload = json.loads(body, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
-        raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
+        raise BadRequest(f"malformed JSON: {error}") from None
     except RecursionError:
-        raise GenericInferenceToolkitError(400, "malformed JSON: nested too deeply") from None
+        raise BadRequest("malformed JSON: nested too deeply") from None
     except ValueError as error:  # NaN / Infinity literals
-        raise GenericInferenceToolkitError(400, f"malformed JSON: {error}") from None
+        raise BadRequest(f"malformed JSON: {error}") from None
     instruction = instruction_from_payload(payload)
     pairs = pairs_from_payload(payload)
     _check_unicode(pairs)
@@ -50,24 +80,20 @@ def parse_request(
 def instruction_from_payload(payload: object) -> str | None:
     """The optional ``instruction`` beside any shape: a string of at most
     ``MAX_INSTRUCTION_CHARS`` characters, for prompted rerankers (encoders ignore it)."""
-    if not isinstance(payload, dict) or "instruction" not in payload:
+    if not isinstance(payload, dict) or INSTRUCTION_KEY not in payload:
         return None
-    instruction = payload.pop("instruction")
+    instruction = payload.pop(INSTRUCTION_KEY)
     if not isinstance(instruction, str):
-        raise GenericInferenceToolkitError(
-            400, f"'instruction' must be a string, got {_type_name(instruction)}"
-        )
+        raise BadRequest(f"'instruction' must be a string, got {_type_name(instruction)}")
     if len(instruction) > MAX_INSTRUCTION_CHARS:
-        raise GenericInferenceToolkitError(
-            400,
+        raise BadRequest(
             f"'instruction' has {len(instruction)} characters, over the limit of "
             f"{MAX_INSTRUCTION_CHARS}",
         )
     try:
         instruction.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise GenericInferenceToolkitError(
-            400,
+        raise BadRequest(
             f"'instruction' holds an unpaired surrogate at character {error.start}; "
             "send valid Unicode",
         ) from None
@@ -83,8 +109,7 @@ def _check_unicode(pairs: list[tuple[str, str]]) -> None:
                 text.encode("utf-8")
             except UnicodeEncodeError as error:
                 code = ord(text[error.start])
-                raise GenericInferenceToolkitError(
-                    400,
+                raise BadRequest(
                     f"pair {index} {('query', 'document')[position]} holds an unpaired surrogate "
                     f"\\u{code:04x} at character {error.start}; send valid Unicode",
                 ) from None
@@ -94,60 +119,44 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-SHAPES = (
-    "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or "
-    "{'query': q, 'texts': [doc, ...]}, each with an optional 'instruction': str"
-)
-
-
 def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
     """Accept the three request shapes of the wire contract; name the first problem found."""
     if not isinstance(payload, dict):
-        raise GenericInferenceToolkitError(
-            400, f"expected a JSON object, got {_type_name(payload)}; send {SHAPES}"
-        )
+        raise BadRequest(f"expected a JSON object, got {_type_name(payload)}; send {SHAPES}")
     keys = set(payload)
-    if keys == {"pairs"} or keys == {"text_pairs"}:
+    if len(keys) == 1 and keys <= set(PAIR_KEYS):
         (key,) = keys
         return _pairs(payload[key], key)
-    if keys == {"query", "texts"}:
-        query, texts = payload["query"], payload["texts"]
+    if keys == {QUERY_KEY, TEXTS_KEY}:
+        query, texts = payload[QUERY_KEY], payload[TEXTS_KEY]
         if not isinstance(query, str):
-            raise GenericInferenceToolkitError(
-                400, f"'query' must be a string, got {_type_name(query)}"
-            )
+            raise BadRequest(f"'query' must be a string, got {_type_name(query)}")
         if not isinstance(texts, list):
-            raise GenericInferenceToolkitError(
-                400, f"'texts' must be a list of strings, got {_type_name(texts)}"
-            )
+            raise BadRequest(f"'texts' must be a list of strings, got {_type_name(texts)}")
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise GenericInferenceToolkitError(
-                    400, f"texts[{index}] must be a string, got {_type_name(text)}"
-                )
+                raise BadRequest(f"texts[{index}] must be a string, got {_type_name(text)}")
         return [(query, text) for text in texts]
-    known = {"pairs", "text_pairs", "query", "texts", "instruction"}
+    known = {*PAIR_KEYS, QUERY_KEY, TEXTS_KEY, INSTRUCTION_KEY}
     unknown = sorted(keys - known)
     problem = f"unknown key(s) {unknown}" if unknown else f"keys {sorted(keys)} do not fit"
-    raise GenericInferenceToolkitError(400, f"{problem}; send {SHAPES}")
+    raise BadRequest(f"{problem}; send {SHAPES}")
 
 
 def _pairs(items: object, key: str) -> list[tuple[str, str]]:
     if not isinstance(items, list):
-        raise GenericInferenceToolkitError(
-            400, f"'{key}' must be a list of [query, document] pairs, got {_type_name(items)}"
+        raise BadRequest(
+            f"'{key}' must be a list of [query, document] pairs, got {_type_name(items)}"
         )
     pairs = []
     for index, item in enumerate(items):
         if not isinstance(item, list) or len(item) != 2:
             size = f"{len(item)} items" if isinstance(item, list) else _type_name(item)
-            raise GenericInferenceToolkitError(
-                400, f"{key}[{index}] must be [query, document] (2 strings), got {size}"
-            )
+            raise BadRequest(f"{key}[{index}] must be [query, document] (2 strings), got {size}")
         for position, text in enumerate(item):
             if not isinstance(text, str):
-                raise GenericInferenceToolkitError(
-                    400, f"{key}[{index}][{position}] must be a string, got {_type_name(text)}"
+                raise BadRequest(
+                    f"{key}[{index}][{position}] must be a string, got {_type_name(text)}"
                 )
         pairs.append((item[0], item[1]))
     return pairs
@@ -168,4 +177,4 @@ def check_accept(accept: str | None) -> None:
         media_type = option.split(";")[0].strip().lower()
         if media_type in {JSON, "*/*", "application/*", ""}:
             return
-    raise GenericInferenceToolkitError(406, f"unsupported accept {accept!r}; accept {JSON}")
+    raise NotAcceptable(f"unsupported accept {accept!r}; accept {JSON}")

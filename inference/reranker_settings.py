@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from reranker_contract import MAX_INSTRUCTION_CHARS, SCORING_CHOICES
+
 DEFAULT_MODEL_ID = "BAAI/bge-reranker-base"
-DEFAULT_MAX_LENGTH = 512  # encoders; prompted rerankers default to 8,192 (reranker_prompt)
+DEFAULT_MAX_LENGTH = 512  # encoders
+DEFAULT_PROMPT_MAX_LENGTH = 8192  # prompted rerankers, prompt included
 DEFAULT_MAX_PAIRS = 1024
 # Real (unpadded) tokens per request: ~2 s of bge-reranker-base on an A10G, minutes on a small
 # CPU; the deploy command lowers it for CPU instance types.
@@ -18,8 +21,6 @@ DEFAULT_MAX_TOKENS = 262_144
 # cache (2,048 ran 10-25 % faster than 8,192 on a 2-core EPYC, docs/performance.md); a GPU
 # stays busy with larger passes, and its memory, not a cache, is the limit.
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768}
-SCORING_CHOICES = ("auto", "classifier", "yes-no")
-MAX_INSTRUCTION_CHARS = 4096
 
 
 @dataclass(frozen=True)

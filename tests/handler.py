@@ -5,7 +5,7 @@ The toolkit puts ``code/`` (the packaged handler's folder) on ``sys.path`` and r
 same (``import_handler``), from the folder the packaging step ships, so they test the very
 files of the archive::
 
-    from handler import inference, reranker_batching
+    from handler import inference, reranker_engine
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from __future__ import annotations
 from sagemaker_reranker.deploy.packaging.build import import_handler
 
 inference = import_handler("inference")
-reranker_batching = import_handler("reranker_batching")
+reranker_contract = import_handler("reranker_contract")
 reranker_decoder = import_handler("reranker_decoder")
 reranker_encoder = import_handler("reranker_encoder")
-reranker_kinds = import_handler("reranker_kinds")
+reranker_engine = import_handler("reranker_engine")
 reranker_loading = import_handler("reranker_loading")
-reranker_prompt = import_handler("reranker_prompt")
 reranker_request = import_handler("reranker_request")
-reranker_scoring = import_handler("reranker_scoring")
 reranker_settings = import_handler("reranker_settings")

@@ -15,9 +15,8 @@ import pytest
 import torch
 from handler import (
     inference,
-    reranker_batching,
+    reranker_engine,
     reranker_loading,
-    reranker_scoring,
     reranker_settings,
 )
 from hypothesis import given, settings
@@ -44,7 +43,7 @@ def reference_scores(tiny_model_dir: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module", params=["packed", "padded"])
-def small_budget_reranker(request, tiny_model_dir: Path) -> reranker_scoring.Reranker:
+def small_budget_reranker(request, tiny_model_dir: Path) -> reranker_engine.Reranker:
     """The handler's reranker with a small budget, on each forward: packed and padded."""
     settings_ = dataclasses.replace(
         reranker_settings.Settings.from_env(), packed=request.param == "packed"
@@ -128,10 +127,10 @@ def test_the_reference_is_the_single_padded_batch(tiny_model_dir):
 
 
 def plan_cost(lengths: list[int], batches: list[list[int]], packed: bool) -> float:
-    overhead = reranker_batching.BATCH_OVERHEAD_TOKENS
+    overhead = reranker_engine.BATCH_OVERHEAD_TOKENS
     return sum(
         overhead
-        + reranker_batching.batch_cost(
+        + reranker_engine.batch_cost(
             len(batch),
             max(lengths[i] for i in batch),
             sum(lengths[i] for i in batch),
@@ -148,16 +147,16 @@ def plan_cost(lengths: list[int], batches: list[list[int]], packed: bool) -> flo
     packed=st.booleans(),
 )
 def test_plan_batches_properties(lengths, budget, packed):
-    batches = reranker_batching.plan_batches(lengths, budget, packed=packed)
+    batches = reranker_engine.plan_batches(lengths, budget, packed=packed)
     flat = [index for batch in batches for index in batch]
     assert sorted(flat) == list(range(len(lengths)))  # nothing dropped or duplicated
     assert all(batch for batch in batches)
     for batch in batches:
         padded = len(batch) * max(lengths[i] for i in batch)
         assert padded <= budget or len(batch) == 1
-        assert len(batch) <= reranker_batching.MAX_BATCH_ROWS
+        assert len(batch) <= reranker_engine.MAX_BATCH_ROWS
     fits = max(lengths, default=0) * len(lengths) <= budget
-    if lengths and fits and len(lengths) <= reranker_batching.MAX_BATCH_ROWS:
+    if lengths and fits and len(lengths) <= reranker_engine.MAX_BATCH_ROWS:
         assert batches == [list(range(len(lengths)))]  # what fits in one batch stays one
     else:  # cut by cost: never costlier than the always-feasible plan of one pass per pair
         singles = [[i] for i in range(len(lengths))]
@@ -168,7 +167,7 @@ def test_plan_batches_properties(lengths, budget, packed):
 def test_a_request_that_fits_is_never_split(packed):
     # (a)-like: 20 chunks of 79-123 tokens; splitting them measured slower than one batch.
     lengths = [79 + (i * 7) % 45 for i in range(20)]
-    assert reranker_batching.plan_batches(lengths, 8192, packed=packed) == [list(range(20))]
+    assert reranker_engine.plan_batches(lengths, 8192, packed=packed) == [list(range(20))]
 
 
 def test_collate_pads_like_the_tokenizer(small_budget_reranker):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler import inference, reranker_loading
+from handler import inference, reranker_loading, reranker_request
 from sagemaker_inference.errors import GenericInferenceToolkitError
 from transformers import AutoModelForSequenceClassification
 
@@ -121,6 +121,23 @@ def test_bad_input_is_rejected_with_a_named_problem(
     assert "Traceback" not in caught.value.message
     # The worker survives: the next valid call succeeds.
     assert len(call(reranker, {"pairs": [[QUERY, "d"]]})) == 1
+
+
+def test_every_engine_error_has_its_status():
+    """A RerankerError class missing from inference.STATUSES would escape transform_fn as an
+    unnamed 500 with a traceback."""
+    classes = set(reranker_request.RerankerError.__subclasses__())
+    assert set(inference.STATUSES) == classes
+
+
+def test_a_non_finite_score_is_a_500(tiny_model_dir):
+    """Weights that overflow (here: a NaN in the head) give no score to return."""
+    broken = inference.model_fn(str(tiny_model_dir))
+    with torch.no_grad():
+        broken.model.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(GenericInferenceToolkitError) as caught:
+        call(broken, {"pairs": [[QUERY, "d"]]})
+    assert caught.value.status_code == 500 and "non-finite score" in caught.value.message
 
 
 def test_limits_on_pairs_and_tokens(tiny_model_dir, monkeypatch):

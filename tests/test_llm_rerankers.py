@@ -17,13 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler import (
-    inference,
-    reranker_decoder,
-    reranker_loading,
-    reranker_prompt,
-    reranker_scoring,
-)
+from handler import inference, reranker_decoder, reranker_encoder, reranker_engine, reranker_loading
 from references import ModelCardYesNoReranker, SampleCrossEncoder
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
@@ -47,7 +41,7 @@ def mixed_pairs(count: int = 12, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
-def load(model_dir: Path, **changes) -> reranker_scoring.Reranker:
+def load(model_dir: Path, **changes) -> reranker_engine.Reranker:
     settings = reranker_loading.Settings.from_env()
     return reranker_loading.load_reranker(str(model_dir), dataclasses.replace(settings, **changes))
 
@@ -68,7 +62,7 @@ def card_scores(card) -> list[float]:
 
 
 @pytest.fixture(scope="module", params=["packed", "padded"])
-def yes_no(request, tiny_qwen3_dir: Path) -> reranker_prompt.PromptReranker:
+def yes_no(request, tiny_qwen3_dir: Path) -> reranker_decoder.DecoderReranker:
     return load(tiny_qwen3_dir, max_length=MAX_LENGTH, packed=request.param == "packed")
 
 
@@ -80,10 +74,10 @@ def test_each_kind_gets_its_scorer_and_default_length(
 ):
     plain, two_label = load(tiny_model_dir), load(tiny_two_label_dir)
     causal, converted = load(tiny_qwen3_dir), load(tiny_qwen3_seqcls_dir)
-    assert isinstance(plain, reranker_scoring.EncoderReranker) and plain.max_length == 512
-    assert isinstance(two_label, reranker_scoring.EncoderReranker) and two_label.packed
-    assert isinstance(causal, reranker_prompt.PromptReranker) and causal.yes_no is not None
-    assert isinstance(converted, reranker_prompt.PromptReranker) and converted.yes_no is None
+    assert isinstance(plain, reranker_encoder.EncoderReranker) and plain.max_length == 512
+    assert isinstance(two_label, reranker_encoder.EncoderReranker) and two_label.packed
+    assert isinstance(causal, reranker_decoder.DecoderReranker) and causal.yes_no is not None
+    assert isinstance(converted, reranker_decoder.DecoderReranker) and converted.yes_no is None
     assert causal.max_length == converted.max_length == 8192  # the prompted default
     assert isinstance(causal.packed, reranker_decoder.PackedDecoder)
     # The causal model's full-vocabulary head is never part of a score: one row is.
@@ -285,4 +279,4 @@ def test_a_causal_model_scores_as_yes_no_when_the_manifest_says_so(
     with pytest.raises(ValueError, match="no classification head"):
         inference.model_fn(str(model))
     monkeypatch.setenv("RERANKER_SCORING", "yes-no")  # the setting wins over the manifest
-    assert isinstance(inference.model_fn(str(model)), reranker_prompt.PromptReranker)
+    assert isinstance(inference.model_fn(str(model)), reranker_decoder.DecoderReranker)

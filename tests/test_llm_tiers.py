@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from handler import inference, reranker_prompt
+from handler import inference, reranker_contract, reranker_decoder
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
@@ -41,7 +41,7 @@ def expected(qwen3_archive: Path, tmp_path_factory) -> dict[str | None, list[flo
     """The handler's scores in this process, from the extracted archive: by instruction."""
     model_dir = extract_archive(qwen3_archive, tmp_path_factory.mktemp("qwen3-model"))
     reranker = inference.model_fn(str(model_dir))
-    assert isinstance(reranker, reranker_prompt.PromptReranker)
+    assert isinstance(reranker, reranker_decoder.DecoderReranker)
     return {None: reranker.score(PAIRS), INSTRUCTION: reranker.score(PAIRS, None, INSTRUCTION)}
 
 
@@ -54,7 +54,7 @@ def cross_encoder(endpoint: LocalEndpoint, **options) -> SagemakerEndpointCrossE
 def test_the_archive_records_the_yes_no_kind(qwen3_archive):
     manifest = read_manifest(qwen3_archive)
     assert (manifest.scoring, manifest.prompt) == ("yes-no", "qwen3-reranker")
-    assert manifest.instruction == reranker_prompt.DEFAULT_INSTRUCTION
+    assert manifest.instruction == reranker_contract.DEFAULT_INSTRUCTION
 
 
 def check_tier(endpoint: LocalEndpoint, expected, tolerance: float) -> None:

@@ -19,8 +19,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.packaging.build import package
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
-from sagemaker_reranker.deploy.packaging.kinds import DEFAULT_INSTRUCTION, detect_kind
+from sagemaker_reranker.deploy.packaging.kinds import detect_kind
 from sagemaker_reranker.deploy.packaging.manifest import MANIFEST, PackageError, read_manifest
+from sagemaker_reranker.inference.reranker_contract import DEFAULT_INSTRUCTION
 
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

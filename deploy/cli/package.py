@@ -10,8 +10,8 @@ import click
 
 from sagemaker_reranker.deploy.cli.options import BadInput
 from sagemaker_reranker.deploy.packaging.build import Progress, human_size, package
-from sagemaker_reranker.deploy.packaging.kinds import DEFAULT_INSTRUCTION, SCORING_CHOICES
 from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError
+from sagemaker_reranker.inference.reranker_contract import DEFAULT_INSTRUCTION, SCORING_CHOICES
 
 
 def model_size(manifest: Manifest) -> str:

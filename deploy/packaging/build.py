@@ -26,23 +26,23 @@ from sagemaker_reranker.deploy.packaging.kinds import (
     describe_files,
     describe_hub_model,
 )
-from sagemaker_reranker.deploy.packaging.manifest import (
+from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError, file_sha256
+from sagemaker_reranker.inference.reranker_contract import (
+    HANDLER,
+    HANDLER_DIR,
     MANIFEST,
-    PICKLE_PATTERNS,
-    Manifest,
-    PackageError,
-    file_sha256,
+    PICKLE_WEIGHT_PATTERNS,
+    SAFE_WEIGHT_PATTERNS,
     is_weight_file,
 )
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: bytes done of a stage ("hashing", then "compressing")."""
 
-HANDLER = "inference.py"
 # What a reranker needs at run time: config, tokenizer files, safetensors weights, licence.
 MODEL_PATTERNS = (
     "config.json",
-    "*.safetensors",
+    *SAFE_WEIGHT_PATTERNS,
     "model.safetensors.index.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -118,9 +118,9 @@ def model_files(
             continue
         if _matches(entry.name, MODEL_PATTERNS):
             chosen[entry.name] = entry
-        elif _matches(entry.name, PICKLE_PATTERNS):
+        elif _matches(entry.name, PICKLE_WEIGHT_PATTERNS):
             pickles[entry.name] = entry
-    if not any(name.endswith(".safetensors") for name in chosen):
+    if not any(is_weight_file(name) for name in chosen):
         if not pickles:
             raise PackageError(f"{model_dir} has no weights (*.safetensors)")
         if not allow_pickle:
@@ -283,7 +283,7 @@ def write_archive(
             **(details.manifest_fields() if details else {}),
         )
         for name, data in handler.items():
-            manifest.files[f"code/{name}"] = hashlib.sha256(data).hexdigest()
+            manifest.files[f"{HANDLER_DIR}/{name}"] = hashlib.sha256(data).hexdigest()
         output.parent.mkdir(parents=True, exist_ok=True)
         compressing = _Stage(progress, "compressing", total)
         with open(partial, "wb") as raw:
@@ -298,7 +298,7 @@ def write_archive(
                     # instead of decompressing the weights.
                     _add(tar, MANIFEST, manifest.to_json())
                     for name, data in handler.items():
-                        _add(tar, f"code/{name}", data)
+                        _add(tar, f"{HANDLER_DIR}/{name}", data)
                     for name in sorted(files):
                         _add_file(tar, name, files[name], compressing)
         os.replace(partial, output)
@@ -358,7 +358,7 @@ def package(
         model,
         revision,
         MODEL_PATTERNS,
-        PICKLE_PATTERNS,
+        PICKLE_WEIGHT_PATTERNS,
         allow_pickle,
         f"pickle weights can run code when loaded; {CONVERT_HINT}",
     )
@@ -370,7 +370,7 @@ def package(
 
 def copy_handler(dest: Path) -> Path:
     """Write the packaged handler into ``dest/code`` (for serving a bare model directory)."""
-    code = dest / "code"
+    code = dest / HANDLER_DIR
     code.mkdir(parents=True, exist_ok=True)
     for name, data in handler_files().items():
         (code / name).write_bytes(data)

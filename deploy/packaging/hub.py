@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from sagemaker_reranker.deploy.packaging.manifest import PackageError
+from sagemaker_reranker.inference.reranker_contract import is_pickle_weight_file, is_weight_file
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 DEFAULT_REVISION = "main"
@@ -107,7 +108,7 @@ def download_model(
             return Path(folder), Path(folder).name
         info = HfApi().model_info(model_id, revision=revision, files_metadata=False)
         names = [sibling.rfilename for sibling in info.siblings or []]
-        if not any(name.endswith(".safetensors") for name in names):
+        if all(is_pickle_weight_file(name) for name in names if is_weight_file(name)):
             if not allow_pickle:
                 raise PackageError(f"{model_id} publishes only pickle weights; {pickle_refusal}")
             wanted += pickle_patterns

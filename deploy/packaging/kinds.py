@@ -24,21 +24,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagemaker_reranker.deploy.packaging.manifest import (
+from sagemaker_reranker.deploy.packaging.manifest import PackageError
+from sagemaker_reranker.inference.reranker_contract import (
+    CLASSIFIER,
     MAX_INSTRUCTION_CHARS,
-    PROMPTS,
-    SCORING_KINDS,
-    PackageError,
+    SCORING_CHOICES,
+    YES_NO,
+    YES_NO_TOKENS,
+    Kind,
+    KindError,
+    decide_kind,
+    is_causal,
+    is_pickle_weight_file,
+    is_sequence_classifier,
+    is_weight_file,
+    prompted_kind,
 )
 
-SCORING_CHOICES = ("auto", *SCORING_KINDS)
-QWEN3_RERANKER_PROMPT = PROMPTS[0]
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 # Causal LMs published as yes/no rerankers, recognised by their hub id or directory name.
 KNOWN_YES_NO = re.compile(r"qwen3[-_ ]?reranker", re.IGNORECASE)
-CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-# Model types whose sequence classifiers are converted Qwen3-Rerankers expecting its prompt.
-PROMPTED_CLASSIFIER_TYPES = ("qwen3",)
 # Tensors a token only looks up (embeddings) or that the handler reduces to one row (the LM
 # head): left out of ``body_parameters``, which is what every token is multiplied through.
 LOOKUP_TENSOR = re.compile(
@@ -47,20 +51,6 @@ LOOKUP_TENSOR = re.compile(
 )
 # A safetensors header larger than this is not a header.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ModelKind:
-    """How the handler is to score the model: the manifest's ``scoring``/``prompt``/
-    ``instruction`` and a phrase for ``package``'s output."""
-
-    scoring: str | None
-    prompt: str | None
-    instruction: str | None
-    description: str
-
-    def manifest_fields(self) -> dict[str, str | None]:
-        return {"scoring": self.scoring, "prompt": self.prompt, "instruction": self.instruction}
 
 
 @dataclass(frozen=True)
@@ -162,8 +152,10 @@ def detect_kind(
     instruction: str | None = None,
     text_ranking_card: bool = False,
     tokens: set[str] | None = None,
-) -> ModelKind:
-    """The scoring kind of the model named ``name`` (hub id or directory name).
+) -> Kind:
+    """The scoring kind of the model named ``name`` (hub id or directory name), by the rules
+    the handler applies at load (``decide_kind``), and stricter: only a published reranker
+    is scored yes-no unasked, and an instruction for a model that ignores it is refused.
 
     ``config`` is its config.json (None when the archive carries no weights and it was not
     read): then only ``requested`` or the name decide, or the handler does at load.
@@ -171,92 +163,70 @@ def detect_kind(
     """
     check_scoring(requested, instruction)
     if config is None:
-        return _without_config(name, requested, instruction)
-    architectures = config.get("architectures") or []
-    architecture = architectures[0] if architectures else None
-    if architecture and architecture.endswith("ForSequenceClassification"):
-        return _classifier(config, name, architecture, requested, instruction)
-    if architecture and architecture.endswith(CAUSAL_SUFFIXES):
-        return _yes_no(name, architecture, requested, instruction, text_ranking_card, tokens)
-    shown = architecture or "config.json names no architecture"
-    raise PackageError(
-        f"{name} ({shown}) has no scoring head: a reranker is a *ForSequenceClassification "
-        "model with 1 or 2 labels, or a causal LM scored by its yes/no answer (--scoring yes-no)"
-    )
-
-
-def _without_config(name: str, requested: str, instruction: str | None) -> ModelKind:
-    if requested == "yes-no" or (requested == "auto" and KNOWN_YES_NO.search(name)):
-        return _prompted("yes-no", instruction, "yes-no (logit(yes) − logit(no))")
-    if requested == "classifier":
-        if instruction is not None:
-            raise _instruction_refused(name)
-        return ModelKind("classifier", None, None, "classifier")
-    return ModelKind(
-        None, None, instruction, "detected by the handler when the endpoint loads the model"
-    )
-
-
-def _classifier(
-    config: Mapping, name: str, architecture: str, requested: str, instruction: str | None
-) -> ModelKind:
-    if requested == "yes-no":
+        kind = _without_config(name, requested, instruction)
+    else:
+        architectures = config.get("architectures") or []
+        architecture = architectures[0] if architectures else ""
+        _check_head(name, architecture, requested, text_ranking_card, tokens)
+        try:
+            kind = decide_kind(
+                name,
+                architecture,
+                config.get("model_type"),
+                _labels(config),
+                None if requested == "auto" else requested,
+                instruction=instruction,
+                setting="--scoring ",
+            )
+        except KindError as error:
+            raise PackageError(str(error)) from None
+    if instruction is not None and kind.scoring is not None and kind.prompt is None:
         raise PackageError(
-            f"--scoring yes-no needs a causal LM (*ForCausalLM); {name} is a {architecture}: "
-            "use --scoring classifier or auto"
+            "--instruction applies to prompted rerankers (yes-no, converted Qwen3 classifiers); "
+            f"{name} scores plain (query, document) pairs: leave --instruction out"
         )
-    labels = _labels(config)
-    if labels not in (1, 2):
-        raise PackageError(
-            f"{name} has a {labels}-label classification head; a reranker has 1 label "
-            "(relevance) or 2 (not relevant, relevant)"
-        )
-    head = "one-logit head: the logit" if labels == 1 else "two-label head: logit[1] − logit[0]"
-    if config.get("model_type") in PROMPTED_CLASSIFIER_TYPES:
-        return _prompted("classifier", instruction, f"classifier ({head}, Qwen3-Reranker prompt)")
-    if instruction is not None:
-        raise _instruction_refused(name)
-    return ModelKind("classifier", None, None, f"classifier ({head})")
+    return kind
 
 
-def _yes_no(
+def _without_config(name: str, requested: str, instruction: str | None) -> Kind:
+    if requested == YES_NO or (requested == "auto" and KNOWN_YES_NO.search(name)):
+        return prompted_kind(YES_NO, instruction)
+    if requested == CLASSIFIER:
+        return Kind(CLASSIFIER, None, None, "classifier")
+    undecided = "detected by the handler when the endpoint loads the model"
+    return Kind(None, None, instruction, undecided)
+
+
+def _check_head(
     name: str,
     architecture: str,
     requested: str,
-    instruction: str | None,
     text_ranking_card: bool,
     tokens: set[str] | None,
-) -> ModelKind:
-    if requested == "classifier":
+) -> None:
+    """What ``package`` refuses beyond the handler's rules: a model without a scoring head, a
+    causal LM not known as a reranker (unless asked), a vocabulary without "yes" or "no"."""
+    if not (is_sequence_classifier(architecture) or is_causal(architecture)):
+        shown = architecture or "config.json names no architecture"
         raise PackageError(
-            f"{name} is a causal LM ({architecture}) with no classification head; "
-            "--scoring classifier needs a *ForSequenceClassification model: use --scoring yes-no"
+            f"{name} ({shown}) has no scoring head: a reranker is a *ForSequenceClassification "
+            "model with 1 or 2 labels, or a causal LM scored by its yes/no answer (--scoring "
+            "yes-no)"
         )
+    if not is_causal(architecture) or requested == CLASSIFIER:
+        return
     if requested == "auto" and not (KNOWN_YES_NO.search(name) or text_ranking_card):
         raise PackageError(
             f"{name} is a causal LM ({architecture}) not known as a reranker; if it answers "
             "yes/no to Qwen3-Reranker's prompt, pass --scoring yes-no"
         )
     if tokens is not None:
-        missing = [token for token in ("yes", "no") if token not in tokens]
+        missing = [token for token in YES_NO_TOKENS if token not in tokens]
         if missing:
             raise PackageError(
                 f"{name}'s tokenizer has no single {' or '.join(repr(t) for t in missing)} "
                 "token, which yes-no scoring reads the logits of"
             )
-    return _prompted("yes-no", instruction, "yes-no (logit(yes) − logit(no))")
-
-
-def _prompted(scoring: str, instruction: str | None, description: str) -> ModelKind:
-    chosen = instruction or DEFAULT_INSTRUCTION
-    return ModelKind(scoring, QWEN3_RERANKER_PROMPT, chosen, description)
-
-
-def _instruction_refused(name: str) -> PackageError:
-    return PackageError(
-        f"--instruction applies to prompted rerankers (yes-no, converted Qwen3 classifiers); "
-        f"{name} scores plain (query, document) pairs: leave --instruction out"
-    )
 
 
 def safetensors_parameters(path: Path) -> tuple[int, int]:
@@ -292,26 +262,20 @@ def safetensors_parameters(path: Path) -> tuple[int, int]:
 
 def model_size(files: Mapping[str, Path]) -> ModelSize:
     """Weights bytes and, for safetensors weights, parameter counts (headers only)."""
-    weights = {name: path for name, path in files.items() if _is_weights(name)}
+    weights = {name: path for name, path in files.items() if is_weight_file(name)}
     size = sum(path.stat().st_size for path in weights.values())
-    safetensors = [path for name, path in sorted(weights.items()) if name.endswith(".safetensors")]
-    if not safetensors or len(safetensors) != len(weights):
+    safe = [path for name, path in sorted(weights.items()) if not is_pickle_weight_file(name)]
+    if not safe or len(safe) != len(weights):
         return ModelSize(size, None, None)
-    counts = [safetensors_parameters(path) for path in safetensors]
+    counts = [safetensors_parameters(path) for path in safe]
     return ModelSize(size, sum(c[0] for c in counts), sum(c[1] for c in counts))
-
-
-def _is_weights(name: str) -> bool:
-    return name.endswith((".safetensors", ".bin", ".pt", ".pth")) and not name.endswith(
-        ".index.json"
-    )
 
 
 @dataclass(frozen=True)
 class ModelDetails:
     """What ``package`` records about the model beyond its files."""
 
-    kind: ModelKind
+    kind: Kind
     size: ModelSize
 
     def manifest_fields(self) -> dict[str, str | int | None]:
@@ -325,7 +289,7 @@ def describe_files(
     config = read_json(files.get("config.json"))
     architectures = (config or {}).get("architectures") or [""]
     # Only a yes-no model's vocabulary matters; a large tokenizer.json is not parsed for nothing.
-    causal = str(architectures[0]).endswith(CAUSAL_SUFFIXES)
+    causal = is_causal(str(architectures[0]))
     kind = detect_kind(
         config,
         name,

@@ -12,26 +12,19 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-MANIFEST = "reranker-manifest.json"
-MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is a few KiB
+from sagemaker_reranker.inference.reranker_contract import (
+    MANIFEST,
+    MAX_INSTRUCTION_CHARS,
+    MAX_MANIFEST_BYTES,
+    PROMPTS,
+    SCORING_KINDS,
+)
+
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
-SCORING_KINDS = ("classifier", "yes-no")
-PROMPTS = ("qwen3-reranker",)
-MAX_INSTRUCTION_CHARS = 4096
-PICKLE_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth")
-WEIGHT_PATTERNS = ("*.safetensors", *PICKLE_PATTERNS)
-
-
-def is_weight_file(name: str) -> bool:
-    """A weight file the handler would load (the handler's own ``code/`` folder aside): what
-    the manifest's ``weights`` means, for ``package`` writing it and the checks reading it."""
-    return not name.startswith("code/") and any(
-        PurePosixPath(name).match(pattern) for pattern in WEIGHT_PATTERNS
-    )
 
 
 class PackageError(Exception):
@@ -45,6 +38,7 @@ class Manifest:
     source: str
     revision: str | None
     weights: bool
+    """Whether weight files are baked in (``reranker_contract.is_weight_file``)."""
     files: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     # How the handler scores pairs (decided by ``package``, see ``kinds.py``); None in

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from sagemaker_reranker.deploy.packaging.manifest import (
+from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError
+from sagemaker_reranker.deploy.packaging.tar_reader import Limits, Member, TarReader
+from sagemaker_reranker.inference.reranker_contract import (
     MANIFEST,
     MAX_MANIFEST_BYTES,
-    Manifest,
-    PackageError,
     is_weight_file,
 )
-from sagemaker_reranker.deploy.packaging.tar_reader import Limits, Member, TarReader
 
 # What an archive without weights may name as the model to download: a hub id, no more.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
