@@ -1,6 +1,8 @@
 """The ``sagemaker-reranker`` command line: package, serve locally, deploy and operate.
 
-Each command lives in the module of its concern; this file only groups them.
+Each command lives in the module of its concern; this file groups them, and holds what every
+command shares: the error contract (one ``Error:`` line; exit code 2 for bad input, 1 for
+failures of AWS, the runtime or the model), ``-v``/``--debug`` and the top-level help.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ main.add_command(autoscale_command)
 main.add_command(batch_command)
 main.add_command(iam_policy_command)
 main.add_command(eval_command)
+# -v/--debug after the command's name too: users add them to the line they just ran.
 for _command in main.commands.values():
     verbosity.verbose_option(_command)
     verbosity.debug_option(_command)
