@@ -1,4 +1,4 @@
-"""Secrets in ``--env`` values: never printed, never logged.
+"""What the command line may show: secrets in ``--env`` values never, control characters escaped.
 
 An environment variable with ``TOKEN``, ``SECRET``, ``KEY``, ``PASSWORD`` or ``CREDENTIAL``
 in its name, as a word or a word's end (``HF_TOKEN``, ``API_KEY``, ``OPENAI_APIKEY``), is a
@@ -8,10 +8,16 @@ must (the model's environment on AWS, the local server's environment), but every
 of a request are redacted by name, and any other text is scrubbed of every secret value
 ``parse_env`` has seen in this process. docs/security.md says how to keep such values out of
 the model's environment altogether (AWS Secrets Manager).
+
+Text that came from a server, AWS or a file (an endpoint's error, a log line, a document)
+goes through ``printable`` before it reaches the terminal: a CR or LF in it would start a
+forged line, and an escape sequence (``ESC ] 0; ... BEL``) would retitle or redraw the
+terminal, even through a pipe into ``less -R`` or a CI log viewer.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +25,9 @@ from typing import Any
 SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "CREDENTIAL")
 REDACTED = "<redacted>"
 MIN_SCRUB_LENGTH = 4  # shorter values would blank out ordinary words
+# C0, DEL and C1 controls, line and paragraph separators, and the bidirectional overrides
+# that make a line read otherwise than it is written.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _seen: set[str] = set()
 _lock = threading.Lock()
 
@@ -52,6 +61,22 @@ def scrub(text: str) -> str:
     for value in values:
         text = text.replace(value, REDACTED)
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN`` (``\\uNNNN``), so it shows as
+    one line of plain characters; other non-ASCII (accents, CJK) stays as it is."""
+    return CONTROL.sub(_escaped, text)
+
+
+def shown(text: str) -> str:
+    """What the terminal gets of ``text``: remembered secrets scrubbed, controls escaped."""
+    return printable(scrub(text))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def redact(value: Any) -> Any:

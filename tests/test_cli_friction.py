@@ -195,3 +195,47 @@ def test_deploy_says_it_reads_the_archive_before_uploading(moto, tiny_archive):
     result = deploy(tiny_archive, "--dry-run")
     assert result.exit_code == 0, result.output
     assert re.search(rf"(checking|hashing) {re.escape(tiny_archive.name)} \(\d", result.stderr)
+
+
+# ----------------------------------------------------- credentials, image and instance
+
+
+def test_deploy_without_credentials_says_how_to_get_them(no_credentials, tiny_archive):
+    result = deploy(tiny_archive)
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: no AWS credentials found")
+    for hint in ("aws configure", "AWS_PROFILE", "deploy --dry-run"):
+        assert hint in line, hint
+    status = cli("status", NAME)  # nothing to plan: no --dry-run to offer
+    assert status.exit_code == 1 and "aws configure" in status.stderr
+    assert "--dry-run" not in status.stderr
+
+
+GPU_IMAGE = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+    "2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04"
+)
+CPU_IMAGE = GPU_IMAGE.replace("-gpu-py312-cu124-", "-cpu-py312-")
+
+
+@pytest.mark.parametrize(
+    ("image", "instance", "warning"),
+    [
+        (GPU_IMAGE, ("--instance-type", "ml.m5.xlarge"), "is a GPU image but ml.m5.xlarge has no"),
+        (GPU_IMAGE, ("--serverless-memory", "4096"), "a serverless endpoint has no GPU"),
+        (CPU_IMAGE, ("--instance-type", "ml.g5.xlarge"), "is a CPU image: the model would run"),
+        (GPU_IMAGE, ("--instance-type", "ml.g5.xlarge"), None),
+        (CPU_IMAGE, ("--instance-type", "ml.m5.xlarge"), None),
+    ],
+)
+def test_an_image_built_for_other_hardware_is_warned_about(
+    moto, tiny_archive, image, instance, warning
+):
+    result = deploy(tiny_archive, "--image-uri", image, *instance, "--dry-run")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning in warnings[0], result.stderr

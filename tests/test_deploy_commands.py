@@ -224,11 +224,11 @@ def test_serverless_is_cpu_without_isolation_and_tells_the_byte_limit(moto, tiny
         "--security-groups",
         "sg-1",
     )
-    assert vpc.exit_code == 1 and "VPC" in vpc.stderr
+    assert vpc.exit_code == 2 and "VPC" in vpc.stderr
     typed = deploy(tiny_archive, "--serverless-memory", "2048", "--instance-type", "ml.m5.xlarge")
-    assert typed.exit_code == 1 and "no instance type" in typed.stderr
+    assert typed.exit_code == 2 and "no instance type" in typed.stderr
     bad = deploy(tiny_archive, "--serverless-memory", "1000")
-    assert bad.exit_code == 1 and "--serverless-memory 1000" in bad.stderr
+    assert bad.exit_code == 2 and "--serverless-memory 1000" in bad.stderr
 
 
 def test_archive_without_weights_downloads_pinned_model_without_isolation(moto, tmp_path):
@@ -298,17 +298,17 @@ def test_interrupted_wait_resumes_on_rerun(moto, tiny_archive, monkeypatch):
 
 def test_missing_role_is_named(moto, tiny_archive, monkeypatch):
     result = cli("deploy", NAME, "--model-data", str(tiny_archive))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no execution role: pass --role ARN or set SAGEMAKER_ROLE" in result.stderr
     bad = cli("deploy", NAME, "--model-data", str(tiny_archive), "--role", "SageMakerRole")
-    assert bad.exit_code == 1 and "is not an IAM role ARN" in bad.stderr
+    assert bad.exit_code == 2 and "is not an IAM role ARN" in bad.stderr
     monkeypatch.setenv("SAGEMAKER_ROLE", ROLE)
     assert cli("deploy", NAME, "--model-data", str(tiny_archive)).exit_code == 0
 
 
 def test_bad_instance_types_are_rejected(moto, tiny_archive):
     local = deploy(tiny_archive, "--instance-type", "g5.xlarge")
-    assert local.exit_code == 1 and "is not a SageMaker instance type" in local.stderr
+    assert local.exit_code == 2 and "is not a SageMaker instance type" in local.stderr
     service = deploy(tiny_archive, "--instance-type", "ml.m99.xlarge")
     assert service.exit_code == 1
     error = service.stderr.strip().splitlines()[-1]
@@ -317,12 +317,12 @@ def test_bad_instance_types_are_rejected(moto, tiny_archive):
     assert "removed what this run created: model:rr-" in error
     assert state()["models"] == [] and state()["configs"] == []
     neuron = deploy(tiny_archive, "--instance-type", "ml.inf2.xlarge")
-    assert neuron.exit_code == 1 and "Neuron" in neuron.stderr
+    assert neuron.exit_code == 2 and "Neuron" in neuron.stderr
 
 
 def test_bad_names_and_conflicts(moto, tiny_archive):
     invalid = deploy(tiny_archive, name="bad_name")
-    assert invalid.exit_code == 1 and "not a valid endpoint name" in invalid.stderr
+    assert invalid.exit_code == 2 and "not a valid endpoint name" in invalid.stderr
     sm = boto3.client("sagemaker")
     sm.create_model(ModelName="other", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x"})
     sm.create_endpoint_config(
@@ -382,7 +382,7 @@ def test_missing_bucket_and_region(moto, tiny_archive, monkeypatch):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     no_region = cli("status", NAME)
-    assert no_region.exit_code == 1 and "no AWS region: pass --region" in no_region.stderr
+    assert no_region.exit_code == 2 and "no AWS region: pass --region" in no_region.stderr
     assert cli("list", "--region", "eu-west-1").exit_code == 0
 
 
@@ -498,7 +498,7 @@ def test_autoscale_on_and_off(moto, tiny_archive):
     )
     assert state()["targets"] == [f"endpoint/{NAME}/variant/AllTraffic"]
     inverted = cli("autoscale", NAME, "--min", "5", "--max", "2")
-    assert inverted.exit_code == 1 and "--min 5 is above --max 2" in inverted.stderr
+    assert inverted.exit_code == 2 and "--min 5 is above --max 2" in inverted.stderr
     off = cli("autoscale", NAME, "--off")
     assert off.exit_code == 0 and state()["targets"] == []
     assert cli("autoscale", "nope").exit_code == 1
@@ -540,7 +540,7 @@ def test_batch_transform_over_json_lines(moto, tiny_archive):
     missing = cli("batch", "--model-name", "nope", "--input", "s3://c/i", "--output", "s3://c/o")
     assert missing.exit_code == 1 and "no model nope" in missing.stderr
     bad_uri = cli("batch", "--model-name", "m", "--input", "corpus/in", "--output", "s3://c/o")
-    assert bad_uri.exit_code == 1 and "not an s3://bucket/key URI" in bad_uri.stderr
+    assert bad_uri.exit_code == 2 and "not an s3://bucket/key URI" in bad_uri.stderr
 
 
 def test_iam_policy_is_scoped_and_has_no_wildcard_grant(moto):

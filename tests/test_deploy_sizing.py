@@ -234,10 +234,10 @@ def test_flags_override_and_reach_the_endpoint_config(tiny_qwen3_dir, tmp_path):
     assert variant["VolumeSizeInGB"] == 64
     before = state()
     nvme = deploy(archive, "--instance-type", "ml.g5.xlarge", "--volume-size", "64", name="other")
-    assert nvme.exit_code == 1 and "NVMe instance storage" in nvme.stderr
+    assert nvme.exit_code == 2 and "NVMe instance storage" in nvme.stderr
     serverless = deploy(archive, "--serverless-memory", "2048", "--startup-timeout", "600",
                         name="other")  # fmt: skip
-    assert serverless.exit_code == 1 and "serverless endpoints take no" in serverless.stderr
+    assert serverless.exit_code == 2 and "serverless endpoints take no" in serverless.stderr
     assert state() == before
 
 

@@ -63,6 +63,10 @@ def test_scoped_policies_carry_the_account_everywhere() -> None:
                 check_resource(statement, resource)
     operator = {s["Sid"]: s for s in documents["operator_policy"]["Statement"]}
     assert operator["PassExecutionRole"]["Resource"] == [ROLE]
+    # Without the condition the role could be passed to any service (an EC2 instance, a Lambda).
+    assert operator["PassExecutionRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
     execution = {s["Sid"]: s for s in documents["execution_role_policy"]["Statement"]}
     assert execution["EndpointLogs"]["Resource"][0] == (
         f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/rr*"
@@ -103,3 +107,23 @@ def test_the_account_comes_from_the_role_and_bad_ids_are_refused() -> None:
     ):
         result = iam_policy(*args)
         assert result.exit_code == 2 and words in result.stderr, result.output
+
+
+def test_wildcards_and_characters_an_arn_cannot_hold_are_refused() -> None:
+    """A ``*`` in --endpoint-prefix would widen every statement (``endpoint/**``) without a
+    warning; a ``;`` in --region would go into every ARN."""
+    for args, words in (
+        (("--endpoint-prefix", "*"), "--endpoint-prefix '*' is not the start of an endpoint name"),
+        (("--endpoint-prefix", "rr?"), "no wildcards"),
+        (("--endpoint-prefix", "rr/../x"), "letters, digits and hyphens"),
+        (("--region", "us;east"), "--region 'us;east' is not an AWS region"),
+        (("--region", "*"), "is not an AWS region"),
+        (("--bucket", "my-*"), "--bucket 'my-*' is not an S3 bucket name"),
+        (("--data-bucket", "a;b"), "--data-bucket 'a;b' is not an S3 bucket name"),
+    ):
+        result = iam_policy("--role", ROLE, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == "" and result.stderr.startswith("Error: ")
+        assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+    for region in ("us-east-1", "eu-central-2", "us-gov-west-1", "cn-northwest-1"):
+        assert iam_policy("--role", ROLE, "--region", region).exit_code == 0, region

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,20 @@ def test_planned_calls_show_secret_values_redacted_and_keep_the_rest() -> None:
         assert TOKEN not in shown and REDACTED in shown and "64" in shown
     assert call.params["PrimaryContainer"]["Environment"]["HF_TOKEN"] == TOKEN, "still sent"
     assert scrub(f"error: bad value {TOKEN}") == f"error: bad value {REDACTED}"
+
+
+def test_environment_secrets_are_hidden_by_name_even_unseen_by_parse_env_and_short() -> None:
+    """A request built by a program (or a future command) whose secrets never went through
+    ``parse_env``: nothing remembers their values, so only hiding by name keeps them out."""
+    unseen = f"hf_{secrets.token_hex(12)}"
+    short = secrets.token_hex(1)  # under MIN_SCRUB_LENGTH: never scrubbed from free text
+    env = {"HF_TOKEN": unseen, "API_KEY": short, "RERANKER_MAX_TOKENS": "4096"}
+    call = PlannedCall("sagemaker", "create_model", {"PrimaryContainer": {"Environment": env}})
+    for shown in (call.describe(), json.dumps(call.to_dict())):
+        assert unseen not in shown
+        assert f'"API_KEY": "{REDACTED}"' in shown and f'"HF_TOKEN": "{REDACTED}"' in shown
+        assert '"RERANKER_MAX_TOKENS": "4096"' in shown, "a count, not a secret"
+    assert call.params["PrimaryContainer"]["Environment"] == env, "still sent as it is"
 
 
 def test_a_bare_env_name_takes_its_value_from_the_environment(monkeypatch) -> None:

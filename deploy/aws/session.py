@@ -49,7 +49,23 @@ def _shared_loader() -> botocore.loaders.Loader:
 
 
 class DeployError(Exception):
-    """A control-plane problem the user can act on, reported in one line."""
+    """A control-plane problem the user can act on, reported in one line (exit code 1)."""
+
+
+class InputError(DeployError):
+    """A problem with what the user passed, found by the control plane: exit code 2."""
+
+    exit_code = 2
+
+
+# us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1: what an ARN may hold as a region.
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def check_region(region: str, source: str = "--region") -> str:
+    if not REGION_RE.match(region):
+        raise InputError(f"{source} {region!r} is not an AWS region (e.g. us-east-1)")
+    return region
 
 
 class Reporter:
@@ -125,10 +141,10 @@ class Aws:
     def region(self) -> str:
         region = self.session.region_name
         if not region:
-            raise DeployError(
+            raise InputError(
                 "no AWS region: pass --region, set AWS_REGION, or set one in your profile"
             )
-        return region
+        return check_region(region, "the region" if self.region_option is None else "--region")
 
     @cached_property
     def account(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from sagemaker_reranker.deploy.aws import sizing
 from sagemaker_reranker.deploy.aws.artifacts import ModelData
 from sagemaker_reranker.deploy.aws.instances import instance_vcpus
-from sagemaker_reranker.deploy.aws.session import DeployError
+from sagemaker_reranker.deploy.aws.session import DeployError, InputError
 from sagemaker_reranker.deploy.aws.sizing import cpu_env, cpu_workers
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION, VARIANT
 from sagemaker_reranker.deploy.settings import parse_env, parse_key_values
@@ -37,7 +37,7 @@ def instance_kind(instance_type: str) -> str:
     """``gpu`` for g*/p* families, ``neuron`` for inf*/trn*, else ``cpu``."""
     match = INSTANCE_RE.match(instance_type)
     if not match:
-        raise DeployError(
+        raise InputError(
             f"{instance_type!r} is not a SageMaker instance type (expected e.g. ml.g5.xlarge)"
         )
     family = match.group(1)
@@ -53,7 +53,7 @@ def tag_value(value: str | None) -> str:
 
 def check_endpoint_name(name: str) -> None:
     if not NAME_RE.match(name):
-        raise DeployError(
+        raise InputError(
             f"{name!r} is not a valid endpoint name: letters, digits and single hyphens, "
             "at most 63 characters, starting with a letter or digit"
         )
@@ -246,22 +246,22 @@ def user_env(options: DeployOptions) -> dict[str, str]:
     try:
         return parse_env(options.env)
     except ValueError as error:
-        raise DeployError(str(error)) from None
+        raise InputError(str(error)) from None
 
 
 def _check_serverless(options: DeployOptions, notices: list[str]) -> dict[str, int]:
     if options.instance_type:
-        raise DeployError("serverless endpoints have no instance type: drop --instance-type")
+        raise InputError("serverless endpoints have no instance type: drop --instance-type")
     if options.vpc_subnets or options.security_groups:
-        raise DeployError("serverless endpoints cannot run in a VPC: drop --vpc-subnets")
+        raise InputError("serverless endpoints cannot run in a VPC: drop --vpc-subnets")
     memory = options.serverless_memory or 4096
     if memory not in SERVERLESS_MEMORY:
-        raise DeployError(
+        raise InputError(
             f"--serverless-memory {memory} must be one of {', '.join(map(str, SERVERLESS_MEMORY))}"
         )
     concurrency = options.serverless_concurrency or 5
     if not 1 <= concurrency <= 200:
-        raise DeployError(f"--serverless-concurrency {concurrency} must be between 1 and 200")
+        raise InputError(f"--serverless-concurrency {concurrency} must be between 1 and 200")
     notices.append(
         "serverless: CPU only, requests up to 4 MB — create the client with "
         f"SagemakerEndpointCrossEncoder(..., max_request_bytes={SERVERLESS_MAX_REQUEST_BYTES:_})"
@@ -308,24 +308,46 @@ def check_options(options: DeployOptions, role: str) -> Placement:
     """Reject bad combinations before any AWS call; pick the instance type."""
     check_endpoint_name(options.name)
     if not ROLE_RE.match(role):
-        raise DeployError(f"--role {role!r} is not an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
+        raise InputError(f"--role {role!r} is not an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
     if options.instance_count < 1:
-        raise DeployError("--instance-count must be at least 1")
+        raise InputError("--instance-count must be at least 1")
     if bool(options.vpc_subnets) != bool(options.security_groups):
-        raise DeployError("--vpc-subnets and --security-groups go together: pass both")
+        raise InputError("--vpc-subnets and --security-groups go together: pass both")
     _tags(options)
     user_env(options)
     notices: list[str] = []
     serverless = _check_serverless(options, notices) if options.serverless else None
     instance_type = None if serverless else (options.instance_type or DEFAULT_INSTANCE)
     kind = "cpu" if serverless else instance_kind(instance_type or "")
-    sizing.check_overrides(instance_type, options.container_overrides())
+    try:
+        sizing.check_overrides(instance_type, options.container_overrides())
+    except DeployError as error:  # an option out of range or meaningless here: bad input
+        raise InputError(str(error)) from None
     if kind == "neuron" and not options.image_uri:
-        raise DeployError(
+        raise InputError(
             f"{instance_type} needs a Neuron-compiled model and image: pass --image-uri, "
             "or choose a GPU (ml.g5.xlarge) or CPU (ml.m5.xlarge) instance type"
         )
     return Placement(instance_type, serverless, kind, notices)
+
+
+def image_mismatch(image: str, placement: Placement) -> str | None:
+    """A warning when the image's build (its tag says ``gpu``/``cu124`` or ``cpu``) does not
+    match the hardware: a GPU image on a CPU instance, or a CPU image leaving a GPU idle."""
+    words = set(re.split(r"[^a-z0-9]+", image.rsplit("/", 1)[-1].lower()))
+    gpu_build = "gpu" in words or any(re.fullmatch(r"cu\d+", word) for word in words)
+    where = placement.instance_type or "a serverless endpoint"
+    if placement.kind == "cpu" and gpu_build:
+        return (
+            f"{image} is a GPU image but {where} has no GPU: a large image that may not start "
+            "there; pass a CPU image (-cpu-) or a GPU instance type (ml.g5.xlarge)"
+        )
+    if placement.kind == "gpu" and "cpu" in words:
+        return (
+            f"{image} is a CPU image: the model would run on the CPU of {where}, its GPU "
+            "idle; pass a GPU image (-gpu-) or a CPU instance type (ml.m5.xlarge)"
+        )
+    return None
 
 
 def build_spec(
@@ -363,4 +385,4 @@ def _tags(options: DeployOptions) -> dict[str, str]:
     try:
         return parse_key_values(options.tags, "--tag")
     except ValueError as error:
-        raise DeployError(str(error)) from None
+        raise InputError(str(error)) from None

@@ -24,6 +24,7 @@ from sagemaker_reranker.deploy.aws.spec import (
     build_spec,
     check_endpoint_name,
     check_options,
+    image_mismatch,
 )
 from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
@@ -124,13 +125,16 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     """Check the options, find the image, upload the archive: everything before SageMaker."""
     role = params.pop("role")
     if not role:
-        raise DeployError("no execution role: pass --role ARN or set SAGEMAKER_ROLE")
+        raise BadInput("no execution role: pass --role ARN or set SAGEMAKER_ROLE")
     model_data, bucket = params.pop("model_data"), params.pop("bucket")
     options = DeployOptions(**params)
     placement = check_options(options, role)
     image = options.image_uri or image_uri(
         aws.region, options.transformers_version, options.pytorch_version, placement.instance_type
     )
+    mismatch = image_mismatch(image, placement)
+    if mismatch:
+        aws.reporter.note(f"warning: {mismatch}")
     data = resolve_model_data(aws, model_data, bucket, options.kms_key)
     spec = build_spec(options, placement, data, image, role)
     for notice in spec.notices:

@@ -15,6 +15,9 @@ from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
+# What goes into an ARN unquoted: a "*" or "?" would widen it, ";" or "/" change its meaning.
+PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 @aws_command("iam-policy")
@@ -55,6 +58,14 @@ def iam_policy_command(
       sagemaker-reranker iam-policy --endpoint-prefix reranker --bucket my-bucket \\
           --role arn:aws:iam::123456789012:role/RerankerRole --region us-east-1 --json
     """
+    if endpoint_prefix and not PREFIX_RE.match(endpoint_prefix):
+        raise BadInput(
+            f"--endpoint-prefix {endpoint_prefix!r} is not the start of an endpoint name: "
+            "letters, digits and hyphens, no wildcards (leave it out to allow every name)"
+        )
+    for option, value in (("--bucket", bucket), ("--data-bucket", data_bucket)):
+        if value is not None and not BUCKET_RE.match(value):
+            raise BadInput(f"{option} {value!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
     if role and not ROLE_RE.match(role):
         raise BadInput(f"--role {role!r} is not an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
     if account is None:

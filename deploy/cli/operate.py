@@ -15,6 +15,7 @@ from sagemaker_reranker.deploy.aws.session import Aws
 from sagemaker_reranker.deploy.aws.spec import check_endpoint_name
 from sagemaker_reranker.deploy.aws.status import list_endpoints, status
 from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
+from sagemaker_reranker.deploy.redaction import shown
 
 # gc leaves alone what is younger: it may belong to a deploy or update still running.
 DEFAULT_MIN_AGE = "10m"
@@ -91,6 +92,7 @@ def status_command(aws: Aws, name: str, with_metrics: bool, since: str) -> Resul
       sagemaker-reranker status my-reranker --json
       sagemaker-reranker status my-reranker --metrics --since 6h
     """
+    check_endpoint_name(name)
     seconds = _seconds("--since", since)
     info = status(aws, name)
     if with_metrics:
@@ -232,7 +234,7 @@ def logs_command(aws: Aws, name: str, since: str, follow: bool, limit: int) -> R
     as_json = click.get_current_context().params.get("as_json", False)
 
     def show(event: logs.LogEvent) -> None:
-        click.echo(json.dumps(event.to_dict()) if as_json else event.line())
+        click.echo(json.dumps(event.to_dict()) if as_json else shown(event.line()))
 
     def dropped(count: int) -> None:
         aws.reporter.note(f"{count} earlier line(s) not shown (at most --limit {limit} per read)")

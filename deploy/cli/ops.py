@@ -180,7 +180,7 @@ def autoscale_command(
         done = "would remove autoscaling" if aws.dry_run else "autoscaling removed"
         return {"endpoint": name, "autoscaling": None}, [f"{name}: {done}"]
     if minimum > maximum:
-        raise DeployError(f"--min {minimum} is above --max {maximum}")
+        raise BadInput(f"--min {minimum} is above --max {maximum}")
     _check_scalable(aws, name, variant)
     autoscaling.register(aws, name, variant, minimum, maximum)
     autoscaling.put_target_tracking(aws, name, variant, target_invocations)
@@ -255,8 +255,11 @@ def batch_command(
       sagemaker-reranker batch --model-name my-reranker-3655e5297b \\
           --input s3://my-bucket/rerank/in/ --output s3://my-bucket/rerank/out/
     """
-    parse_s3_uri(input_uri)
-    parse_s3_uri(output_uri)
+    for option, uri in (("--input", input_uri), ("--output", output_uri)):
+        try:
+            parse_s3_uri(uri)
+        except DeployError as error:
+            raise BadInput(f"{option}: {error}") from None
     instance_kind(instance_type)
     if aws.find("sagemaker", "describe_model", ModelName=model_name) is None:
         raise DeployError(

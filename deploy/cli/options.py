@@ -11,12 +11,12 @@ from datetime import date, datetime
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line
+from sagemaker_reranker.deploy.aws.session import Aws, DeployError, check_region, error_line
 from sagemaker_reranker.deploy.cli.report import TerminalReporter
 from sagemaker_reranker.deploy.local.backend import SERVERS
-from sagemaker_reranker.deploy.redaction import scrub
+from sagemaker_reranker.deploy.redaction import scrub, shown
 
 # A command returns what it did (for --json) and how to say it to a person.
 Result = tuple[Any, list[str]]
@@ -77,11 +77,17 @@ def aws_command(
     reads the current state to plan; without credentials, a command with
     ``plans_without_reads`` plans as if nothing existed yet, any other says it needs read
     access. The wrapped function gets an :class:`Aws` first and returns ``(data, lines)``.
-    botocore errors and :class:`DeployError` end the command with exit code 1 and one line
-    on stderr, never a traceback.
+    botocore errors and :class:`DeployError` end the command with one line on stderr, never a
+    traceback: exit code 2 for bad input (:class:`InputError`, a refused archive), else 1.
     """
 
     def decorate(function: Callable[..., Result]) -> click.Command:
+        no_credentials = (
+            "no AWS credentials found: run `aws configure`, or set AWS_PROFILE (or pass "
+            "--profile) to a profile that has them"
+            + (f"; `{name} --dry-run` plans without them" if dry_run else "")
+        )
+
         @functools.wraps(function)
         def command(
             region: str | None,
@@ -93,24 +99,28 @@ def aws_command(
             reporter = TerminalReporter(quiet=as_json)
             aws = Aws(region_option=region, profile=profile, dry_run=dry_run, reporter=reporter)
             try:
+                if region is not None:
+                    check_region(region)
                 if dry_run and not aws.has_credentials():
                     _plan_without_credentials(aws, name, plans_without_reads)
                 data, lines = function(aws, **params)
+            except NoCredentialsError:
+                raise click.ClickException(no_credentials) from None
             except ClientError as error:
-                raise click.ClickException(scrub(error_line(error))) from None
+                raise click.ClickException(error_line(error)) from None
             except (BotoCoreError, DeployError) as error:
-                failure = click.ClickException(scrub(str(error)))
-                # A damaged or forged archive is bad input (exit 2), like a bad option.
+                failure = click.ClickException(str(error))
+                # Bad input (an option, a damaged archive) is exit code 2; AWS's failures 1.
                 failure.exit_code = getattr(error, "exit_code", 1)
                 raise failure from None
-            # Secret --env values never reach the terminal (deploy/redaction.py).
+            # The group scrubs and escapes error lines (cli/__init__.py); results here.
             if as_json:
                 if dry_run:
                     data = {"result": data, "dry_run": [call.to_dict() for call in aws.planned]}
-                click.echo(scrub(dump_json(data)))
+                click.echo(scrub(dump_json(data)))  # JSON escapes every control character
             else:
                 for line in lines:
-                    click.echo(scrub(line))
+                    click.echo(shown(line))
 
         options = [
             click.option("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)."),

@@ -1,6 +1,7 @@
 """How the command line shows what the control plane does: notices, dry-run calls, waits, uploads.
 
-Everything goes to stderr, so stdout stays parseable (``--json``).
+Everything goes to stderr, so stdout stays parseable (``--json``). Every text passes
+``redaction.shown``: it may quote AWS (a status reason, a resource name) or a file's name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from sagemaker_reranker.deploy.aws.session import PlannedCall, Reporter
+from sagemaker_reranker.deploy.redaction import shown
 
 
 class StatusLine:
@@ -48,13 +50,14 @@ class TerminalReporter(Reporter):
         self._line: StatusLine | None = None
 
     def note(self, message: str) -> None:
-        click.echo(message, err=True)
+        click.echo(shown(message), err=True)
 
     def planned(self, call: PlannedCall) -> None:
         if not self.quiet:
-            click.echo(f"[dry-run] would call {call.describe()}")
+            click.echo(shown(f"[dry-run] would call {call.describe()}"))
 
     def status(self, label: str, status: str, elapsed: float) -> None:
+        label, status = shown(label), shown(status)
         if self._line is None or self._line.label != label:
             self.status_done()
             self._line = StatusLine(label)
@@ -67,5 +70,5 @@ class TerminalReporter(Reporter):
 
     @contextmanager
     def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        with click.progressbar(length=total, label=shown(label), file=sys.stderr) as bar:
             yield bar.update

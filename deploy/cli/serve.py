@@ -19,6 +19,7 @@ from sagemaker_reranker.deploy.cli.options import BadInput, server_option
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
+from sagemaker_reranker.deploy.redaction import shown
 from sagemaker_reranker.deploy.settings import parse_env
 from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
@@ -213,7 +214,7 @@ def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str) -> None:
     endpoint.start()
     healthy, reason = endpoint.health()
     if not healthy:
-        click.secho(f"error: the model failed to load: {reason}", fg="red", err=True)
+        click.secho(f"error: the model failed to load: {shown(reason)}", fg="red", err=True)
         if not keep_alive:
             raise click.exceptions.Exit(1)
         click.echo(f"--keep-alive: {endpoint.url}/ping answers 500 with this reason", err=True)

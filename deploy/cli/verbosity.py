@@ -5,7 +5,10 @@ adds DEBUG records and botocore's and urllib3's wire log: each request's URL, he
 (so the documents), each response. botocore prints the request headers after signing; the
 ``Authorization`` header, the session token and any signature are redacted from every record,
 and so is any value of the AWS credential variables. botocore's signer log (the canonical
-request and string to sign) is left out whole.
+request and string to sign) is left out whole. Every record is written as one line, its control
+characters escaped (a response body may carry a forged line or a terminal escape).
+
+Both flags go before the command's name or after it (``sagemaker-reranker status -v NAME``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ from collections.abc import Callable
 
 import click
 
-from sagemaker_reranker.deploy.redaction import scrub
+from sagemaker_reranker.deploy.redaction import REDACTED, scrub, shown
 
 PACKAGE_LOGGER = "sagemaker_reranker"
 WIRE_LOGGERS = ("botocore", "urllib3")
 # Signing internals and per-event noise; the signer's records hold the token in clear.
 LEFT_OUT = ("botocore.auth", "botocore.hooks", "botocore.loaders")
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-REDACTED = "<redacted>"
 _SECRET_HEADER = r"(?:Authorization|X-Amz-Security-Token|X-Amz-Signature|X-Amz-Credential)"
 PATTERNS = (
     # 'Authorization': b'AWS4-HMAC-SHA256 ...' in a repr of the headers.
@@ -65,9 +67,44 @@ class ClickHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            click.echo(self.format(record), err=True)
+            click.echo(shown(self.format(record)), err=True)
         except Exception:
             self.handleError(record)
+
+
+def _switch(context: click.Context, parameter: click.Parameter, value: bool) -> None:
+    """Turn on the level a flag asks for, wherever it was given; the logs stay on until the
+    whole command line is done, and a second flag raises the level rather than doubling lines."""
+    if not value:
+        return
+    root = context.find_root()
+    state = root.meta.setdefault(__name__, {"verbose": False, "debug": False, "undo": None})
+    if state[parameter.name or ""]:
+        return
+    if state["undo"] is None:
+        root.call_on_close(lambda: state["undo"]())
+    else:
+        state["undo"]()
+    state[parameter.name or ""] = True
+    state["undo"] = configure(state["verbose"], state["debug"])
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    callback=_switch,
+    help="Show notices such as the client's retries.",
+)
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_switch,
+    help="Also botocore's wire log: requests with their bodies (your documents) and "
+    "responses; credentials redacted.",
+)
 
 
 def configure(verbose: bool, debug: bool) -> Callable[[], None]:
