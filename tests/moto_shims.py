@@ -596,6 +596,7 @@ def _check_component_config(store: Any, params: dict[str, Any]) -> None:
 
 def _runtime_component_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runtime of an endpoint that hosts components wants the component header."""
+    from moto.core.exceptions import JsonRESTError
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
     original = SageMakerRuntimeResponse.invoke_endpoint
@@ -607,7 +608,8 @@ def _runtime_component_rules(monkeypatch: pytest.MonkeyPatch) -> None:
         if endpoint is not None:
             config = store.describe_endpoint_config(endpoint.endpoint_config_name)
             if not any(v.get("ModelName") for v in config["ProductionVariants"]):
-                header = self.headers.get("X-Amzn-SageMaker-Inference-Component")
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                header = headers.get("x-amzn-sagemaker-inference-component")
                 problem = None
                 if not header:
                     problem = (
@@ -618,8 +620,7 @@ def _runtime_component_rules(monkeypatch: pytest.MonkeyPatch) -> None:
                 elif header not in _components(store):
                     problem = f"Inference component {header} not found."
                 if problem:
-                    body = json.dumps({"__type": "ValidationError", "message": problem})
-                    return 400, {"x-amzn-ErrorType": "ValidationError"}, body
+                    raise JsonRESTError("ValidationError", problem)
         return original(self)
 
     monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)

@@ -336,3 +336,68 @@ def test_shim_enforces_the_real_rules(moto, tiny_archive):
             EndpointName=ENDPOINT, Body=b"{}", ContentType="application/json",
             InferenceComponentName="nope",
         )  # fmt: skip
+
+
+def test_invoke_passes_the_component_header(moto, tiny_archive):
+    """``invoke --component`` is the client's ``inference_component_name``: without it the
+    runtime refuses an endpoint that hosts components, with it the header names one."""
+    assert add(tiny_archive, "bge", *GPU).exit_code == 0
+    query = ("invoke", ENDPOINT, "-q", "capital of France", "--doc", "Paris.")
+    bare = cli(*query)
+    assert bare.exit_code == 1 and "Inference Component Name header is required" in bare.stderr
+    other = cli(*query, "--component", "nope")
+    assert other.exit_code == 1 and "Inference component nope not found" in other.stderr
+
+
+def test_iam_policy_grants_exactly_the_component_actions():
+    result = cli(
+        "iam-policy", "--endpoint-prefix", "rr", "--region", "eu-west-1",
+        "--account", "123456789012", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    operator = json.loads(result.stdout)["operator_policy"]
+    by_sid = {statement["Sid"]: statement for statement in operator["Statement"]}
+    components = by_sid["RerankerComponents"]
+    assert sorted(components["Action"]) == [
+        "sagemaker:AddTags",
+        "sagemaker:CreateInferenceComponent",
+        "sagemaker:DeleteInferenceComponent",
+        "sagemaker:DescribeInferenceComponent",
+        "sagemaker:UpdateInferenceComponent",
+    ]
+    sm = "arn:aws:sagemaker:eu-west-1:123456789012"
+    assert components["Resource"] == [
+        f"{sm}:inference-component/rr*",
+        f"{sm}:endpoint/rr*",
+        f"{sm}:model/rr*",
+    ]
+    assert "sagemaker:ListInferenceComponents" in by_sid["RerankerList"]["Action"]
+    named = cli("iam-policy", "--endpoint-prefix", "rr", "--component-prefix", "bge", "--json")
+    statement = next(
+        s for s in json.loads(named.stdout)["operator_policy"]["Statement"]
+        if s["Sid"] == "RerankerComponents"
+    )  # fmt: skip
+    assert statement["Resource"][0].endswith(":inference-component/bge*")
+
+
+def test_the_installed_cli_runs_components_on_the_moto_server(moto_server, tiny_archive, tmp_path):
+    """The same flow as a user's shell runs it: a subprocess against the shims' server."""
+    from aws_fixtures import cli_env, run_cli
+
+    env = cli_env(tmp_path, moto_server, SECRET)
+    model = ("--model-data", str(tiny_archive), "--role", ROLE)
+    first = run_cli(
+        env, tmp_path, "deploy", ENDPOINT, "--component", "bge", *model, "--scale-to-zero"
+    )
+    assert first.returncode == 0, first.stderr
+    assert run_cli(env, tmp_path, "deploy", ENDPOINT, "--component", "two", *model).returncode == 0
+    status = run_cli(env, tmp_path, "status", ENDPOINT, "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)["components"]
+    assert [row["component"] for row in rows] == ["bge", "two"]
+    assert rows[0]["scaling"]["min"] == 0
+    gone = run_cli(env, tmp_path, "delete", ENDPOINT, "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert "deleted inference_component:bge" in gone.stdout
+    listed = run_cli(env, tmp_path, "list", "--json")
+    assert json.loads(listed.stdout) == []

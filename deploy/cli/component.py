@@ -37,9 +37,7 @@ def deploy_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--copies",
             type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="Component: copies of the model at creation (at least 1).",
+            help="Component: copies of the model at creation [default: 1].",
         ),
         click.option(
             "--scale-to-zero",
@@ -105,7 +103,7 @@ def apply(
     """``deploy`` or ``update`` (``action``) of the component ``params["component"]``."""
     component = params.pop("component")
     check_component_name(component)
-    copies = params.pop("copies", 1)
+    copies = params.pop("copies", None) or 1
     scale_to_zero = params.pop("scale_to_zero", False)
     max_instances = params.pop("max_instances", None) or copies
     _refuse_plain_options(params)

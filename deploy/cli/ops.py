@@ -72,6 +72,10 @@ def _preview(document: str) -> str:
     is_flag=True,
     help="Allow an http --endpoint-url to a host that is not loopback (sent unencrypted).",
 )
+@click.option(
+    "--component",
+    help="The inference component to call, on an endpoint that hosts components.",
+)
 def invoke_command(
     aws: Aws,
     name: str,
@@ -82,6 +86,7 @@ def invoke_command(
     instruction: str | None,
     endpoint_url: str | None,
     insecure_http: bool,
+    component: str | None,
 ) -> Result:
     """Rerank documents for a query with a deployed (or local) endpoint.
 
@@ -92,6 +97,8 @@ def invoke_command(
       sagemaker-reranker invoke local-reranker -q "capital of France" \\
           --doc "Paris is the capital of France." --doc "Berlin is in Germany." \\
           --endpoint-url http://127.0.0.1:8080
+      sagemaker-reranker invoke shared --component bge -q "capital of France" \\
+          --doc "Paris is the capital of France."
     """
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
     from sagemaker_reranker.client.runtime import runtime_target
@@ -110,6 +117,7 @@ def invoke_command(
             endpoint_url=endpoint_url,
             allow_insecure_http=insecure_http,
             instruction=instruction,
+            inference_component_name=component,
         )
         try:
             ranked = model.rerank(query, documents, top_n)
