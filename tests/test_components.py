@@ -401,3 +401,30 @@ def test_the_installed_cli_runs_components_on_the_moto_server(moto_server, tiny_
     assert "deleted inference_component:bge" in gone.stdout
     listed = run_cli(env, tmp_path, "list", "--json")
     assert json.loads(listed.stdout) == []
+
+
+def test_autoscale_a_component_down_to_zero_and_off(moto, tiny_archive):
+    assert add(tiny_archive, "bge", *GPU).exit_code == 0
+    plain_zero = cli("autoscale", ENDPOINT, "--min", "0")
+    assert plain_zero.exit_code == 2 and "--min 0 goes with --component" in plain_zero.stderr
+    on = cli("autoscale", ENDPOINT, "--component", "bge", "--min", "0", "--max", "3", "--json")
+    assert on.exit_code == 0, on.output
+    before = components_state()
+    assert ("inference-component/bge", 0, 3) in before["targets"]
+    assert "sagemaker-reranker-shared-bge-no-capacity" in before["alarms"]
+    again = cli("autoscale", ENDPOINT, "--component", "bge", "--min", "0", "--max", "3", "--json")
+    assert json.loads(again.stdout)["autoscaling"]["put"] == []
+    assert components_state() == before
+    # A minimum of 1 needs no way back from zero: the step policy and its alarm go.
+    one = cli("autoscale", ENDPOINT, "--component", "bge", "--min", "1", "--max", "3")
+    assert one.exit_code == 0, one.output
+    policies = boto3.client("application-autoscaling").describe_scaling_policies(
+        ServiceNamespace="sagemaker"
+    )["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == ["bge-invocations-per-copy"]
+    assert components_state()["alarms"] == []
+    off = cli("autoscale", ENDPOINT, "--component", "bge", "--off")
+    assert off.exit_code == 0, off.output
+    assert components_state()["targets"] == []
+    unknown = cli("autoscale", ENDPOINT, "--component", "nope", "--min", "0")
+    assert unknown.exit_code == 1 and "no component nope" in unknown.stderr

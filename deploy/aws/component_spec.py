@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
+from sagemaker_reranker.deploy.aws.component_scaling import COMPONENT_TAG
 from sagemaker_reranker.deploy.aws.instances import describe_instance, instance_vcpus
 from sagemaker_reranker.deploy.aws.session import DeployError
 from sagemaker_reranker.deploy.aws.sizing import RUNTIME_RESERVE, ModelFootprint, dtype_bytes
@@ -31,17 +31,11 @@ from sagemaker_reranker.deploy.aws.spec import (
     DIGEST_LENGTH,
     ENDPOINT_TAG,
     NAME_RE,
-    TAG_PREFIX,
     DeploySpec,
     instance_kind,
 )
 from sagemaker_reranker.deploy.platform import VARIANT
 
-COMPONENT_TAG = TAG_PREFIX + "component"
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
-COPY_METRIC = "SageMakerInferenceComponentInvocationsPerCopy"
-NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 ROUTING = "LEAST_OUTSTANDING_REQUESTS"
 # What some regions answer to MinInstanceCount 0 (they do not offer scale to zero).
 ZERO_REFUSED = "Min instance count needs to be greater than 0"
@@ -49,8 +43,6 @@ ZERO_REFUSED = "Min instance count needs to be greater than 0"
 # an xlarge (4 vCPUs), as the plain endpoint's one worker per 4 vCPUs would not leave room.
 CPU_CORES_PER_COPY = 2
 MIB = 1 << 20
-# Invocations per copy per minute above which target tracking adds a copy (as `autoscale`).
-TARGET_INVOCATIONS_PER_COPY = 100.0
 
 
 def check_component_name(name: str) -> None:
@@ -235,104 +227,3 @@ class ComponentSpec:
     @property
     def max_copies(self) -> int:
         return max(self.copies, self.max_instances)
-
-
-# ----------------------------------------------------------------- scale to zero requests
-
-
-def resource_id(component: str) -> str:
-    return f"inference-component/{component}"
-
-
-def target_policy_name(component: str) -> str:
-    return f"{component}-invocations-per-copy"
-
-
-def step_policy_name(component: str) -> str:
-    return f"{component}-scale-from-zero"
-
-
-def alarm_name(endpoint: str, component: str) -> str:
-    """Under the endpoint's alarm prefix, which the operator policy is scoped to."""
-    return f"{ALARM_PREFIX}{endpoint}-{component}-no-capacity"
-
-
-def _target(component: str) -> dict[str, str]:
-    return {
-        "ServiceNamespace": NAMESPACE,
-        "ResourceId": resource_id(component),
-        "ScalableDimension": DIMENSION,
-    }
-
-
-def register_request(spec: ComponentSpec) -> dict[str, Any]:
-    return {
-        **_target(spec.component),
-        "MinCapacity": 0,
-        "MaxCapacity": spec.max_copies,
-        "Tags": {ENDPOINT_TAG: spec.endpoint, COMPONENT_TAG: spec.component},
-    }
-
-
-def target_tracking_request(component: str) -> dict[str, Any]:
-    return {
-        **_target(component),
-        "PolicyName": target_policy_name(component),
-        "PolicyType": "TargetTrackingScaling",
-        "TargetTrackingScalingPolicyConfiguration": {
-            "TargetValue": TARGET_INVOCATIONS_PER_COPY,
-            "PredefinedMetricSpecification": {"PredefinedMetricType": COPY_METRIC},
-            "ScaleInCooldown": 300,
-            "ScaleOutCooldown": 60,
-        },
-    }
-
-
-def step_request(component: str) -> dict[str, Any]:
-    """One copy as soon as a call finds none (target tracking cannot scale out from zero)."""
-    return {
-        **_target(component),
-        "PolicyName": step_policy_name(component),
-        "PolicyType": "StepScaling",
-        "StepScalingPolicyConfiguration": {
-            "AdjustmentType": "ChangeInCapacity",
-            "MetricAggregationType": "Maximum",
-            "Cooldown": 60,
-            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
-        },
-    }
-
-
-def alarm_request(endpoint: str, component: str, policy_arn: str) -> dict[str, Any]:
-    return {
-        "AlarmName": alarm_name(endpoint, component),
-        "AlarmDescription": (
-            f"a call found no copy of component {component}: add one (sagemaker-reranker, "
-            f"endpoint {endpoint})"
-        ),
-        "Namespace": "AWS/SageMaker",
-        "MetricName": NO_CAPACITY_METRIC,
-        "Dimensions": [{"Name": "InferenceComponentName", "Value": component}],
-        "Statistic": "Maximum",
-        "Period": 30,
-        "EvaluationPeriods": 1,
-        "DatapointsToAlarm": 1,
-        "Threshold": 1.0,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "missing",
-        "AlarmActions": [policy_arn],
-        "Tags": [
-            {"Key": ENDPOINT_TAG, "Value": endpoint},
-            {"Key": COMPONENT_TAG, "Value": component},
-        ],
-    }
-
-
-def scaling_requests(spec: ComponentSpec) -> list[tuple[str, str, dict[str, Any]]]:
-    """(service, operation, params) of the scale-to-zero path, in order, but the alarm (it
-    needs the step policy's ARN)."""
-    return [
-        ("application-autoscaling", "register_scalable_target", register_request(spec)),
-        ("application-autoscaling", "put_scaling_policy", target_tracking_request(spec.component)),
-        ("application-autoscaling", "put_scaling_policy", step_request(spec.component)),
-    ]

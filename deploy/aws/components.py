@@ -13,14 +13,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sagemaker_reranker.deploy.aws import component_scaling as scaling
 from sagemaker_reranker.deploy.aws import component_spec as cs
 from sagemaker_reranker.deploy.aws.artifacts import upload
 from sagemaker_reranker.deploy.aws.component_spec import ComponentSpec
 from sagemaker_reranker.deploy.aws.leftovers import delete_quietly
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, error_line, wait_until_settled
-from sagemaker_reranker.deploy.platform import VARIANT
-
-SCALING = "application-autoscaling"
 
 
 def describe(aws: Aws, component: str) -> dict[str, Any] | None:
@@ -116,10 +114,10 @@ def _check_endpoint(aws: Aws, spec: ComponentSpec, current: dict[str, Any]) -> N
             f"once it is InService (`sagemaker-reranker status {spec.endpoint}`)"
         )
     variant = config["ProductionVariants"][0]
-    scaling = variant.get("ManagedInstanceScaling", {})
-    if spec.scale_to_zero and scaling.get("MinInstanceCount", 1) > 0:
+    managed = variant.get("ManagedInstanceScaling", {})
+    if spec.scale_to_zero and managed.get("MinInstanceCount", 1) > 0:
         aws.reporter.note(
-            f"note: endpoint {spec.endpoint} keeps at least {scaling.get('MinInstanceCount')} "
+            f"note: endpoint {spec.endpoint} keeps at least {managed.get('MinInstanceCount')} "
             "instance(s): this component scales to zero copies, the endpoint not to zero "
             "instances"
         )
@@ -134,60 +132,10 @@ def _create_model(aws: Aws, spec: ComponentSpec) -> bool:
     return True
 
 
-def current_scaling(aws: Aws, component: str) -> dict[str, Any] | None:
-    targets = aws.read(
-        SCALING,
-        "describe_scalable_targets",
-        ServiceNamespace=cs.NAMESPACE,
-        ResourceIds=[cs.resource_id(component)],
-        ScalableDimension=cs.DIMENSION,
-    )["ScalableTargets"]
-    if not targets:
-        return None
-    policies = aws.read(
-        SCALING,
-        "describe_scaling_policies",
-        ServiceNamespace=cs.NAMESPACE,
-        ResourceId=cs.resource_id(component),
-        ScalableDimension=cs.DIMENSION,
-    )["ScalingPolicies"]
-    return {
-        "min": targets[0]["MinCapacity"],
-        "max": targets[0]["MaxCapacity"],
-        "policies": sorted(policy["PolicyName"] for policy in policies),
-    }
-
-
-def _alarm(aws: Aws, endpoint: str, component: str) -> dict[str, Any] | None:
-    answer = aws.find(
-        "cloudwatch", "describe_alarms", AlarmNames=[cs.alarm_name(endpoint, component)]
-    )
-    alarms = (answer or {}).get("MetricAlarms", [])
-    return alarms[0] if alarms else None
-
-
-def ensure_scaling(aws: Aws, spec: ComponentSpec) -> list[str]:
-    """Scale to zero and back: target with minimum 0, target tracking, step policy and alarm.
-    What already matches is left alone; the names of what was put."""
-    found = None if getattr(aws, "assume_missing", False) else current_scaling(aws, spec.component)
-    wanted = {cs.target_policy_name(spec.component), cs.step_policy_name(spec.component)}
-    alarm = None if found is None else _alarm(aws, spec.endpoint, spec.component)
-    if (
-        found
-        and (found["min"], found["max"]) == (0, spec.max_copies)
-        and set(found["policies"]) >= wanted
-        and alarm is not None
-    ):
+def _scale_to_zero(aws: Aws, spec: ComponentSpec) -> list[str]:
+    if not spec.scale_to_zero:
         return []
-    put, policy_arn = [], f"<ARN of scaling policy {cs.step_policy_name(spec.component)}>"
-    for service, operation, params in cs.scaling_requests(spec):
-        answer = aws.write(service, operation, **params)
-        put.append(params.get("PolicyName") or params["ResourceId"])
-        if answer and params.get("PolicyType") == "StepScaling":
-            policy_arn = answer["PolicyARN"]
-    request = cs.alarm_request(spec.endpoint, spec.component, policy_arn)
-    aws.write("cloudwatch", "put_metric_alarm", **request)
-    return [*put, request["AlarmName"]]
+    return scaling.ensure(aws, spec.endpoint, spec.component, 0, spec.max_copies)
 
 
 def deploy(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[str, Any]:
@@ -221,7 +169,7 @@ def deploy(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[st
                 f"make {spec.model_name}; to change it run `sagemaker-reranker update "
                 f"{endpoint} --component {spec.component}` with the same options"
             )
-        put = ensure_scaling(aws, spec) if spec.scale_to_zero else []
+        put = _scale_to_zero(aws, spec)
         status = existing["InferenceComponentStatus"]
         return {
             **result,
@@ -239,7 +187,7 @@ def deploy(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[st
             f"component {spec.component} could not be created: {error_line(error)}"
             + (f"; removed model {spec.model_name}" if new_model else "")
         ) from None
-    put = ensure_scaling(aws, spec) if spec.scale_to_zero else []
+    put = _scale_to_zero(aws, spec)
     if aws.dry_run or not wait:
         return {**result, "action": "created", "status": "Creating", "scaling": put}
     final = _wait(
@@ -307,31 +255,12 @@ def update(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[st
     )
 
 
-def _remove_scaling(aws: Aws, endpoint: str, component: str) -> list[str]:
-    removed = []
-    scaling = current_scaling(aws, component)
-    if scaling:
-        target = {
-            "ServiceNamespace": cs.NAMESPACE,
-            "ResourceId": cs.resource_id(component),
-            "ScalableDimension": cs.DIMENSION,
-        }
-        for policy in scaling["policies"]:
-            aws.write(SCALING, "delete_scaling_policy", PolicyName=policy, **target)
-        aws.write(SCALING, "deregister_scalable_target", **target)
-        removed.append(f"scalable-target:{cs.resource_id(component)}")
-    if _alarm(aws, endpoint, component):
-        aws.write("cloudwatch", "delete_alarms", AlarmNames=[cs.alarm_name(endpoint, component)])
-        removed.append(f"alarm:{cs.alarm_name(endpoint, component)}")
-    return removed
-
-
 def remove(aws: Aws, endpoint: str, component: str, timeout: float) -> list[str]:
     """One component with its scaling, alarm and model; what was removed."""
     existing = describe(aws, component)
     if existing is None or existing["EndpointName"] != endpoint:
         raise DeployError(f"no component {component} on endpoint {endpoint} in {aws.region}")
-    removed = _remove_scaling(aws, endpoint, component)
+    removed = scaling.remove(aws, endpoint, component)
     if existing["InferenceComponentStatus"] != "Deleting":
         aws.write("sagemaker", "delete_inference_component", InferenceComponentName=component)
     removed.append(f"inference_component:{component}")
@@ -376,16 +305,8 @@ def rows(aws: Aws, endpoint: str) -> list[dict[str, Any]]:
                 "copies_desired": runtime.get("DesiredCopyCount"),
                 "copies_current": runtime.get("CurrentCopyCount"),
                 "compute": specification.get("ComputeResourceRequirements"),
-                "scaling": current_scaling(aws, component),
+                "scaling": scaling.current(aws, component),
                 "failure_reason": info.get("FailureReason"),
             }
         )
     return found
-
-
-def variant_scaling(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The endpoint's managed instance scaling (min, max), for ``status``."""
-    for variant in config.get("ProductionVariants", []):
-        if variant.get("VariantName") == VARIANT:
-            return variant.get("ManagedInstanceScaling")
-    return None
