@@ -357,20 +357,23 @@ def test_iam_policy_grants_exactly_the_component_actions():
     assert result.exit_code == 0, result.output
     operator = json.loads(result.stdout)["operator_policy"]
     by_sid = {statement["Sid"]: statement for statement in operator["Statement"]}
-    components = by_sid["RerankerComponents"]
-    assert sorted(components["Action"]) == [
-        "sagemaker:AddTags",
-        "sagemaker:CreateInferenceComponent",
-        "sagemaker:DeleteInferenceComponent",
-        "sagemaker:DescribeInferenceComponent",
-        "sagemaker:UpdateInferenceComponent",
-    ]
     sm = "arn:aws:sagemaker:eu-west-1:123456789012"
-    assert components["Resource"] == [
-        f"{sm}:inference-component/rr*",
-        f"{sm}:endpoint/rr*",
-        f"{sm}:model/rr*",
-    ]
+    assert by_sid["RerankerComponents"] == {
+        "Sid": "RerankerComponents",
+        "Effect": "Allow",
+        "Action": [
+            "sagemaker:CreateInferenceComponent",
+            "sagemaker:DescribeInferenceComponent",
+            "sagemaker:UpdateInferenceComponent",
+            "sagemaker:DeleteInferenceComponent",
+            "sagemaker:AddTags",
+        ],
+        "Resource": [
+            f"{sm}:inference-component/rr*",
+            f"{sm}:endpoint/rr*",
+            f"{sm}:model/rr*",
+        ],
+    }
     assert "sagemaker:ListInferenceComponents" in by_sid["RerankerList"]["Action"]
     named = cli("iam-policy", "--endpoint-prefix", "rr", "--component-prefix", "bge", "--json")
     statement = next(

@@ -132,6 +132,28 @@ def _create_model(aws: Aws, spec: ComponentSpec) -> bool:
     return True
 
 
+def _send(
+    aws: Aws,
+    spec: ComponentSpec,
+    call: tuple[str, dict[str, Any]],
+    failed: str,
+    after: str = "",
+) -> bool:
+    """Create the component's model (unless there), then the SageMaker ``call``; if the call
+    is refused, the model this run created goes again, and the one-line error starts with
+    ``failed`` and ends with ``after``. Whether the model was new."""
+    new_model = _create_model(aws, spec)
+    operation, request = call
+    try:
+        aws.write("sagemaker", operation, **request)
+    except ClientError as error:
+        if new_model:
+            delete_quietly(aws, "model", spec.model_name)
+        removed = f"; removed model {spec.model_name}" if new_model else ""
+        raise DeployError(f"{failed}: {error_line(error)}{removed}{after}") from None
+    return new_model
+
+
 def _scale_to_zero(aws: Aws, spec: ComponentSpec) -> list[str]:
     if not spec.scale_to_zero:
         return []
@@ -177,16 +199,12 @@ def deploy(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[st
             "status": status,
             "scaling": put,
         }
-    new_model = _create_model(aws, spec)
-    try:
-        aws.write("sagemaker", "create_inference_component", **spec.component_request())
-    except ClientError as error:
-        if new_model:
-            delete_quietly(aws, "model", spec.model_name)
-        raise DeployError(
-            f"component {spec.component} could not be created: {error_line(error)}"
-            + (f"; removed model {spec.model_name}" if new_model else "")
-        ) from None
+    _send(
+        aws,
+        spec,
+        ("create_inference_component", spec.component_request()),
+        f"component {spec.component} could not be created",
+    )
     put = _scale_to_zero(aws, spec)
     if aws.dry_run or not wait:
         return {**result, "action": "created", "status": "Creating", "scaling": put}
@@ -221,16 +239,13 @@ def update(aws: Aws, spec: ComponentSpec, wait: bool, timeout: float) -> dict[st
             f"component {spec.component} is {status}: a change is in progress; wait for it "
             f"(`sagemaker-reranker status {spec.endpoint}`) and retry"
         )
-    new_model = _create_model(aws, spec)
-    try:
-        aws.write("sagemaker", "update_inference_component", **spec.update_request())
-    except ClientError as error:
-        if new_model:
-            delete_quietly(aws, "model", spec.model_name)
-        raise DeployError(
-            f"update of component {spec.component} failed: {error_line(error)}; the old model "
-            f"{old} keeps serving"
-        ) from None
+    new_model = _send(
+        aws,
+        spec,
+        ("update_inference_component", spec.update_request()),
+        f"update of component {spec.component} failed",
+        f"; the old model {old} keeps serving",
+    )
     if aws.dry_run or not wait:
         return {**result, "action": "updating", "status": "Updating", "previous": old}
     final = _wait(
