@@ -224,8 +224,10 @@ def test_add_second_same_twice_update_status_delete_one_delete_all_gc(moto, tiny
     }
     assert (rows["other"]["copies_desired"], rows["other"]["copies_current"]) == (2, 2)
     assert rows["other"]["scaling"] is None
-    text = cli("status", ENDPOINT)
-    assert "component" in text.output and "bge" in text.output and "other" in text.output
+    text = cli("status", ENDPOINT).output
+    assert "inference components" in text
+    assert f"bge: InService, copies 1/1, scaling 0-2 copies, model {new_model}" in text
+    assert "other: InService, copies 2/2, model" in text
 
     # Nothing the components use is a leftover.
     assert json.loads(cli("list", "--leftovers", "--json").stdout) == []

@@ -132,7 +132,8 @@ def current(aws: Aws, component: str) -> dict[str, Any] | None:
 
 def _plural(target: dict[str, str]) -> dict[str, Any]:
     """DescribeScalableTargets takes a list of resource ids."""
-    return {**target, "ResourceIds": [target.pop("ResourceId")]}
+    resource = target.pop("ResourceId")
+    return {**target, "ResourceIds": [resource]}
 
 
 def _alarm(aws: Aws, endpoint: str, component: str) -> dict[str, Any] | None:
