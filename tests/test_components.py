@@ -433,3 +433,33 @@ def test_autoscale_a_component_down_to_zero_and_off(moto, tiny_archive):
     assert components_state()["targets"] == []
     unknown = cli("autoscale", ENDPOINT, "--component", "nope", "--min", "0")
     assert unknown.exit_code == 1 and "no component nope" in unknown.stderr
+
+
+def test_changes_take_time_one_at_a_time(moto, tiny_archive, tmp_path, monkeypatch):
+    """Statuses move over time in the shim as on SageMaker: a component is Creating until its
+    copies are up, and a second change meanwhile is refused in one line."""
+    import time as real_time
+
+    import moto_shims
+
+    clock = {"offset": 0.0}
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return real_time.monotonic() + clock["offset"]
+
+    monkeypatch.setattr(moto_shims, "time", Clock)
+    moto_shims.component_seconds.update(create=600.0, update=600.0)
+    first = add(tiny_archive, "bge", *GPU, "--no-wait", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["status"] == "Creating"
+    rows = json.loads(cli("status", ENDPOINT, "--json").stdout)["components"]
+    assert (rows[0]["status"], rows[0]["copies_current"]) == ("Creating", 0)
+    v2 = second_archive(tiny_archive, tmp_path)
+    busy = cli("update", ENDPOINT, "--component", "bge", "--model-data", str(v2), "--role", ROLE)
+    assert busy.exit_code == 1
+    assert "component bge is Creating: a change is in progress" in busy.stderr
+    clock["offset"] = 601.0  # the instance started and the copy passed its health check
+    rows = json.loads(cli("status", ENDPOINT, "--json").stdout)["components"]
+    assert (rows[0]["status"], rows[0]["copies_current"]) == ("InService", 1)
