@@ -291,13 +291,13 @@ def test_components_and_plain_endpoints_do_not_mix(moto, tiny_archive):
     assert "serves a model directly, not components" in result.stderr
     assert add(tiny_archive, "bge", *GPU).exit_code == 0
     other_type = add(tiny_archive, "more", "--instance-type", "ml.g4dn.xlarge")
-    assert other_type.exit_code == 1 and "runs on ml.g5.xlarge" in other_type.stderr
+    assert other_type.exit_code == 2 and "runs on ml.g5.xlarge" in other_type.stderr
     serverless = add(tiny_archive, "more", "--serverless-memory", "2048")
     assert serverless.exit_code == 2 and "--serverless-memory does not go with" in serverless.stderr
     loose = cli("deploy", "x", "--model-data", str(tiny_archive), "--role", ROLE, "--copies", "2")
     assert loose.exit_code == 2 and "--copies goes with --component" in loose.stderr
     bad = add(tiny_archive, "bad_name")
-    assert bad.exit_code == 1 and "not a valid component name" in bad.stderr
+    assert bad.exit_code == 2 and "not a valid component name" in bad.stderr
     missing = cli("delete", ENDPOINT, "--component", "nope", "--yes")
     assert missing.exit_code == 1 and "no component nope on endpoint shared" in missing.stderr
 

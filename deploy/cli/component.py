@@ -56,6 +56,13 @@ def deploy_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def _check_name(component: str) -> None:
+    try:
+        check_component_name(component)
+    except DeployError as error:
+        raise BadInput(str(error)) from None
+
+
 def _refuse_plain_options(params: dict[str, Any]) -> None:
     for key, (flag, why) in NOT_FOR_COMPONENTS.items():
         if params.get(key) is not None:
@@ -85,7 +92,7 @@ def _spec(
     check_endpoint_name(name)
     serving = _endpoint_instance_type(aws, name)
     if serving and given and given != serving:
-        raise DeployError(
+        raise BadInput(
             f"endpoint {name} runs on {serving}, and its components share those instances: "
             f"drop --instance-type {given} (or deploy to another endpoint)"
         )
@@ -102,7 +109,7 @@ def apply(
 ) -> Result:
     """``deploy`` or ``update`` (``action``) of the component ``params["component"]``."""
     component = params.pop("component")
-    check_component_name(component)
+    _check_name(component)
     copies = params.pop("copies", None) or 1
     scale_to_zero = params.pop("scale_to_zero", False)
     max_instances = params.pop("max_instances", None) or copies
@@ -171,7 +178,7 @@ def _report(outcome: dict[str, Any], spec: ComponentSpec, dry_run: bool) -> Resu
 
 def delete(aws: Aws, name: str, component: str, timeout: float) -> Result:
     check_endpoint_name(name)
-    check_component_name(component)
+    _check_name(component)
     removed = components.remove(aws, name, component, timeout)
     verb = "would delete" if aws.dry_run else "deleted"
     return {"endpoint": name, "component": component, "removed": removed}, [
