@@ -14,6 +14,7 @@ of the test process, so it dispatches to the same patched classes.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -77,6 +78,7 @@ def _update_endpoint(self: SageMakerResponse) -> Any:
 
 
 def patch_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_components(monkeypatch)
     original_validate = sm_models.FakeEndpointConfig.validate_instance_type
     original_create_model = SageMakerResponse.create_model
 
@@ -357,3 +359,349 @@ def write_endpoint_logs(
             logStreamName=stream,
             logEvents=sorted(events, key=lambda event: event["timestamp"]),
         )
+
+
+# ------------------------------------------------------------- inference components
+#
+# moto has no inference-component API (notes/moto-sagemaker.md). This is a small model of it
+# that enforces what SageMaker enforces: a component goes on an InService endpoint whose config
+# has the execution role and a variant without a model; its model must exist; CopyCount is at
+# least 1 at creation; one change at a time; an endpoint that still hosts components cannot be
+# deleted; the runtime wants the component header on such an endpoint. Creates, updates and
+# deletes take ``component_seconds[...]`` of wall time (0: at once); a rolling update queued
+# to fail with ``fail_next_component_update`` rolls back, the old model serving. Requests are
+# validated against botocore's service model by the client that sends them.
+
+IC_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+component_seconds = {"create": 0.0, "update": 0.0, "delete": 0.0}
+zero_refusing_regions: set[str] = set()
+component_calls: list[tuple[str, dict[str, Any]]] = []
+_component_failures: dict[str, str] = {}
+
+
+def fail_next_component_update(component: str, reason: str) -> None:
+    """The next rolling update of ``component`` fails and rolls back with ``reason``."""
+    _component_failures[component] = reason
+
+
+def refuse_zero_instances(region: str) -> None:
+    """``region`` refuses MinInstanceCount 0, as regions without scale to zero do."""
+    zero_refusing_regions.add(region)
+
+
+def _components(store: Any) -> dict[str, dict[str, Any]]:
+    """The components of one moto backend (a reset makes new backends, so they go with it)."""
+    return store.__dict__.setdefault("_inference_components", {})
+
+
+def _settle_components(store: Any) -> None:
+    now = time.monotonic()
+    components = _components(store)
+    for name, item in list(components.items()):
+        pending = item.pop("_pending", None)
+        if pending is None:
+            continue
+        if pending["deadline"] > now:
+            item["_pending"] = pending
+            continue
+        item["LastModifiedTime"] = utcnow()
+        if pending["action"] == "delete":
+            del components[name]
+        elif pending["action"] == "update" and pending["reason"]:
+            item["InferenceComponentStatus"] = "InService"
+            item["FailureReason"] = pending["reason"]
+        else:
+            if pending["action"] == "update":
+                item["Specification"] = pending["specification"]
+                item.pop("FailureReason", None)
+            item["InferenceComponentStatus"] = "InService"
+            runtime = item["RuntimeConfig"]
+            runtime["CurrentCopyCount"] = runtime["DesiredCopyCount"]
+
+
+def _change(item: dict[str, Any], action: str, **pending: Any) -> None:
+    """Start a change; it lands at once or after ``component_seconds[action]``."""
+    item["InferenceComponentStatus"] = {
+        "create": "Creating",
+        "update": "Updating",
+        "delete": "Deleting",
+    }[action]
+    deadline = time.monotonic() + component_seconds[action]
+    item["_pending"] = {"action": action, "deadline": deadline, "reason": None, **pending}
+
+
+def _find_component(store: Any, name: str) -> dict[str, Any]:
+    _settle_components(store)
+    item = _components(store).get(name)
+    if item is None:
+        arn = f"arn:aws:sagemaker:{store.region_name}:{ACCOUNT}:inference-component/{name}"
+        raise SageMakerValidationError(message=f'Could not find inference component "{arn}".')
+    return item
+
+
+def _shown(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if not key.startswith("_")}
+
+
+def _check_specification(store: Any, specification: dict[str, Any] | None) -> None:
+    if not specification or not specification.get("ModelName"):
+        raise SageMakerValidationError(message="Specification.ModelName is required.")
+    store.describe_model(specification["ModelName"])  # moto's "Could not find model"
+    if not specification.get("ComputeResourceRequirements"):
+        raise SageMakerValidationError(
+            message="ComputeResourceRequirements is required for an inference component."
+        )
+
+
+def _create_inference_component(self: SageMakerResponse) -> Any:
+    store, params = self.sagemaker_backend, json.loads(self.body)
+    component_calls.append(("create", params))
+    name = params["InferenceComponentName"]
+    _settle_components(store)
+    if name in _components(store):
+        arn = _components(store)[name]["InferenceComponentArn"]
+        raise _already_exists("inference component", arn)
+    endpoint = store.describe_endpoint(params["EndpointName"])
+    if endpoint["EndpointStatus"] != "InService":
+        raise SageMakerValidationError(
+            message=f"Endpoint {params['EndpointName']} is not InService: "
+            f"{endpoint['EndpointStatus']}."
+        )
+    config = store.describe_endpoint_config(endpoint["EndpointConfigName"])
+    variants = {v["VariantName"]: v for v in config["ProductionVariants"]}
+    variant = variants.get(params.get("VariantName", ""))
+    if variant is None:
+        raise SageMakerValidationError(
+            message=f"Variant {params.get('VariantName')} not found on endpoint "
+            f"{params['EndpointName']}."
+        )
+    if variant.get("ModelName"):
+        raise SageMakerValidationError(
+            message="Inference components cannot be added to an endpoint whose production "
+            "variant has a ModelName."
+        )
+    _check_specification(store, params.get("Specification"))
+    copies = (params.get("RuntimeConfig") or {}).get("CopyCount", 0)
+    if copies < 1:
+        raise SageMakerValidationError(
+            message="RuntimeConfig.CopyCount must be at least 1 when creating an inference "
+            "component."
+        )
+    arn = f"arn:aws:sagemaker:{store.region_name}:{ACCOUNT}:inference-component/{name}"
+    item = {
+        "InferenceComponentName": name,
+        "InferenceComponentArn": arn,
+        "EndpointName": params["EndpointName"],
+        "EndpointArn": endpoint["EndpointArn"],
+        "VariantName": params["VariantName"],
+        "Specification": params["Specification"],
+        "RuntimeConfig": {"DesiredCopyCount": copies, "CurrentCopyCount": 0},
+        "CreationTime": utcnow(),
+        "LastModifiedTime": utcnow(),
+    }
+    _components(store)[name] = item
+    item["_tags"] = params.get("Tags", [])
+    _change(item, "create")
+    _settle_components(store)
+    return ActionResult({"InferenceComponentArn": arn})
+
+
+def _describe_inference_component(self: SageMakerResponse) -> Any:
+    item = _find_component(self.sagemaker_backend, self._get_param("InferenceComponentName"))
+    return ActionResult(_shown(item))
+
+
+def _update_inference_component(self: SageMakerResponse) -> Any:
+    store, params = self.sagemaker_backend, json.loads(self.body)
+    component_calls.append(("update", params))
+    name = params["InferenceComponentName"]
+    item = _find_component(store, name)
+    if item["InferenceComponentStatus"] != "InService":
+        arn = item["InferenceComponentArn"]
+        raise SageMakerValidationError(
+            message=f'Cannot update in-progress inference component "{arn}".'
+        )
+    specification = {**item["Specification"], **(params.get("Specification") or {})}
+    _check_specification(store, specification)
+    if "RuntimeConfig" in params:
+        item["RuntimeConfig"]["DesiredCopyCount"] = params["RuntimeConfig"]["CopyCount"]
+    _change(item, "update", specification=specification)
+    item["_pending"]["reason"] = _component_failures.pop(name, None)
+    _settle_components(store)
+    return ActionResult({"InferenceComponentArn": item["InferenceComponentArn"]})
+
+
+def _delete_inference_component(self: SageMakerResponse) -> Any:
+    store = self.sagemaker_backend
+    name = self._get_param("InferenceComponentName")
+    component_calls.append(("delete", {"InferenceComponentName": name}))
+    item = _find_component(store, name)
+    _change(item, "delete")
+    _settle_components(store)
+    return ActionResult({})
+
+
+def _list_inference_components(self: SageMakerResponse) -> Any:
+    store = self.sagemaker_backend
+    _settle_components(store)
+    endpoint = self._get_param("EndpointNameEquals")
+    contains = self._get_param("NameContains")
+    status = self._get_param("StatusEquals")
+    summary_keys = (
+        "CreationTime",
+        "InferenceComponentArn",
+        "InferenceComponentName",
+        "EndpointArn",
+        "EndpointName",
+        "VariantName",
+        "InferenceComponentStatus",
+        "LastModifiedTime",
+    )
+    rows = [
+        {key: item[key] for key in summary_keys}
+        for name, item in sorted(_components(store).items())
+        if (endpoint is None or item["EndpointName"] == endpoint)
+        and (contains is None or contains in name)
+        and (status is None or item["InferenceComponentStatus"] == status)
+    ]
+    return ActionResult({"InferenceComponents": rows})
+
+
+def _check_component_config(store: Any, params: dict[str, Any]) -> None:
+    """What SageMaker refuses in a config for components (a variant without a model)."""
+    for variant in params.get("ProductionVariants", []):
+        scaling = variant.get("ManagedInstanceScaling") or {}
+        if scaling.get("MinInstanceCount") == 0 and store.region_name in zero_refusing_regions:
+            raise SageMakerValidationError(
+                message="Min instance count needs to be greater than 0 for enabled managed "
+                "instance scaling"
+            )
+        if variant.get("ModelName"):
+            if scaling.get("MinInstanceCount") == 0:
+                raise SageMakerValidationError(
+                    message="MinInstanceCount 0 needs an endpoint that hosts inference "
+                    "components (a variant without ModelName)."
+                )
+            continue
+        if not params.get("ExecutionRoleArn"):
+            raise SageMakerValidationError(
+                message="ExecutionRoleArn is required for an endpoint config whose production "
+                "variants have no ModelName (inference components)."
+            )
+        if not variant.get("InstanceType"):
+            raise SageMakerValidationError(
+                message="Inference components need a production variant with an InstanceType."
+            )
+
+
+def _runtime_component_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime of an endpoint that hosts components wants the component header."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    original = SageMakerRuntimeResponse.invoke_endpoint
+
+    def invoke_endpoint(self: Any) -> Any:
+        store = backend(self.region)
+        name = self._get_param("EndpointName")
+        endpoint = store.endpoints.get(name)
+        if endpoint is not None:
+            config = store.describe_endpoint_config(endpoint.endpoint_config_name)
+            if not any(v.get("ModelName") for v in config["ProductionVariants"]):
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                header = headers.get("x-amzn-sagemaker-inference-component")
+                problem = None
+                if not header:
+                    problem = (
+                        "Inference Component Name header is required for endpoints to which "
+                        "you plan to deploy inference components. Please include Inference "
+                        "Component Name header or consider using SageMaker models."
+                    )
+                elif header not in _components(store):
+                    problem = f"Inference component {header} not found."
+                if problem:
+                    raise JsonRESTError("ValidationError", problem)
+        return original(self)
+
+    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+
+def patch_components(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inference-component API and its rules on moto (see above)."""
+    from moto.applicationautoscaling import models as scaling_models
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+
+    original_config = SageMakerResponse.create_endpoint_config
+    original_delete = SageMakerResponse.delete_endpoint
+    original_valid = scaling_models._target_params_are_valid
+    original_params = ApplicationAutoScalingResponse._validate_params
+    original_variants = sm_models.SageMakerModelBackend.validate_production_variants
+
+    def validate_production_variants(self: Any, variants: list[dict[str, Any]]) -> None:
+        """A variant without a model is one for components (checked above); moto wants one."""
+        original_variants(self, [variant for variant in variants if "ModelName" in variant])
+
+    def create_endpoint_config(self: SageMakerResponse) -> Any:
+        params = json.loads(self.body)
+        _check_component_config(self.sagemaker_backend, params)
+        result = original_config(self)
+        config = self.sagemaker_backend.endpoint_configs[params["EndpointConfigName"]]
+        if params.get("ExecutionRoleArn"):  # moto drops it; its describe shows attributes
+            config.execution_role_arn = params["ExecutionRoleArn"]
+        return result
+
+    def delete_endpoint(self: SageMakerResponse) -> Any:
+        name = self._get_param("EndpointName")
+        _settle_components(self.sagemaker_backend)
+        hosted = [
+            c for c, i in _components(self.sagemaker_backend).items() if i["EndpointName"] == name
+        ]
+        if hosted:
+            raise SageMakerValidationError(
+                message=f"Endpoint {name} has inference components ({', '.join(sorted(hosted))}): "
+                "delete them before the endpoint."
+            )
+        return original_delete(self)
+
+    def target_params_are_valid(namespace: str, r_id: str, dimension: str) -> bool:
+        if dimension == IC_DIMENSION:
+            name = r_id.removeprefix("inference-component/")
+            if namespace != "sagemaker" or name == r_id:
+                raise scaling_models.AWSValidationException(
+                    "Unsupported service namespace, resource type or scalable dimension"
+                )
+            return True
+        return original_valid(namespace, r_id, dimension)
+
+    def validate_params(self: Any) -> None:
+        """moto's list of dimensions predates components; the namespace must still match."""
+        if self._get_param("ScalableDimension") != IC_DIMENSION:
+            original_params(self)
+        elif self._get_param("ServiceNamespace") != "sagemaker":
+            raise scaling_models.AWSValidationException(
+                "Unsupported service namespace, resource type or scalable dimension"
+            )
+
+    handlers = {
+        "create_inference_component": _create_inference_component,
+        "describe_inference_component": _describe_inference_component,
+        "update_inference_component": _update_inference_component,
+        "delete_inference_component": _delete_inference_component,
+        "list_inference_components": _list_inference_components,
+        "create_endpoint_config": create_endpoint_config,
+        "delete_endpoint": delete_endpoint,
+    }
+    for name, handler in handlers.items():
+        monkeypatch.setattr(SageMakerResponse, name, handler, raising=False)
+    monkeypatch.setattr(scaling_models, "_target_params_are_valid", target_params_are_valid)
+    monkeypatch.setattr(ApplicationAutoScalingResponse, "_validate_params", validate_params)
+    monkeypatch.setattr(
+        sm_models.SageMakerModelBackend,
+        "validate_production_variants",
+        validate_production_variants,
+    )
+    _runtime_component_rules(monkeypatch)
+    component_seconds.update(create=0.0, update=0.0, delete=0.0)
+    zero_refusing_regions.clear()
+    component_calls.clear()
+    _component_failures.clear()

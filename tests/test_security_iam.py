@@ -22,6 +22,7 @@ UNSCOPABLE = {
     "sagemaker:ListEndpoints",
     "sagemaker:ListEndpointConfigs",
     "sagemaker:ListModels",
+    "sagemaker:ListInferenceComponents",
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:DescribeScalingPolicies",
     "ecr:GetAuthorizationToken",

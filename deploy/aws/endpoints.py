@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagemaker_reranker.deploy.aws import alarms, autoscaling
+from sagemaker_reranker.deploy.aws import alarms, autoscaling, components
 from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
 from sagemaker_reranker.deploy.aws.artifacts import upload
 from sagemaker_reranker.deploy.aws.leftovers import (
@@ -376,7 +376,9 @@ def delete(aws: Aws, name: str, wait: bool = False, timeout: float = 3600) -> di
     configs.update(owned["endpoint_config"])
     models.update(owned["model"])
     for config in configs:
-        models.update(config_models(aws, config))
+        models.update(filter(None, config_models(aws, config)))
+    if current and "" in config_models(aws, current["EndpointConfigName"]):
+        removed += components.remove_all(aws, name, timeout)  # SageMaker requires it first
     scaling = autoscaling.current(aws, name, VARIANT)
     if scaling:
         autoscaling.remove(aws, scaling)

@@ -49,9 +49,15 @@ def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any)
 
 
 def operator_policy(
-    region: str, account: str, prefix: str, bucket: str | None, role: str | None
+    region: str,
+    account: str,
+    prefix: str,
+    bucket: str | None,
+    role: str | None,
+    component_prefix: str | None = None,
 ) -> dict[str, Any]:
-    """What a person or CI job running the CLI needs."""
+    """What a person or CI job running the CLI needs (components named ``component_prefix*``,
+    by default the endpoint prefix)."""
     sm = f"arn:aws:sagemaker:{region}:{account}"
     names = f"{prefix}*"
     bucket_arn = _bucket_arn(region, account, bucket)
@@ -83,6 +89,7 @@ def operator_policy(
                     f"{sm}:endpoint/{names}",
                 ],
             ),
+            _components(sm, names, f"{prefix if component_prefix is None else component_prefix}*"),
             _statement(
                 "RerankerBatch",
                 ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob"],
@@ -95,6 +102,7 @@ def operator_policy(
                     "sagemaker:ListEndpoints",
                     "sagemaker:ListEndpointConfigs",
                     "sagemaker:ListModels",
+                    "sagemaker:ListInferenceComponents",
                 ],
                 ["*"],
             ),
@@ -162,6 +170,22 @@ def operator_policy(
             ),
         ],
     }
+
+
+def _components(sm: str, names: str, components: str) -> dict[str, Any]:
+    """``deploy/update/delete --component`` and ``status``: a component is created on an
+    endpoint from a model, so those are named too."""
+    return _statement(
+        "RerankerComponents",
+        [
+            "sagemaker:CreateInferenceComponent",
+            "sagemaker:DescribeInferenceComponent",
+            "sagemaker:UpdateInferenceComponent",
+            "sagemaker:DeleteInferenceComponent",
+            "sagemaker:AddTags",
+        ],
+        [f"{sm}:inference-component/{components}", f"{sm}:endpoint/{names}", f"{sm}:model/{names}"],
+    )
 
 
 def _operations(region: str, account: str, prefix: str) -> list[dict[str, Any]]:
@@ -279,9 +303,10 @@ def policies(
     role: str | None,
     data_bucket: str | None,
     image_uri: str | None = None,
+    component_prefix: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "operator_policy": operator_policy(region, account, prefix, bucket, role),
+        "operator_policy": operator_policy(region, account, prefix, bucket, role, component_prefix),
         "execution_role_trust_policy": execution_role_trust(account, region, prefix),
         "execution_role_policy": execution_role_policy(
             region, account, bucket, data_bucket, prefix, image_uri

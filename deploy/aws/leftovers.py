@@ -81,7 +81,25 @@ def owned_resources(aws: Aws, name: str) -> dict[str, list[str]]:
 
 def config_models(aws: Aws, config_name: str) -> list[str]:
     config = aws.find("sagemaker", "describe_endpoint_config", EndpointConfigName=config_name)
-    return [variant["ModelName"] for variant in (config or {}).get("ProductionVariants", [])]
+    variants = (config or {}).get("ProductionVariants", [])
+    return [variant.get("ModelName", "") for variant in variants]
+
+
+def component_models(aws: Aws, endpoint: str) -> set[str]:
+    """The models the inference components of ``endpoint`` serve from."""
+    used = set()
+    for page in _paginate(
+        aws, "sagemaker", "list_inference_components", EndpointNameEquals=endpoint
+    ):
+        for item in page["InferenceComponents"]:
+            name = item["InferenceComponentName"]
+            answer = aws.find(
+                "sagemaker", "describe_inference_component", InferenceComponentName=name
+            )
+            model = ((answer or {}).get("Specification") or {}).get("ModelName")
+            if model:
+                used.add(model)
+    return used
 
 
 def in_use(aws: Aws, endpoint: str) -> set[str]:
@@ -95,7 +113,10 @@ def in_use(aws: Aws, endpoint: str) -> set[str]:
         configs.add(pending)
     used = set(configs)
     for config in configs:
-        used.update(config_models(aws, config))
+        models = config_models(aws, config)
+        used.update(filter(None, models))
+        if "" in models:  # a variant without a model: the endpoint hosts components
+            used.update(component_models(aws, endpoint))
     return used
 
 
@@ -177,11 +198,12 @@ def _created(value: Any) -> datetime | None:
     return None
 
 
-def _alarm_endpoint(alarm: dict[str, Any]) -> str | None:
+def _alarm_dimension(alarm: dict[str, Any], name: str) -> str | None:
+    """The endpoint (or component) an alarm watches, from its metric's dimensions."""
     dimensions = list(alarm.get("Dimensions", []))
     for query in alarm.get("Metrics", []):
         dimensions += query.get("MetricStat", {}).get("Metric", {}).get("Dimensions", [])
-    return next((d["Value"] for d in dimensions if d["Name"] == "EndpointName"), None)
+    return next((d["Value"] for d in dimensions if d["Name"] == name), None)
 
 
 def find(aws: Aws) -> list[Leftover]:
@@ -199,7 +221,13 @@ def find(aws: Aws) -> list[Leftover]:
                     found.append(Leftover(kind, name, owner, _created(item.get("CreationTime"))))
     for page in _paginate(aws, "cloudwatch", "describe_alarms", AlarmNamePrefix=ALARM_PREFIX):
         for alarm in page.get("MetricAlarms", []):
-            if _alarm_endpoint(alarm) in endpoints:
+            component = _alarm_dimension(alarm, "InferenceComponentName")
+            if component is not None:
+                if aws.find(
+                    "sagemaker", "describe_inference_component", InferenceComponentName=component
+                ):
+                    continue
+            elif _alarm_dimension(alarm, "EndpointName") in endpoints:
                 continue
             owner = _endpoint_tag(aws, alarm["AlarmArn"], service="cloudwatch")
             if owner is not None:

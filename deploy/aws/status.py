@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sagemaker_reranker.deploy.aws import alarms, autoscaling
+from sagemaker_reranker.deploy.aws import alarms, autoscaling, components
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
 from sagemaker_reranker.deploy.aws.spec import ENDPOINT_TAG, TAG_PREFIX
 from sagemaker_reranker.deploy.platform import VARIANT
@@ -29,7 +29,7 @@ def _variants(aws: Aws, current: dict[str, Any]) -> list[dict[str, Any]]:
         variants.append(
             {
                 "variant": variant["VariantName"],
-                "model": variant["ModelName"],
+                "model": variant.get("ModelName"),
                 "instance_type": variant.get("InstanceType"),
                 "instances": running.get(
                     "CurrentInstanceCount", variant.get("InitialInstanceCount")
@@ -38,6 +38,8 @@ def _variants(aws: Aws, current: dict[str, Any]) -> list[dict[str, Any]]:
                 "serverless": variant.get("ServerlessConfig"),
             }
         )
+        if "ManagedInstanceScaling" in variant:
+            variants[-1]["managed_scaling"] = variant["ManagedInstanceScaling"]
     return variants
 
 
@@ -59,7 +61,10 @@ def status(aws: Aws, name: str) -> dict[str, Any]:
     if current.get("FailureReason"):
         info["failure_reason"] = current["FailureReason"]
     info["variants"] = variants = _variants(aws, current)
-    if variants:
+    if variants and variants[0]["model"] is None:
+        # An endpoint for components: each has its own model and archive.
+        info["components"] = components.rows(aws, name)
+    elif variants:
         model = aws.find("sagemaker", "describe_model", ModelName=variants[0]["model"]) or {}
         container = model.get("PrimaryContainer", {})
         info["image"] = container.get("Image")

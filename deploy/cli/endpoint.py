@@ -26,6 +26,7 @@ from sagemaker_reranker.deploy.aws.spec import (
     check_options,
     image_mismatch,
 )
+from sagemaker_reranker.deploy.cli import component as component_cli
 from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
@@ -36,6 +37,7 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``deploy`` and ``update`` share (update takes the same inputs)."""
     options = [
         click.argument("name"),
+        click.option("--component", help=component_cli.COMPONENT_HELP),
         click.option(
             "--model-data",
             required=True,
@@ -229,6 +231,12 @@ def _report(outcome: dict[str, Any], spec: DeploySpec, dry_run: bool = False) ->
 
 def _apply(change: Callable[..., dict[str, Any]], aws: Aws, params: dict[str, Any]) -> Result:
     """``deploy`` or ``update`` (``change``) with the options both take."""
+    if params.get("component"):
+        action = "deploy" if change is endpoints.deploy else "update"
+        return component_cli.apply(action, aws, params, _prepare)
+    for key in ("component", "copies", "scale_to_zero", "max_instances"):
+        if params.pop(key, None):
+            raise BadInput(f"--{key.replace('_', '-')} goes with --component")
     alarm_options = _alarm_options(
         params.pop("latency_slo_ms"), params.pop("alarm_topic"), params.pop("no_alarms")
     )
@@ -240,6 +248,7 @@ def _apply(change: Callable[..., dict[str, Any]], aws: Aws, params: dict[str, An
 
 @aws_command("deploy", dry_run=True, plans_without_reads=True)
 @deployment_options
+@component_cli.deploy_options
 def deploy_command(aws: Aws, **params: Any) -> Result:
     """Create a reranker endpoint from a packaged model (idempotent).
 
@@ -253,6 +262,8 @@ def deploy_command(aws: Aws, **params: Any) -> Result:
           --role arn:aws:iam::123456789012:role/SageMakerRole
       sagemaker-reranker deploy my-reranker --model-data model.tar.gz \\
           --instance-type ml.m5.xlarge --dry-run
+      sagemaker-reranker deploy shared --component bge --model-data model.tar.gz \\
+          --role arn:aws:iam::123456789012:role/SageMakerRole --scale-to-zero
     """
     return _apply(endpoints.deploy, aws, params)
 
@@ -270,6 +281,10 @@ def update_command(aws: Aws, **params: Any) -> Result:
     Example:
       sagemaker-reranker update my-reranker --model-data model-v2.tar.gz \\
           --role arn:aws:iam::123456789012:role/SageMakerRole
+
+    With --component the component moves to the new model with a rolling update: its old
+    copies serve until the new ones are healthy; if the update fails, the old model keeps
+    serving.
     """
     return _apply(endpoints.update, aws, params)
 
@@ -277,6 +292,10 @@ def update_command(aws: Aws, **params: Any) -> Result:
 @aws_command("delete", dry_run=True)
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--component",
+    help="Remove only this inference component (with its model, scaling and alarm).",
+)
 @click.option(
     "--wait", is_flag=True, help="Return only once the endpoint is gone (a deploy can follow)."
 )
@@ -287,8 +306,10 @@ def update_command(aws: Aws, **params: Any) -> Result:
     show_default=True,
     help="Seconds to wait with --wait.",
 )
-def delete_command(aws: Aws, name: str, yes: bool, wait: bool, timeout: int) -> Result:
-    """Delete an endpoint with its autoscaling, endpoint configs and models.
+def delete_command(
+    aws: Aws, name: str, yes: bool, component: str | None, wait: bool, timeout: int
+) -> Result:
+    """Delete an endpoint with its components, autoscaling, endpoint configs and models.
 
     Works on partly-deleted state: whatever is already gone is skipped. Asks first unless
     --yes; without a terminal (scripts, CI) --yes is required.
@@ -296,8 +317,17 @@ def delete_command(aws: Aws, name: str, yes: bool, wait: bool, timeout: int) -> 
     \b
     Example:
       sagemaker-reranker delete my-reranker --yes
+      sagemaker-reranker delete shared --component bge --yes
     """
     check_endpoint_name(name)
+    if component:
+        confirm(
+            f"Delete component {component} of endpoint {name}, with its model?",
+            f"refusing to delete component {component} without confirmation: pass --yes",
+            yes,
+            aws.dry_run,
+        )
+        return component_cli.delete(aws, name, component, timeout)
     confirm(
         f"Delete endpoint {name}, its configs and models?",
         f"refusing to delete {name} without confirmation: pass --yes",

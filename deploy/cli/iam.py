@@ -26,6 +26,10 @@ BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     default="",
     help="Scope to endpoints (and their models/configs) whose names start with this.",
 )
+@click.option(
+    "--component-prefix",
+    help="Scope inference components to names starting with this [default: --endpoint-prefix].",
+)
 @click.option("--bucket", help="The upload bucket (default: sagemaker-{region}-{account}).")
 @click.option("--role", help="The execution role ARN the operator may pass (only that one).")
 @click.option("--data-bucket", help="Bucket of batch-transform input and output.")
@@ -40,6 +44,7 @@ BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 def iam_policy_command(
     aws: Aws,
     endpoint_prefix: str,
+    component_prefix: str | None,
     bucket: str | None,
     role: str | None,
     data_bucket: str | None,
@@ -81,7 +86,9 @@ def iam_policy_command(
         )
     region = aws.region_option or "*"
     image = image_uri or _default_image(region)
-    documents = policies(region, account, endpoint_prefix, bucket, role, data_bucket, image)
+    documents = policies(
+        region, account, endpoint_prefix, bucket, role, data_bucket, image, component_prefix
+    )
     left = unscoped(region, account, endpoint_prefix, role, image)
     if left:
         click.secho(f"warning: these policies still allow {'; '.join(left)}", fg="yellow", err=True)

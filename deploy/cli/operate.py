@@ -70,6 +70,22 @@ def _metric_lines(info: dict[str, Any], since: str) -> list[str]:
     return lines
 
 
+def _component_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per component: status, copies, scaling, model and archive."""
+    lines = []
+    for row in rows:
+        scaling = row["scaling"]
+        scaled = f", scaling {scaling['min']}-{scaling['max']} copies" if scaling else ""
+        lines.append(
+            f"{'component':<18}{row['component']}: {row['status']}, copies "
+            f"{row['copies_current']}/{row['copies_desired']}{scaled}, model {row['model']} "
+            f"({row['model_data']})"
+        )
+        if row.get("failure_reason"):
+            lines.append(f"{'':<18}last change failed: {row['failure_reason']}")
+    return lines
+
+
 @aws_command("status")
 @click.argument("name")
 @click.option(
@@ -97,12 +113,17 @@ def status_command(aws: Aws, name: str, with_metrics: bool, since: str) -> Resul
     info = status(aws, name)
     if with_metrics:
         info["metrics"] = metrics.endpoint_metrics(aws, name, seconds)
-    hidden = ("variants", "autoscaling", "alarms", "metrics")
+    hidden = ("variants", "autoscaling", "alarms", "metrics", "components")
     shown = {key: value for key, value in info.items() if key not in hidden}
     lines = [f"{key:<18}{'-' if value is None else value}" for key, value in shown.items()]
     for variant in info["variants"]:
         where = variant["serverless"] or f"{variant['instances']} x {variant['instance_type']}"
-        lines.append(f"{'variant':<18}{variant['variant']}: {where} (model {variant['model']})")
+        managed = variant.get("managed_scaling")
+        if managed:
+            where += f", managed {managed['MinInstanceCount']}-{managed['MaxInstanceCount']}"
+        model = f"model {variant['model']}" if variant["model"] else "inference components"
+        lines.append(f"{'variant':<18}{variant['variant']}: {where} ({model})")
+    lines += _component_lines(info.get("components", []))
     scaling = info["autoscaling"]
     lines.append(
         f"{'autoscaling':<18}"

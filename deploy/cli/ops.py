@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sagemaker_reranker.deploy.aws import autoscaling
+from sagemaker_reranker.deploy.aws import autoscaling, component_scaling, components
 from sagemaker_reranker.deploy.aws.artifacts import parse_s3_uri
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, wait_until_settled
 from sagemaker_reranker.deploy.aws.spec import DEFAULT_INSTANCE, check_endpoint_name, instance_kind
@@ -72,6 +72,10 @@ def _preview(document: str) -> str:
     is_flag=True,
     help="Allow an http --endpoint-url to a host that is not loopback (sent unencrypted).",
 )
+@click.option(
+    "--component",
+    help="The inference component to call, on an endpoint that hosts components.",
+)
 def invoke_command(
     aws: Aws,
     name: str,
@@ -82,6 +86,7 @@ def invoke_command(
     instruction: str | None,
     endpoint_url: str | None,
     insecure_http: bool,
+    component: str | None,
 ) -> Result:
     """Rerank documents for a query with a deployed (or local) endpoint.
 
@@ -92,6 +97,8 @@ def invoke_command(
       sagemaker-reranker invoke local-reranker -q "capital of France" \\
           --doc "Paris is the capital of France." --doc "Berlin is in Germany." \\
           --endpoint-url http://127.0.0.1:8080
+      sagemaker-reranker invoke shared --component bge -q "capital of France" \\
+          --doc "Paris is the capital of France."
     """
     from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
     from sagemaker_reranker.client.runtime import EndpointURLError, runtime_target
@@ -110,6 +117,7 @@ def invoke_command(
             endpoint_url=endpoint_url,
             allow_insecure_http=insecure_http,
             instruction=instruction,
+            inference_component_name=component,
         )
         try:
             ranked = model.rerank(query, documents, top_n)
@@ -144,16 +152,28 @@ def _check_scalable(aws: Aws, name: str, variant: str) -> None:
 
 @aws_command("autoscale", dry_run=True)
 @click.argument("name")
-@click.option("--min", "minimum", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--min",
+    "minimum",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Fewest instances (copies with --component; 0 only there).",
+)
 @click.option("--max", "maximum", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
     "--target-invocations",
     type=click.FloatRange(min=1),
     default=100,
     show_default=True,
-    help="Target invocations per instance per minute.",
+    help="Target invocations per instance (per copy with --component) per minute.",
 )
 @click.option("--variant", default=VARIANT, show_default=True)
+@click.option(
+    "--component",
+    help="Scale this inference component's copies instead (down to 0 with --min 0: the "
+    "next call then starts one).",
+)
 @click.option("--off", is_flag=True, help="Remove the scaling policy and the scalable target.")
 def autoscale_command(
     aws: Aws,
@@ -162,6 +182,7 @@ def autoscale_command(
     maximum: int,
     target_invocations: float,
     variant: str,
+    component: str | None,
     off: bool,
 ) -> Result:
     """Scale an endpoint's instances on invocations per instance (target tracking).
@@ -170,8 +191,16 @@ def autoscale_command(
     Examples:
       sagemaker-reranker autoscale my-reranker --min 1 --max 4 --target-invocations 100
       sagemaker-reranker autoscale my-reranker --off
+      sagemaker-reranker autoscale shared --component bge --min 0 --max 2
     """
     check_endpoint_name(name)
+    if component:
+        return _autoscale_component(aws, name, component, minimum, maximum, target_invocations, off)
+    if minimum == 0:
+        raise BadInput(
+            "--min 0 goes with --component: only inference components scale to zero "
+            "(docs/deploy.md)"
+        )
     if off:
         scaling = autoscaling.current(aws, name, variant)
         if scaling is None:
@@ -192,6 +221,31 @@ def autoscale_command(
     line = (
         f"{name}/{variant}: {'would scale to ' if aws.dry_run else ''}{minimum}-{maximum} "
         f"instances, target {target_invocations:g} invocations per instance per minute"
+    )
+    return data, [line]
+
+
+def _autoscale_component(
+    aws: Aws, name: str, component: str, minimum: int, maximum: int, target: float, off: bool
+) -> Result:
+    found = components.describe(aws, component)
+    if found is None or found["EndpointName"] != name:
+        raise DeployError(f"no component {component} on endpoint {name} in {aws.region}")
+    data: dict[str, Any] = {"endpoint": name, "component": component, "autoscaling": None}
+    if off:
+        removed = component_scaling.remove(aws, name, component)
+        done = "would remove" if aws.dry_run else "removed"
+        return {**data, "removed": removed}, [
+            f"{component}: {done} {', '.join(removed) or 'nothing'}"
+        ]
+    if minimum > maximum:
+        raise DeployError(f"--min {minimum} is above --max {maximum}")
+    put = component_scaling.ensure(aws, name, component, minimum, maximum, target)
+    data["autoscaling"] = {"min": minimum, "max": maximum, "put": put}
+    line = (
+        f"{name}/{component}: {'would scale to ' if aws.dry_run else ''}{minimum}-{maximum} "
+        f"copies, target {target:g} invocations per copy per minute"
+        + ("" if put else " (unchanged)")
     )
     return data, [line]
 
