@@ -110,7 +110,7 @@ class DirectTier(Tier):
     http = False
 
     def __init__(self, model_dir: Path) -> None:
-        from sagemaker_reranker.deploy.local.inprocess import HandlerContext
+        from sagemaker_reranker.deploy.local.worker import HandlerContext
 
         self.model = inference.model_fn(str(model_dir))
         self.context = HandlerContext(str(model_dir))
