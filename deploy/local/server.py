@@ -5,36 +5,15 @@ started by ``LocalEndpoint`` or ``sagemaker-reranker serve`` with ``PYTHONPATH=<
 the handler is the top-level module ``inference`` from ``code/``, as SageMaker imports it.
 What it runs with is one ``LocalSettings``, handed over as JSON in ``--settings``.
 
-Routes, as an endpoint's container and the runtime in front of it answer them:
-
-``GET /ping``
-    200 once ``model_fn`` (and its warm-up) succeeded; 503 while loading; 500 with the reason
-    when the model failed to load (the server stays up, as SageMaker's health check sees it).
-``POST /invocations``
-    the container contract: the handler's status, body and content type as they are.
-``POST /endpoints/{name}/invocations``
-    the ``sagemaker-runtime`` InvokeEndpoint API, so boto3 with ``endpoint_url`` works
-    unchanged: 200 passes the body through; a handler error becomes ``ModelError`` (424).
-
-Bodies over ``max_body_bytes`` (6 MiB, the real-time limit) are refused with 413 before the
-handler sees them; an invocation running past ``invocation_timeout`` (60 s on AWS) is
-reported as the runtime reports it while the worker finishes in the background. Each request
-must arrive whole within ``request_timeout`` (408 otherwise); connections beyond
-``max_connections`` get a 503 and are closed without a thread of their own. How requests are
-read and checked: ``request_reading.py``; how they are routed and answered: ``routes.py``.
-
-How the runtime route reports what is not a 200 (as AWS does, where known):
-
-=============================  =======================================================
-handler 4xx/5xx                424 ``ModelError`` with ``OriginalStatusCode``/``Message``
-invocation timeout             424 ``ModelError``, original status 0, "Your invocation
-                               timed out while waiting for a response from container"
-                               (what AWS answers; the container route answers 408)
-body over the limit            bare 413 "HTTP content length exceeded N bytes."
-unknown endpoint name          400 ``ValidationError`` "Endpoint X of account ... not found."
-model still loading            429 ``ModelNotReadyException`` (container route: 503)
-model failed to load           400 ``ValidationError`` "... not in service: <reason>" (503)
-=============================  =======================================================
+It answers ``GET /ping``, ``POST /invocations`` (the container contract) and
+``POST /endpoints/{name}/invocations`` (the ``sagemaker-runtime`` API, so boto3 with
+``endpoint_url`` works unchanged); what each answers, errors included, is the table in
+docs/local-mode.md and the code in ``routes.py``. Bodies over ``max_body_bytes`` are refused
+before the handler sees them; an invocation past ``invocation_timeout`` is reported as the
+runtime reports it while the worker finishes in the background. Each request must arrive
+whole within ``request_timeout`` (408 otherwise); connections beyond ``max_connections`` get
+a 503 and are closed without a thread of their own (``request_reading.py``: how requests are
+read and checked).
 
 The model behind it is a backend (``local/backend.py``).
 """
