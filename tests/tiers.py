@@ -2,7 +2,8 @@
 
 =================  ==================================================================
 ``direct``         ``transform_fn`` of the handler (``tests/handler.py``), called here
-``inprocess``      ``LocalEndpoint(server="inprocess")``: ``POST /invocations`` (container)
+``inprocess``      ``LocalEndpoint(server="worker")``: ``POST /invocations`` (container; the
+                   label keeps the worker tier's earlier name, which ``server`` accepts)
 ``inprocess-rt``   the same server through boto3's ``sagemaker-runtime`` client (runtime API)
 ``mms``            ``LocalEndpoint(server="mms")``, container contract (multi-model-server)
 ``mms-rt``         the same through boto3
