@@ -54,7 +54,7 @@ class SystemSpec:
 class ClientSettings:
     region: str | None = None
     profile: str | None = None
-    server: str = "inprocess"
+    server: str = "worker"
     max_concurrency: int = 4
     instruction: str | None = None
 

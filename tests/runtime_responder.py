@@ -26,7 +26,7 @@ from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.client.runtime import runtime_config
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.local.runtime_errors import model_error
+from sagemaker_reranker.deploy.local.routes import model_error
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sagemaker_reranker.client import (
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.local.server import FrontConfig, LocalServer
+from sagemaker_reranker.deploy.local.server import LocalServer, LocalSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]
 
@@ -64,7 +64,7 @@ def hf_pipeline(tiny_model_dir: Path):
     assert not (tiny_model_dir / "code").exists()
     probe = json.dumps({"inputs": [{"text": QUERY, "text_pair": "probe"}]}).encode()
     backend = mms.MmsBackend(tiny_model_dir, env={"HF_TASK": "text-classification"}, probe=probe)
-    server = LocalServer(("127.0.0.1", 0), backend, FrontConfig(endpoint_name="hf-pipeline"))
+    server = LocalServer(backend, LocalSettings(endpoint_name="hf-pipeline"))
     server.load()
     assert backend.health() == (True, "healthy"), backend.health()
     thread = threading.Thread(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from sagemaker_reranker.deploy.cli.serve import serve_command
 from sagemaker_reranker.deploy.local.endpoint import (
     LocalEndpoint,
     LocalEndpointError,
     prepare_model_dir,
 )
 from sagemaker_reranker.deploy.local.net import bind_warning
+from sagemaker_reranker.deploy.local.server import LocalSettings
 from sagemaker_reranker.deploy.packaging.manifest import PackageError
 from sagemaker_reranker.deploy.settings import parse_env
 
@@ -74,6 +79,42 @@ def test_missing_inputs_are_named(tmp_path: Path) -> None:
         LocalEndpoint()
     with pytest.raises(ValueError, match="unknown server"):
         LocalEndpoint(model_dir=tmp_path, server="docker")
+
+
+def test_settings_are_one_object_serialised_once_without_env_values(tmp_path: Path) -> None:
+    endpoint = LocalEndpoint(
+        model_dir=tmp_path, server="inprocess", env={"HF_TOKEN": "s3cret"}, max_connections=3
+    )
+    settings = endpoint.settings
+    assert settings.server == "worker"  # the earlier name still works
+    assert settings.env_names == ("HF_TOKEN",) and settings.max_connections == 3
+    assert LocalSettings.from_json(settings.to_json()) == settings
+    assert "s3cret" not in settings.to_json()  # values travel only in the environment
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        LocalSettings(env_names=("1BAD",))
+
+
+def test_the_server_process_refuses_bad_settings_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sagemaker_reranker.deploy.local.server", "--settings", '{"x": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "--settings" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_server_option_names_worker_and_still_takes_inprocess() -> None:
+    runner = CliRunner()
+    help_text = runner.invoke(serve_command, ["--help"]).output
+    assert "[worker|mms]" in help_text and "inprocess" not in help_text
+    # Past the option's check, the command stops at the missing model (not at --server).
+    taken = runner.invoke(serve_command, ["--server", "inprocess"])
+    assert taken.exit_code == 2 and "exactly one of --model-data or --model-dir" in taken.output
+    refused = runner.invoke(serve_command, ["--server", "docker"])
+    assert refused.exit_code == 2 and "Invalid value for '--server'" in refused.output
 
 
 def test_failed_start_leaves_no_temp_dir(tmp_path: Path, monkeypatch) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.local.net import free_port, port_open
 from sagemaker_reranker.deploy.packaging.build import write_archive
 
@@ -102,6 +103,7 @@ def test_serve_answers_curl_and_boto3_and_stops_on_sigterm(tiny_archive: Path, t
     )
     port = int(URL.search(serve.wait_for(r"^Serving .* at http://")).group(1))
     curl = serve.wait_for(r"^\s+curl ").strip()
+    client = serve.wait_for(r"^\s+SagemakerEndpointCrossEncoder\(").strip()
     if shutil.which("curl"):
         done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -116,6 +118,8 @@ def test_serve_answers_curl_and_boto3_and_stops_on_sigterm(tiny_archive: Path, t
     )
     assert len(json.loads(reply["Body"].read())["scores"]) == 2
     assert reply["CustomAttributes"] == "id=42"
+    # The printed client line runs as printed: no keys or region to invent for local calls.
+    assert len(eval(client, {"SagemakerEndpointCrossEncoder": SagemakerEndpointCrossEncoder})) == 1
     with pytest.raises(runtime.exceptions.ModelError, match=r"\(415\).*unsupported content type"):
         runtime.invoke_endpoint(EndpointName="demo", Body=b"a,b", ContentType="text/csv")
 

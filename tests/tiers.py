@@ -2,7 +2,8 @@
 
 =================  ==================================================================
 ``direct``         ``transform_fn`` of the handler (``tests/handler.py``), called here
-``inprocess``      ``LocalEndpoint(server="inprocess")``: ``POST /invocations`` (container)
+``inprocess``      ``LocalEndpoint(server="worker")``: ``POST /invocations`` (container; the
+                   label keeps the worker tier's earlier name, which ``server`` accepts)
 ``inprocess-rt``   the same server through boto3's ``sagemaker-runtime`` client (runtime API)
 ``mms``            ``LocalEndpoint(server="mms")``, container contract (multi-model-server)
 ``mms-rt``         the same through boto3
@@ -110,7 +111,7 @@ class DirectTier(Tier):
     http = False
 
     def __init__(self, model_dir: Path) -> None:
-        from sagemaker_reranker.deploy.local.inprocess import HandlerContext
+        from sagemaker_reranker.deploy.local.worker import HandlerContext
 
         self.model = inference.model_fn(str(model_dir))
         self.context = HandlerContext(str(model_dir))

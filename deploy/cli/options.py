@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, check_region, error_line
 from sagemaker_reranker.deploy.cli.report import TerminalReporter
-from sagemaker_reranker.deploy.local.backend import SERVERS
+from sagemaker_reranker.deploy.local.backend import SERVER_ALIASES, SERVERS
 from sagemaker_reranker.deploy.redaction import scrub, shown
 
 # A command returns what it did (for --json) and how to say it to a person.
@@ -50,10 +50,17 @@ def confirm(
     click.confirm(question, abort=True, err=True)
 
 
+class _ServerChoice(click.Choice):
+    """``SERVERS``, and their earlier names (``SERVER_ALIASES``) accepted unlisted."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return super().convert(SERVER_ALIASES.get(value, value), param, ctx)
+
+
 def server_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--server``: which model container local mode runs."""
     return click.option(
-        "--server", type=click.Choice(SERVERS), default="inprocess", show_default=True, help=help
+        "--server", type=_ServerChoice(SERVERS), default="worker", show_default=True, help=help
     )
 
 

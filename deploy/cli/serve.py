@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import json
 import os
 import shlex
 import signal
@@ -23,7 +24,8 @@ from sagemaker_reranker.deploy.redaction import shown
 from sagemaker_reranker.deploy.settings import parse_env
 from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
-EXAMPLE = '{"pairs": [["What is the plan for the economy?", "We will lower costs for families."]]}'
+EXAMPLE_PAIR = ("What is the plan for the economy?", "We will lower costs for families.")
+EXAMPLE = json.dumps({"pairs": [list(EXAMPLE_PAIR)]})
 # What a damaged or foreign archive raises while it is read (gzip, tar, a cut-off file).
 ARCHIVE_ERRORS = (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
 # Progress bars redraw with carriage returns: noise in a log. The user's setting wins.
@@ -82,17 +84,16 @@ def archive_env(model_data: Path) -> dict[str, str]:
 
 
 def usage(url: str, endpoint_name: str) -> str:
-    """How to call the endpoint: the container route with curl, the runtime API with boto3."""
+    """How to call the endpoint: the container route with curl, the runtime API with this
+    project's client, which talks to a loopback URL unsigned (no AWS credentials or region)."""
     curl = (
         f"curl -s {url}/invocations -H 'Content-Type: application/json' -d {shlex.quote(EXAMPLE)}"
     )
-    boto3 = (
-        f'boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1", '
-        'aws_access_key_id="local", aws_secret_access_key="local")'
-        f'.invoke_endpoint(EndpointName="{endpoint_name}", ContentType="application/json", '
-        "Body=...)"
+    client = (
+        f"SagemakerEndpointCrossEncoder(endpoint_name={endpoint_name!r}, endpoint_url={url!r})"
+        f".score([{EXAMPLE_PAIR!r}])"
     )
-    return f"  {curl}\n  {boto3}\nCtrl-C stops the endpoint."
+    return f"  {curl}\n  {client}\nCtrl-C stops the endpoint."
 
 
 @click.command("serve")
@@ -141,7 +142,10 @@ def usage(url: str, endpoint_name: str) -> str:
     is_flag=True,
     help="Keep serving when the model fails to load (/ping answers 500 with the reason).",
 )
-@server_option("inprocess: sagemaker_inference handler service; mms: multi-model-server (Java 17).")
+@server_option(
+    "worker: sagemaker_inference's handler service in a worker process; mms: "
+    "multi-model-server (Java 17)."
+)
 def serve_command(
     model_data: Path | None,
     model_dir: Path | None,
@@ -183,13 +187,13 @@ def serve_command(
         model_data=model_data,
         model_dir=model_dir,
         env=env,
+        log=sys.stderr,
         server=server,
         invocation_timeout=invocation_timeout,
         endpoint_name=endpoint_name,
         host=host,
         port=port,
         max_body_bytes=max_body_bytes,
-        log=sys.stderr,
     )
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:

@@ -1,30 +1,51 @@
 """The model-container side of local mode: what a backend is, and how to make one.
 
 A backend loads ``code/inference.py`` and answers invocations as a SageMaker model container
-does. ``inprocess`` (``local/inprocess.py``) runs it through ``sagemaker_inference``'s real
-handler service in the server's process; ``mms`` (``local/mms/backend.py``) runs it under
-multi-model-server with the Hugging Face container's serving toolkit.
+does. ``worker`` (``local/worker.py``) runs it through ``sagemaker_inference``'s real handler
+service in a worker process the server supervises; ``mms`` (``local/mms/backend.py``) runs it
+under multi-model-server with the Hugging Face container's serving toolkit.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
 
-SERVERS = ("inprocess", "mms")
+SERVERS = ("worker", "mms")
+# Earlier names, still accepted wherever a user names a server.
+SERVER_ALIASES = {"inprocess": "worker"}
+# A valid invocation: what a backend (and LocalEndpoint) send to know the model answers.
+PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")
+
+
+def server_kind(name: str) -> str:
+    """The backend ``name`` stands for (one of ``SERVERS``, aliases resolved)."""
+    kind = SERVER_ALIASES.get(name, name)
+    if kind not in SERVERS:
+        raise ValueError(f"unknown server {name!r}; choose one of {SERVERS}")
+    return kind
 
 
 @dataclass(frozen=True)
 class BackendResponse:
-    """What the model container answered to one invocation."""
+    """What the model container answered to one invocation; ``message`` is, for an error,
+    what it said in words (the access log's reason), so nothing parses the body for it."""
 
     status: int
     body: bytes
     content_type: str
     custom_attributes: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def error(cls, status: int, message: str) -> BackendResponse:
+        """An error the backend itself answers, in the container's ``{"message"}`` shape."""
+        body = json.dumps({"message": message}).encode("utf-8")
+        return cls(status, body, JSON, message=message)
 
 
 @dataclass(frozen=True)
@@ -69,17 +90,17 @@ class Backend(Protocol):
 
 
 def make_backend(kind: str, model_dir: Path, env: dict[str, str]) -> Backend:
-    """The backend ``kind`` (one of ``SERVERS``) serving the extracted model in ``model_dir``.
+    """The backend ``kind`` (see ``server_kind``) serving the extracted model in ``model_dir``.
 
     ``env`` holds the user's ``--env`` settings (already in this process's environment) for
-    backends that start the handler in another process.
+    backends that start the handler in another process. One backend is one model container:
+    an endpoint with several (inference components) would make one per component.
     """
-    if kind == "inprocess":
-        from sagemaker_reranker.deploy.local.inprocess import InProcessBackend
+    kind = server_kind(kind)
+    if kind == "worker":
+        from sagemaker_reranker.deploy.local.worker import WorkerBackend
 
-        return InProcessBackend(model_dir)
-    if kind == "mms":
-        from sagemaker_reranker.deploy.local.mms.backend import MmsBackend  # needs Java
+        return WorkerBackend(model_dir)
+    from sagemaker_reranker.deploy.local.mms.backend import MmsBackend  # needs Java
 
-        return MmsBackend(model_dir=model_dir, env=env)
-    raise ValueError(f"unknown server {kind!r}; choose one of {SERVERS}")
+    return MmsBackend(model_dir=model_dir, env=env)

@@ -12,6 +12,7 @@ always stops the process and removes its temp dirs::
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -23,17 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-from sagemaker_reranker.deploy.local.backend import SERVERS
+from sagemaker_reranker.deploy.local.backend import PROBE
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.local.server import MAX_CONNECTIONS, REQUEST_TIMEOUT
+from sagemaker_reranker.deploy.local.server import LocalSettings
 from sagemaker_reranker.deploy.packaging.build import copy_handler
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
-from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
-
-HANDLER = Path("code") / "inference.py"
-PROBE = json.dumps({"pairs": [["local endpoint probe", "readiness check"]]}).encode("utf-8")
+from sagemaker_reranker.inference.reranker_contract import HANDLER, HANDLER_DIR
 
 
 class LocalEndpointError(RuntimeError):
@@ -64,11 +62,11 @@ def prepare_model_dir(
     source = Path(model_dir).resolve()
     if not source.is_dir():
         raise LocalEndpointError(f"model directory {model_dir} does not exist")
-    if (source / HANDLER).is_file():
+    if (source / HANDLER_DIR / HANDLER).is_file():
         return source
     target.mkdir()
     for entry in source.iterdir():
-        if entry.name != "code":
+        if entry.name != HANDLER_DIR:
             (target / entry.name).symlink_to(entry)
     copy_handler(target)
     return target
@@ -77,11 +75,12 @@ def prepare_model_dir(
 class LocalEndpoint:
     """A local endpoint process for ``model_data`` (model.tar.gz) or ``model_dir``.
 
-    ``server`` picks the model container: ``inprocess`` (sagemaker_inference's handler
-    service) or ``mms`` (multi-model-server). A model that fails to load leaves the endpoint
-    up with ``/ping`` unhealthy; ``health()`` gives the reason. ``log_path`` names the
-    server's log file when ``log`` is not given (tests read it); pass ``log=sys.stderr`` to
-    stream it instead.
+    ``settings`` are ``LocalSettings``' fields (``server``, ``endpoint_name``, ``host``,
+    ``port``, ``invocation_timeout``, ...): ``server`` picks the model container, ``worker``
+    (sagemaker_inference's handler service in a worker process) or ``mms``
+    (multi-model-server). A model that fails to load leaves the endpoint up with ``/ping``
+    unhealthy; ``health()`` gives the reason. ``log_path`` names the server's log file when
+    ``log`` is not given (tests read it); pass ``log=sys.stderr`` to stream it instead.
     """
 
     def __init__(
@@ -89,36 +88,33 @@ class LocalEndpoint:
         model_data: str | Path | None = None,
         model_dir: str | Path | None = None,
         env: dict[str, str] | None = None,
-        server: str = "inprocess",
-        invocation_timeout: float = INVOCATION_TIMEOUT,
-        endpoint_name: str = "local-reranker",
-        host: str = "127.0.0.1",
-        port: int = 0,
-        max_body_bytes: int = MAX_BODY_BYTES,
         start_timeout: float = 300.0,
         log: IO | None = None,
-        request_timeout: float = REQUEST_TIMEOUT,
-        max_connections: int = MAX_CONNECTIONS,
+        **settings: Any,
     ) -> None:
-        if server not in SERVERS:
-            raise ValueError(f"unknown server {server!r}; choose one of {SERVERS}")
         self.model_data = Path(model_data) if model_data is not None else None
         self.model_dir = Path(model_dir) if model_dir is not None else None
         _check_one_source(self.model_data, self.model_dir)
         self.env = dict(env or {})
-        self.server = server
-        self.invocation_timeout = invocation_timeout
-        self.endpoint_name = endpoint_name
-        self.host = host
-        self.port = port
-        self.max_body_bytes = max_body_bytes
+        self.settings = LocalSettings(**settings, env_names=tuple(self.env))
         self.start_timeout = start_timeout
-        self.request_timeout = request_timeout
-        self.max_connections = max_connections
         self.startup_seconds: float | None = None
         self._log = log
         self._workdir: Path | None = None
         self._process: subprocess.Popen | None = None
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.settings.endpoint_name
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        """The port asked for, and once started, the one bound."""
+        return self.settings.port
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -150,28 +146,13 @@ class LocalEndpoint:
     def _spawn(self, model: Path) -> None:
         workdir = self._workdir
         ready = workdir / "port"
+        settings = dataclasses.replace(self.settings, model_dir=str(model))
         command = [
             sys.executable,
             "-m",
             "sagemaker_reranker.deploy.local.server",
-            "--model-dir",
-            str(model),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--endpoint-name",
-            self.endpoint_name,
-            "--invocation-timeout",
-            str(self.invocation_timeout),
-            "--max-body-bytes",
-            str(self.max_body_bytes),
-            "--request-timeout",
-            str(self.request_timeout),
-            "--max-connections",
-            str(self.max_connections),
-            "--server",
-            self.server,
+            "--settings",
+            settings.to_json(),
             "--ready-file",
             str(ready),
             "--parent-pid",
@@ -179,14 +160,11 @@ class LocalEndpoint:
             "--run-dir",
             str(workdir),
         ]
-        # Names on the command line, values only in the environment: argv is visible in ``ps``.
-        for key in self.env:
-            command += ["--env-name", key]
         env = dict(os.environ)
         env.update(self.env)
         # SageMaker imports the handler as the top-level module ``inference`` from code/.
-        env["PYTHONPATH"] = str(model / "code")
-        env["SAGEMAKER_PROGRAM"] = HANDLER.name
+        env["PYTHONPATH"] = str(model / HANDLER_DIR)
+        env["SAGEMAKER_PROGRAM"] = HANDLER
         tmp = workdir / "tmp"
         tmp.mkdir()
         env["TMPDIR"] = str(tmp)
@@ -210,7 +188,8 @@ class LocalEndpoint:
             if time.monotonic() > deadline:
                 raise LocalEndpointError("the local server did not start listening within 60 s")
             time.sleep(0.05)
-        self.port = int(ready.read_text(encoding="utf-8"))
+        port = int(ready.read_text(encoding="utf-8"))
+        self.settings = dataclasses.replace(settings, port=port)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -317,7 +296,7 @@ class LocalEndpoint:
         from sagemaker_reranker.client.runtime import Credentials, make_runtime_client
 
         options = {
-            "read_timeout": self.invocation_timeout + 10,
+            "read_timeout": self.settings.invocation_timeout + 10,
             "retries": {"max_attempts": 1, "mode": "standard"},
         }
         options.update(config)

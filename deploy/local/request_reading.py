@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from email.message import Message
 
-from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, MAX_CUSTOM_ATTRIBUTES
 
-MAX_CUSTOM_ATTRIBUTES = 1024  # what InvokeEndpoint accepts
-PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")  # printable ASCII: no CR/LF to end a header
 DIGITS = re.compile(r"^[0-9]{1,19}$")
 UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -88,7 +87,7 @@ def custom_attributes(headers: Message) -> str | Refusal | None:
     if len(values) > 1:
         return Refusal(400, f"more than one {CUSTOM_ATTRIBUTES} header")
     value = values[0]
-    if len(value) > MAX_CUSTOM_ATTRIBUTES or not PRINTABLE.match(value):
+    if len(value) > MAX_CUSTOM_ATTRIBUTES or not HEADER_VALUE.match(value):
         return Refusal(
             400,
             f"{CUSTOM_ATTRIBUTES} must be at most {MAX_CUSTOM_ATTRIBUTES} printable ASCII "
@@ -99,7 +98,7 @@ def custom_attributes(headers: Message) -> str | Refusal | None:
 
 def header_safe(value: str) -> bool:
     """Whether ``value`` can go into a response header as it is (no CR, LF or other controls)."""
-    return bool(PRINTABLE.match(value))
+    return bool(HEADER_VALUE.match(value))
 
 
 def escape(text: str) -> str:

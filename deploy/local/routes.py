@@ -1,7 +1,12 @@
-"""The local server's request handling: the three routes and what each answers.
+"""The local server's request handling: the three routes, what each answers, and the
+runtime's own answers as botocore parses them.
 
 ``server.py`` holds the server (connections, the model's load state, the process entry);
 ``request_reading.py`` how a request is read and checked before a route sees it.
+
+``sagemaker-runtime`` speaks rest-json: the error code travels in ``x-amzn-ErrorType`` and
+the body carries ``Message`` (and, for ``ModelError``, the container's original status and
+message). The client tests' stand-in runtime answers through ``model_error`` too.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -26,19 +32,85 @@ from sagemaker_reranker.deploy.local.request_reading import (
     has_body,
     header_safe,
 )
-from sagemaker_reranker.deploy.local.runtime_errors import (
-    Reply,
-    model_error,
-    runtime_error,
-    timeout_message,
-)
-from sagemaker_reranker.deploy.platform import VARIANT
+from sagemaker_reranker.deploy.platform import CONTAINER, VARIANT
 from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
 
 if TYPE_CHECKING:
     from sagemaker_reranker.deploy.local.server import LocalServer
 
 logger = logging.getLogger("sagemaker_reranker.local")
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, JSON or raw body, extra headers; ``reason`` (never sent) is
+    what the access log says about an answer that is not a 200."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] | None = None
+    close: bool = False
+    reason: str | None = None
+
+    @classmethod
+    def json(cls, status: int, payload: dict, **kwargs) -> Reply:
+        return cls(status, json.dumps(payload).encode("utf-8"), JSON, **kwargs)
+
+
+def runtime_error(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str],
+    close: bool = False,
+    reason: str | None = None,
+    **fields,
+) -> Reply:
+    """An error as the runtime's rest-json protocol sends it (botocore reads the header)."""
+    headers = {**headers, "x-amzn-ErrorType": f"{code}:"}
+    payload = {"ErrorCode": code, "Message": message, **fields}
+    return Reply.json(
+        status, payload, headers=headers, close=close, reason=reason or f"{code}: {message}"
+    )
+
+
+def timeout_message(timeout: float) -> str:
+    """What the runtime says when the container did not answer in time."""
+    return (
+        f"Your invocation timed out while waiting for a response from container {CONTAINER}"
+        f" (invocation timeout {timeout:g} s)."
+    )
+
+
+def model_error(
+    endpoint: str,
+    status: int,
+    message: str,
+    ids: dict[str, str],
+    kind: str,
+    said: str | None = None,
+) -> Reply:
+    """The runtime's ModelError: the container's status and body (``message``) wrapped in a
+    424; ``said`` is the container's error in words, for the log (else the body)."""
+    log_stream = (
+        f"arn:aws:logs:local:000000000000:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+        f":log-stream:{VARIANT}/local"
+    )
+    wrapped = (
+        f'Received {kind} error ({status}) from {CONTAINER} with message "{message}". '
+        "See the local server's log for more information."
+    )
+    return runtime_error(
+        424,
+        "ModelError",
+        wrapped,
+        ids,
+        reason=f"ModelError: container answered {status}: {said or message}",
+        OriginalStatusCode=status,
+        OriginalMessage=message,
+        LogStreamArn=log_stream,
+    )
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -155,7 +227,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             answer.body,
             answer.content_type,
             self._attributes_header(answer),
-            reason=_handler_reason(answer),
+            reason=_log_reason(answer),
         )
 
     def _runtime_invocation(self, name: str) -> Reply:
@@ -188,7 +260,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if answer.status >= 400:
             text = answer.body.decode("utf-8", errors="replace")
             kind = "client" if answer.status < 500 else "server"
-            return model_error(endpoint, answer.status, text, ids, kind=kind)
+            return model_error(endpoint, answer.status, text, ids, kind, _log_reason(answer))
         headers = {**ids, "x-Amzn-Invoked-Production-Variant": VARIANT}
         headers.update(self._attributes_header(answer) or {})
         return Reply(answer.status, answer.body, answer.content_type, headers)
@@ -235,10 +307,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         except Exception as error:  # a backend fault must not reset the client's connection
             logger.error("backend failed: %s", type(error).__name__)
             logger.debug("%s", traceback.format_exc())
-            message = f"the model server failed: {type(error).__name__}"
-            return BackendResponse(500, json.dumps({"message": message}).encode(), JSON)
+            return BackendResponse.error(500, f"the model server failed: {type(error).__name__}")
         if answer.status == 200 and answer.content_type.startswith(JSON):
-            self.pairs = _count_scores(answer.body)
+            self.pairs = _score_count(answer.body)
         return answer
 
     @staticmethod
@@ -248,21 +319,19 @@ class RequestHandler(BaseHTTPRequestHandler):
         return {CUSTOM_ATTRIBUTES: answer.custom_attributes}
 
 
-def _handler_reason(answer: BackendResponse) -> str | None:
-    """For the log: the handler's message when it refused (its JSON ``message`` if any)."""
+def _log_reason(answer: BackendResponse) -> str | None:
+    """For the log: what the container said when it refused (its words, else its body)."""
     if answer.status < 400:
         return None
-    text = answer.body[:2000].decode("utf-8", errors="replace")
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        return text
-    return str(payload.get("message", text)) if isinstance(payload, dict) else text
+    return answer.message or answer.body[:2000].decode("utf-8", errors="replace")
 
 
-def _count_scores(body: bytes) -> int | None:
-    try:
-        scores = json.loads(body).get("scores")
-    except (ValueError, AttributeError):
+def _score_count(body: bytes) -> int | None:
+    """How many scores a handler's 200 holds, for the access log, without parsing the body
+    (the client does that): ``{"scores": [n, ...]}`` of plain numbers has one comma fewer."""
+    prefix, suffix = b'{"scores": [', b"]}"
+    if not (body.startswith(prefix) and body.endswith(suffix)):
         return None
-    return len(scores) if isinstance(scores, list) else None
+    if len(body) == len(prefix) + len(suffix):
+        return 0
+    return body.count(b",") + 1

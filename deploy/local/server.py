@@ -3,37 +3,17 @@
 The server runs as its own process (``python -m sagemaker_reranker.deploy.local.server``),
 started by ``LocalEndpoint`` or ``sagemaker-reranker serve`` with ``PYTHONPATH=<model>/code``:
 the handler is the top-level module ``inference`` from ``code/``, as SageMaker imports it.
+What it runs with is one ``LocalSettings``, handed over as JSON in ``--settings``.
 
-Routes, as an endpoint's container and the runtime in front of it answer them:
-
-``GET /ping``
-    200 once ``model_fn`` (and its warm-up) succeeded; 503 while loading; 500 with the reason
-    when the model failed to load (the server stays up, as SageMaker's health check sees it).
-``POST /invocations``
-    the container contract: the handler's status, body and content type as they are.
-``POST /endpoints/{name}/invocations``
-    the ``sagemaker-runtime`` InvokeEndpoint API, so boto3 with ``endpoint_url`` works
-    unchanged: 200 passes the body through; a handler error becomes ``ModelError`` (424).
-
-Bodies over ``max_body_bytes`` (6 MiB, the real-time limit) are refused with 413 before the
-handler sees them; an invocation running past ``invocation_timeout`` (60 s on AWS) is
-reported as the runtime reports it while the worker finishes in the background. Each request
-must arrive whole within ``request_timeout`` (408 otherwise); connections beyond
-``max_connections`` get a 503 and are closed without a thread of their own. How requests are
-read and checked: ``request_reading.py``.
-
-How the runtime route reports what is not a 200 (as AWS does, where known):
-
-=============================  =======================================================
-handler 4xx/5xx                424 ``ModelError`` with ``OriginalStatusCode``/``Message``
-invocation timeout             424 ``ModelError``, original status 0, "Your invocation
-                               timed out while waiting for a response from container"
-                               (what AWS answers; the container route answers 408)
-body over the limit            bare 413 "HTTP content length exceeded N bytes."
-unknown endpoint name          400 ``ValidationError`` "Endpoint X of account ... not found."
-model still loading            429 ``ModelNotReadyException`` (container route: 503)
-model failed to load           400 ``ValidationError`` "... not in service: <reason>" (503)
-=============================  =======================================================
+It answers ``GET /ping``, ``POST /invocations`` (the container contract) and
+``POST /endpoints/{name}/invocations`` (the ``sagemaker-runtime`` API, so boto3 with
+``endpoint_url`` works unchanged); what each answers, errors included, is the table in
+docs/local-mode.md and the code in ``routes.py``. Bodies over ``max_body_bytes`` are refused
+before the handler sees them; an invocation past ``invocation_timeout`` is reported as the
+runtime reports it while the worker finishes in the background. Each request must arrive
+whole within ``request_timeout`` (408 otherwise); connections beyond ``max_connections`` get
+a 503 and are closed without a thread of their own (``request_reading.py``: how requests are
+read and checked).
 
 The model behind it is a backend (``local/backend.py``).
 """
@@ -41,6 +21,7 @@ The model behind it is a backend (``local/backend.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -50,11 +31,11 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local.backend import SERVERS, Backend, make_backend
+from sagemaker_reranker.deploy.local.backend import Backend, make_backend, server_kind
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.local.request_reading import escape
 from sagemaker_reranker.deploy.local.routes import RequestHandler
@@ -72,15 +53,41 @@ BUSY = (
 
 
 @dataclass(frozen=True)
-class FrontConfig:
-    """What the runtime front enforces: the endpoint's name, AWS's per-call limits, and how
-    long a request may take to arrive and how many connections may be open at once."""
+class LocalSettings:
+    """Everything a local endpoint runs with, from the CLI (or ``LocalEndpoint``) to the
+    server process in one piece: serialised once (``to_json``), read back once (``from_json``).
 
-    endpoint_name: str
+    The front's part: the endpoint's name and address, AWS's per-call limits, how long a
+    request may take to arrive and how many connections may be open at once. The model
+    container's part: which backend (``server``, an alias resolved), the extracted model
+    (``model_dir``, set once it is prepared) and the names of the ``--env`` settings, whose
+    values travel only in the environment (argv is visible in ``ps``).
+    """
+
+    endpoint_name: str = "local-reranker"
+    host: str = "127.0.0.1"
+    port: int = 0
     invocation_timeout: float = INVOCATION_TIMEOUT
     max_body_bytes: int = MAX_BODY_BYTES
     request_timeout: float = REQUEST_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    server: str = "worker"
+    model_dir: str = ""
+    env_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "server", server_kind(self.server))
+        object.__setattr__(self, "env_names", tuple(self.env_names))
+        bad = [name for name in self.env_names if not ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"{escape(bad[0])} is not an environment variable name")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LocalSettings:
+        return cls(**json.loads(text))
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -89,8 +96,8 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the stdlib's 5 resets connections under a burst of clients
 
-    def __init__(self, address: tuple[str, int], backend: Backend, config: FrontConfig) -> None:
-        super().__init__(address, RequestHandler)
+    def __init__(self, backend: Backend, config: LocalSettings) -> None:
+        super().__init__((config.host, config.port), RequestHandler)
         self.backend = backend
         self.config = config
         self.loaded = threading.Event()
@@ -156,17 +163,7 @@ def _turn_away(request: socket.socket) -> None:
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Local SageMaker endpoint process.")
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--endpoint-name", default="local-reranker")
-    parser.add_argument("--invocation-timeout", type=float, default=INVOCATION_TIMEOUT)
-    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT)
-    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
-    parser.add_argument("--server", choices=SERVERS, default="inprocess")
-    # Names only: the values come through the environment, never argv (visible in ``ps``).
-    parser.add_argument("--env-name", action="append", default=[])
+    parser.add_argument("--settings", required=True, help="LocalSettings as JSON")
     parser.add_argument("--ready-file", type=Path, help="write the bound port here when ready")
     parser.add_argument("--parent-pid", type=int, help="exit when this process goes away")
     parser.add_argument("--run-dir", type=Path, help="private dir to remove if orphaned")
@@ -181,33 +178,27 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    bad = [name for name in args.env_name if not ENV_NAME.match(name)]
-    if bad:
-        logger.error("--env-name %s is not an environment variable name", escape(bad[0]))
+    try:
+        config = LocalSettings.from_json(args.settings)
+    except (ValueError, TypeError) as error:  # TypeError: a key LocalSettings does not have
+        logger.error("--settings: %s", escape(str(error)))
         return 2
-    env = {name: os.environ.get(name, "") for name in args.env_name}
-    warning = bind_warning(args.host)
+    env = {name: os.environ.get(name, "") for name in config.env_names}
+    warning = bind_warning(config.host)
     if warning:
         logger.warning("%s", warning)
-    config = FrontConfig(
-        args.endpoint_name,
-        args.invocation_timeout,
-        args.max_body_bytes,
-        args.request_timeout,
-        args.max_connections,
-    )
-    backend = make_backend(args.server, args.model_dir, env)
+    backend = make_backend(config.server, Path(config.model_dir), env)
     try:
-        server = LocalServer((args.host, args.port), backend, config)
+        server = LocalServer(backend, config)
     except OSError as error:
-        logger.error("cannot listen on %s:%d: %s", args.host, args.port, error.strerror)
+        logger.error("cannot listen on %s:%d: %s", config.host, config.port, error.strerror)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     port = server.server_address[1]
-    logger.info("listening on http://%s:%d (endpoint %s)", args.host, port, config.endpoint_name)
+    logger.info("listening on http://%s:%d (endpoint %s)", config.host, port, config.endpoint_name)
     if args.ready_file:
         partial = args.ready_file.with_suffix(".partial")
         partial.write_text(str(port), encoding="utf-8")

@@ -38,7 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
+from sagemaker_reranker.deploy.local.backend import (
+    PROBE,
+    BackendResponse,
+    Invocation,
+    InvocationTimeout,
+)
 from sagemaker_reranker.deploy.local.mms.config import (
     HANDLER_SERVICE,
     StartFailure,
@@ -62,7 +67,6 @@ from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JS
 
 logger = logging.getLogger(__name__)
 
-PROBE = json.dumps({"pairs": [["model server probe", "readiness check"]]}).encode("utf-8")
 PORTS = (20000, 32000)  # MMS refuses ports from 32767 up
 MODEL_NAME = "model"  # the name the container gives its single model
 START_TIMEOUT = 300.0
@@ -148,7 +152,7 @@ class MmsBackend:
     def invoke(self, request: Invocation, timeout: float) -> BackendResponse:
         down = self._down()
         if down:
-            return BackendResponse(503, json.dumps({"message": down}).encode("utf-8"), JSON)
+            return BackendResponse.error(503, down)
         try:
             answer = self._post(request, timeout)
             if answer.status == 500 and b"Worker died" in answer.body and self.watchdog:
@@ -157,8 +161,7 @@ class MmsBackend:
         except TimeoutError:
             raise InvocationTimeout(f"no answer within {timeout:g} s") from None
         except OSError as error:
-            message = f"multi-model-server unreachable: {error}"
-            return BackendResponse(503, json.dumps({"message": message}).encode("utf-8"), JSON)
+            return BackendResponse.error(503, f"multi-model-server unreachable: {error}")
 
     def stop(self) -> None:
         """Stop MMS and its Python workers, check its ports are closed, remove the run dir."""

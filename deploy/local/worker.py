@@ -1,8 +1,9 @@
-"""The ``inprocess`` backend: the handler run by ``sagemaker_inference``, no model server between.
+"""The ``worker`` backend: the handler run by ``sagemaker_inference`` in a worker process.
 
-The toolkit's handler service runs ``code/inference.py`` in a worker process this backend
-starts and supervises (see :class:`InProcessBackend`): the front stays up when the handler's
-process dies, answers the request in flight with a 500, and starts the worker again.
+The toolkit's handler service runs ``code/inference.py`` in one worker process this backend
+starts and supervises (see :class:`WorkerBackend`), with no model server between: the front
+stays up when the handler's process dies, answers the request in flight with a 500, and
+starts the worker again.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class RequestProcessor:
         self._headers = headers
         self.status = 200
         self.response_headers: dict[str, str] = {}
+        self.message: str | None = None  # an error's, as the handler service worded it
 
     def get_request_properties(self) -> dict[str, str]:
         return self._headers
@@ -99,6 +101,7 @@ def _client_safe_transformer():
                 logger.warning("handler error %d: %s", status, type(error).__name__)
                 logger.debug("%s", trace)
             context.set_response_status(code=status, phrase=inference_exception.phrase)
+            context.request_processor[0].message = inference_exception.message
             # JSON, as the local front's own errors and the model server's are.
             context.set_response_content_type(0, JSON)
             return [json.dumps({"message": inference_exception.message})]
@@ -149,6 +152,7 @@ class _Handler:
             body=result if isinstance(result, bytes) else str(result).encode("utf-8"),
             content_type=response_headers.get("content-type", "text/plain; charset=utf-8"),
             custom_attributes=response_headers.get(CUSTOM_ATTRIBUTES.lower()),
+            message=processor.message,
         )
 
 
@@ -179,7 +183,7 @@ def _how_it_died(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-class InProcessBackend:
+class WorkerBackend:
     """``code/inference.py`` run by ``sagemaker_inference``'s ``DefaultHandlerService``.
 
     The handler runs in one worker process, as in one MMS worker, and serves one request at a
@@ -283,7 +287,7 @@ class InProcessBackend:
     def _handle(self, body: bytes, headers: dict[str, str]) -> BackendResponse:
         problem = self._ensure_worker()
         if problem:
-            return _error(503, f"the model is not loaded: {problem}")
+            return BackendResponse.error(503, f"the model is not loaded: {problem}")
         connection, process = self._connection, self._process
         try:
             connection.send((body, headers))
@@ -296,7 +300,7 @@ class InProcessBackend:
         how = _how_it_died(process.exitcode)
         logger.error("the handler's worker process %s while answering a request", how)
         self._queue_restart()
-        return _error(
+        return BackendResponse.error(
             500,
             f"the handler's worker process {how} while answering this request; a new one "
             "is starting",
@@ -312,7 +316,3 @@ class InProcessBackend:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-
-
-def _error(status: int, message: str) -> BackendResponse:
-    return BackendResponse(status, json.dumps({"message": message}).encode("utf-8"), JSON)
