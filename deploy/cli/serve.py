@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.cli.options import BadInput, server_option
+from sagemaker_reranker.deploy.cli.options import BadInput, server_option, trust_options
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
-from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
+from sagemaker_reranker.deploy.packaging.verify import Trust
 from sagemaker_reranker.deploy.settings import parse_env
+from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 EXAMPLE = '{"pairs": [["What is the plan for the economy?", "We will lower costs for families."]]}'
 # What a damaged or foreign archive raises while it is read (gzip, tar, a cut-off file).
@@ -56,9 +57,11 @@ def check_port_free(host: str, port: int) -> None:
             raise BadInput(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
-def archive_env(model_data: Path) -> dict[str, str]:
+def archive_env(model_data: Path, trust: Trust) -> dict[str, str]:
     """What the endpoint would get from deploy for this archive: the model to download when
-    the weights are not baked in, at the commit recorded when it was packaged."""
+    the weights are not baked in, at the commit recorded when it was packaged. An archive
+    without a manifest is refused here already, unless ``trust`` allows it; extraction
+    checks ``trust`` again on the bytes it writes."""
     if not model_data.is_file():
         raise BadInput(f"model archive {model_data} does not exist")
     try:
@@ -67,6 +70,11 @@ def archive_env(model_data: Path) -> dict[str, str]:
         raise BadInput(str(error)) from None
     except (*ARCHIVE_ERRORS, OSError) as error:
         raise BadInput(f"{model_data} is not a model.tar.gz archive ({error})") from None
+    if manifest is None and not trust.allow_unverified:
+        raise BadInput(
+            f"{model_data} has no manifest, so nothing shows its files are those `package` "
+            "wrote; pass --allow-unverified to serve it anyway"
+        )
     if manifest is None or manifest.weights:
         return {}
     if manifest.source.startswith("dir:"):
@@ -141,6 +149,7 @@ def usage(url: str, endpoint_name: str) -> str:
     help="Keep serving when the model fails to load (/ping answers 500 with the reason).",
 )
 @server_option("inprocess: sagemaker_inference handler service; mms: multi-model-server (Java 17).")
+@trust_options
 def serve_command(
     model_data: Path | None,
     model_dir: Path | None,
@@ -152,6 +161,7 @@ def serve_command(
     max_body_bytes: int,
     keep_alive: bool,
     server: str,
+    trust: Trust,
 ) -> None:
     """Serve a model locally behind the SageMaker container contract and runtime API.
 
@@ -175,7 +185,7 @@ def serve_command(
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     check_port_free(host, port)
     if model_data is not None:
-        env = {**archive_env(model_data), **env}
+        env = {**archive_env(model_data, trust), **env}
     for name, value in QUIET_PROGRESS.items():
         os.environ.setdefault(name, value)
     endpoint = LocalEndpoint(
@@ -189,6 +199,7 @@ def serve_command(
         port=port,
         max_body_bytes=max_body_bytes,
         log=sys.stderr,
+        trust=trust,
     )
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
