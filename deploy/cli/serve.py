@@ -66,15 +66,11 @@ def archive_env(model_data: Path, trust: Trust) -> dict[str, str]:
         raise BadInput(f"model archive {model_data} does not exist")
     try:
         manifest = read_manifest(model_data)
+        trust.require_manifest(model_data, manifest)
     except PackageError as error:
         raise BadInput(str(error)) from None
     except (*ARCHIVE_ERRORS, OSError) as error:
         raise BadInput(f"{model_data} is not a model.tar.gz archive ({error})") from None
-    if manifest is None and not trust.allow_unverified:
-        raise BadInput(
-            f"{model_data} has no manifest, so nothing shows its files are those `package` "
-            "wrote; pass --allow-unverified to serve it anyway"
-        )
     if manifest is None or manifest.weights:
         return {}
     if manifest.source.startswith("dir:"):

@@ -68,7 +68,11 @@ class Trust:
                 f"{archive} has sha256 {contents.sha256}, not {self.expect_sha256} as "
                 "--expect-sha256 says: it is not the archive `package` printed"
             )
-        if contents.manifest is None and not self.allow_unverified:
+        self.require_manifest(archive, contents.manifest)
+
+    def require_manifest(self, archive: Path, manifest: Manifest | None) -> None:
+        """Refuse an archive without a manifest unless ``allow_unverified``."""
+        if manifest is None and not self.allow_unverified:
             raise PackageError(
                 f"{archive} has no {MANIFEST}, so nothing shows its files are those `package` "
                 "wrote; pass --allow-unverified to use it anyway"
