@@ -274,3 +274,21 @@ def test_the_form_package_writes_and_gnu_tar_archives_are_accepted(tiny_archive,
         remade = tmp_path / "remade.tar.gz"
         subprocess.run([GNU_TAR, "-czf", str(remade), *args], check=True, timeout=60)
         assert inspect_archive(remade).hashes == inspect_archive(tiny_archive).hashes
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("w" * 90 + ".safetensors", "has a name over 100 bytes, which only an extended header holds"),
+     ("wéights.safetensors", "has a name with characters other than printable ASCII, or a "
+      "backslash")],
+    ids=["long name", "non-ASCII name"],
+)  # fmt: skip
+def test_package_refuses_model_files_it_cannot_write_in_the_one_form(
+    tiny_model_dir, tmp_path, name, problem
+):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / name).write_bytes(b"")
+    result = CliRunner().invoke(main, ["package", "--model", str(model), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"Error: model file {model / name} {problem}: rename it"]

@@ -34,6 +34,7 @@ from sagemaker_reranker.deploy.packaging.manifest import (
     file_sha256,
     is_weight_file,
 )
+from sagemaker_reranker.deploy.packaging.tar_reader import name_problem
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: bytes done of a stage ("hashing", then "compressing")."""
@@ -116,6 +117,8 @@ def model_files(
             raise PackageError(f"{entry} links outside the model directory; copy the real file")
         if not entry.is_file():
             continue
+        if _matches(entry.name, MODEL_PATTERNS + PICKLE_PATTERNS) and name_problem(entry.name):
+            raise PackageError(f"model file {entry} {name_problem(entry.name)}: rename it")
         if _matches(entry.name, MODEL_PATTERNS):
             chosen[entry.name] = entry
         elif _matches(entry.name, PICKLE_PATTERNS):

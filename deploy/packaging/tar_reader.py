@@ -346,7 +346,16 @@ def _form_problem(block: bytes, info: tarfile.TarInfo) -> str | None:
         return "is a folder with data, which some extractors read as the next header"
     if block[156:157] in FILE_TYPES and raw_name.endswith(b"/"):
         return "is a file whose name ends in '/', which some extractors make a folder"
-    if not all(0x20 <= byte < 0x7F and byte != 0x5C for byte in raw_name):
+    return name_problem(raw_name.decode("utf-8"))
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be written in the one accepted form (None: it can): ``package``
+    refuses such model files, and this reader such entries."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) > NAME_FIELD:
+        return f"has a name over {NAME_FIELD} bytes, which only an extended header holds"
+    if not all(0x20 <= byte < 0x7F and byte != 0x5C for byte in raw):
         return "has a name with characters other than printable ASCII, or a backslash"
     return None
 
