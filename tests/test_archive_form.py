@@ -227,32 +227,38 @@ def odd(offset: int, raw: bytes, name: str = "zz/evil.py") -> Callable[[bytes], 
 
 
 @pytest.mark.parametrize(
-    ("build", "read_as", "entry", "problem"),
+    ("build", "read_as", "checked_as", "entry", "problem"),
     [
         (lambda m: m + header(HANDLER.upper(), PAYLOAD), HANDLER.upper(), HANDLER.upper(),
-         None),
+         HANDLER.upper(), None),
         (odd(0, b"code\\inference.py\0"), "code\\inference.py", "code\\inference.py",
+         "code\\inference.py",
          "has a name with characters other than printable ASCII, or a backslash"),
-        (odd(124, BASE_256), "zz/evil.py", "zz/evil.py",
+        (odd(124, BASE_256), "zz/evil.py", "zz/evil.py", "zz/evil.py",
          f"writes its size as {BASE_256!r}, which tar readers parse differently"),
-        (odd(11, b"x"), "zz/evil.py", "zz/evil.py", "has bytes after the end of its name"),
-        (odd(157, b"config.json"), "zz/evil.py", "zz/evil.py",
+        (odd(11, b"x"), "zz/evil.py", "zz/evil.py", "zz/evil.py",
+         "has bytes after the end of its name"),
+        (odd(157, b"config.json"), "zz/evil.py", "zz/evil.py", "zz/evil.py",
          "names a link target, which a file or folder has none of"),
-        (odd(257, bytes(8)), "zz/evil.py", "zz/evil.py",
+        (odd(257, bytes(8)), "zz/evil.py", "zz/evil.py", "zz/evil.py",
          f"has no ustar or GNU tar header (magic {bytes(8)!r})"),
-        (odd(0, b"zz/\0", name="zz"), "zz/", "zz/",
+        (odd(0, b"zz/\0", name="zz"), "zz/", "zz", "zz/",
          "is a file whose name ends in '/', which some extractors make a folder"),
-        (lambda m: m + PAX + header("zz/evil.py", PAYLOAD), HANDLER, "././@PaxHeader",
+        (lambda m: m + PAX + header("zz/evil.py", PAYLOAD), HANDLER, "zz/evil.py",
+         "././@PaxHeader",
          "is a pax extended header (a metadata header that renames or resizes the next entry)"),
     ],
     ids=["case clash", "backslash", "base-256 size", "name after NUL", "link target on a file",
          "no magic", "file named as a folder", "pax header"],
 )  # fmt: skip
 def test_every_other_ambiguous_form_is_refused(
-    moto, tiny_archive, tmp_path, build, read_as, entry, problem
+    moto, tiny_archive, tmp_path, build, read_as, checked_as, entry, problem
 ):
-    archive = write(tmp_path / "odd.tar.gz", build(packaged_members(tiny_archive, {})))
-    assert tarfile_extracts(archive, read_as) == PAYLOAD  # tarfile reads the payload
+    """``tarfile`` reads the payload as ``read_as``; the manifest vouches for it as
+    ``checked_as``, the name the checks would see without the form rule."""
+    members = packaged_members(tiny_archive, {checked_as: PAYLOAD})
+    archive = write(tmp_path / "odd.tar.gz", build(members))
+    assert tarfile_extracts(archive, read_as) == PAYLOAD
     if problem is None:
         message = (
             f"archive entry {entry!r} differs from {HANDLER!r} only in case, which a "
