@@ -151,24 +151,14 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
 
 
 def locate_archive(
-    aws: Aws,
-    archive: Path,
-    bucket: str | None,
-    kms_key: str | None,
-    trust: Trust | None = None,
-    precheck: Precheck | None = None,
+    aws: Aws, archive: Path, bucket: str | None, kms_key: str | None, trust: Trust | None = None
 ) -> ModelData:
     """Where a local archive goes: a key made from its sha256. Reads only; see ``upload``.
 
-    ``precheck`` is shown the archive as its manifest describes it (read from the first
-    entry) and may refuse it before the rest is read. Then the archive is read once, in
-    full: its sha256, every entry checked against its manifest, and ``trust`` (a damaged,
-    edited, forged or unexpected archive stops here, before any upload).
+    The archive is read once, in full: its sha256, every entry checked against its manifest,
+    and ``trust`` (a damaged, edited, forged or unexpected archive stops here, before any
+    upload).
     """
-    if not archive.is_file():
-        raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
-    if precheck is not None:
-        precheck(ModelData(f"{archive}", None, claimed_manifest(archive), local=archive))
     contents = verify_local(aws, archive, trust)
     manifest, sha256 = contents.manifest, contents.sha256
     target = bucket or default_bucket(aws)
@@ -289,9 +279,16 @@ def resolve_model_data(
     trust: Trust | None = None,
     precheck: Precheck | None = None,
 ) -> ModelData:
+    """The archive ``--model-data`` names, checked. ``precheck`` is shown a local archive as
+    its manifest (the first entry) describes it, and may refuse it before the rest is read."""
     if model_data.startswith("s3://"):
         return remote_archive(aws, model_data, trust)
-    return locate_archive(aws, Path(model_data), bucket, kms_key, trust, precheck)
+    archive = Path(model_data)
+    if not archive.is_file():
+        raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
+    if precheck is not None:
+        precheck(ModelData(str(archive), None, claimed_manifest(archive), local=archive))
+    return locate_archive(aws, archive, bucket, kms_key, trust)
 
 
 def image_uri(region: str, transformers: str, pytorch: str, instance_type: str | None) -> str:
