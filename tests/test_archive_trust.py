@@ -125,6 +125,12 @@ def test_expect_sha256_must_be_a_sha256(moto, tiny_archive):
         assert (served.exit_code, served.stderr.splitlines()) == (2, [message])
         result = aws("deploy", tiny_archive, "--expect-sha256", value)
         assert (result.exit_code, error_lines(result)) == (2, [message])
+    for flag in (("--expect-sha256", OTHER), ("--allow-unverified",)):
+        served = CliRunner().invoke(main, ["serve", "--model-dir", str(tiny_archive.parent), *flag])
+        assert (served.exit_code, served.stderr.splitlines()) == (
+            2,
+            ["Error: --expect-sha256 and --allow-unverified check an archive: use --model-data"],
+        )
 
 
 def test_an_s3_archive_is_held_to_the_sha256_s3_computed(moto, tiny_archive):

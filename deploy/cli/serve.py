@@ -172,6 +172,8 @@ def serve_command(
     """
     if (model_data is None) == (model_dir is None):
         raise click.UsageError("pass exactly one of --model-data or --model-dir")
+    if model_dir is not None and trust != Trust():
+        raise BadInput("--expect-sha256 and --allow-unverified check an archive: use --model-data")
     try:
         env = parse_env(list(env_items))
     except ValueError as error:
