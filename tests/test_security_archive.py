@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tarfile
 import tracemalloc
 import zlib
@@ -82,11 +83,14 @@ def cve_2025_4517_shape(path: Path, dest: Path) -> Path:
 def test_cve_2025_4517_archive_is_refused_and_nothing_lands_outside(tmp_path, jail):
     jail_dir, dest = jail
     archive = cve_2025_4517_shape(tmp_path / "evil.tar.gz", dest)
-    with pytest.raises(PackageError, match="'a' is a symbolic link, not a file or folder"):
+    # Its folder names need pax headers (over 100 bytes), so it is refused at its first
+    # header, before the links; with short names, the links are refused (the test below).
+    refusal = "archive entry '././@PaxHeader' is a pax extended header"
+    with pytest.raises(PackageError, match=re.escape(refusal)):
         extract_archive(archive, dest)
     assert not (jail_dir / "escaped.txt").exists()
     assert_nothing_written(jail_dir, dest)
-    with pytest.raises(PackageError, match="symbolic link"):
+    with pytest.raises(PackageError, match=re.escape(refusal)):
         inspect_archive(archive)
 
 

@@ -20,8 +20,8 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
-from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError
-from sagemaker_reranker.deploy.packaging.verify import ArchiveContents, inspect_archive
+from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError, read_manifest
+from sagemaker_reranker.deploy.packaging.verify import ArchiveContents, Trust, inspect_archive
 
 # Uploads use these parts, so the composite checksum S3 keeps can be computed here.
 PART_BYTES = 64 << 20
@@ -36,17 +36,49 @@ class ArchiveRejected(DeployError):
     exit_code = 2
 
 
-def verify_local(aws: Aws, archive: Path) -> ArchiveContents:
-    """Read ``archive`` once: its sha256 and each entry against its manifest, with progress."""
+def verify_local(aws: Aws, archive: Path, trust: Trust | None = None) -> ArchiveContents:
+    """Read ``archive`` once: its sha256 and each entry against its manifest (and ``trust``),
+    with progress."""
     size = archive.stat().st_size
     label = f"checking {archive.name} ({size / (1 << 20):.1f} MiB)"
     try:
         with aws.reporter.progress(size, label) as advance:
-            return inspect_archive(archive, advance=advance)
+            return inspect_archive(archive, advance=advance, trust=trust)
     except PackageError as error:
         raise ArchiveRejected(f"{error}; nothing was uploaded") from None
     except OSError as error:
         raise ArchiveRejected(f"cannot read {archive}: {error.strerror}") from None
+
+
+def claimed_manifest(archive: Path) -> Manifest | None:
+    """The manifest as the archive's first entry states it, before anything checks it (to
+    refuse early what it would refuse anyway, never to accept)."""
+    try:
+        return read_manifest(archive)
+    except PackageError as error:
+        raise ArchiveRejected(f"{error}; nothing was uploaded") from None
+    except OSError as error:
+        raise ArchiveRejected(f"cannot read {archive}: {error.strerror}") from None
+
+
+def remote_sha256(uri: str, head: dict[str, Any], trust: Trust) -> str | None:
+    """The sha256 of an ``s3://`` archive as S3 computed it (None when S3 kept none for the
+    whole object); with ``--expect-sha256``, refused unless it is that one."""
+    stored = str(head.get("ChecksumSHA256") or "")
+    digest = None
+    if stored and "-" not in stored:  # a multipart upload's checksum covers its parts only
+        digest = base64.b64decode(stored).hex()
+    if trust.expect_sha256 is None or digest == trust.expect_sha256:
+        return digest
+    if digest is None:
+        raise ArchiveRejected(
+            f"{uri} has no whole-object SHA256 checksum in S3 to compare with --expect-sha256; "
+            "deploy the local archive instead"
+        )
+    raise ArchiveRejected(
+        f"{uri} has sha256 {digest}, not {trust.expect_sha256} as --expect-sha256 says: it is "
+        "not the archive `package` printed"
+    )
 
 
 def s3_sha256(path: Path) -> str:

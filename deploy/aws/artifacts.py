@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,7 +13,10 @@ from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.aws.archive_check import (
     TRANSFER,
+    ArchiveRejected,
+    claimed_manifest,
     remote_manifest,
+    remote_sha256,
     same_object,
     verify_local,
 )
@@ -21,6 +25,7 @@ from sagemaker_reranker.deploy.packaging.manifest import (
     SCORING_KINDS,
     Manifest,
 )
+from sagemaker_reranker.deploy.packaging.verify import Trust
 from sagemaker_reranker.deploy.platform import PY_VERSION
 
 KEY_PREFIX = "sagemaker-reranker"
@@ -51,6 +56,10 @@ class ModelData:
     def weights(self) -> bool | None:
         """True when the weights are baked in; None when unknown (an archive made elsewhere)."""
         return self.manifest.weights if self.manifest else None
+
+
+# Shown the archive as its manifest claims it, before the whole archive is read; may refuse.
+Precheck = Callable[[ModelData], object]
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -141,15 +150,16 @@ def _upload(aws: Aws, archive: Path, bucket: str, key: str, extra: dict) -> None
             raise DeployError(f"upload to s3://{bucket}/{key} failed: {error}") from None
 
 
-def locate_archive(aws: Aws, archive: Path, bucket: str | None, kms_key: str | None) -> ModelData:
+def locate_archive(
+    aws: Aws, archive: Path, bucket: str | None, kms_key: str | None, trust: Trust | None = None
+) -> ModelData:
     """Where a local archive goes: a key made from its sha256. Reads only; see ``upload``.
 
-    The archive is read once, in full: its sha256, and every entry checked against its
-    manifest (a damaged, edited or forged archive stops here, before any upload).
+    The archive is read once, in full: its sha256, every entry checked against its manifest,
+    and ``trust`` (a damaged, edited, forged or unexpected archive stops here, before any
+    upload).
     """
-    if not archive.is_file():
-        raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
-    contents = verify_local(aws, archive)
+    contents = verify_local(aws, archive, trust)
     manifest, sha256 = contents.manifest, contents.sha256
     target = bucket or default_bucket(aws)
     uri = f"s3://{target}/{KEY_PREFIX}/{sha256}/model.tar.gz"
@@ -199,12 +209,22 @@ def upload(aws: Aws, data: ModelData) -> None:
     _upload(aws, data.local, bucket, key, extra)
 
 
-def remote_archive(aws: Aws, uri: str) -> ModelData:
-    """An archive already in S3: what we uploaded carries its sha256 and manifest summary."""
+def remote_archive(aws: Aws, uri: str, trust: Trust | None = None) -> ModelData:
+    """An archive already in S3: what we uploaded carries its sha256 and manifest summary;
+    ``trust`` holds it to the sha256 S3 itself computed, and to having a manifest."""
     bucket, key = parse_s3_uri(uri)
-    head = aws.find("s3", "head_object", Bucket=bucket, Key=key, **owner_args(aws, bucket))
+    head = aws.find(
+        "s3",
+        "head_object",
+        Bucket=bucket,
+        Key=key,
+        ChecksumMode="ENABLED",
+        **owner_args(aws, bucket),
+    )
     if head is None:
         raise DeployError(f"{uri} does not exist")
+    trust = trust or Trust(allow_unverified=True)
+    sha256 = remote_sha256(uri, head, trust)
     meta = head.get("Metadata", {})
     manifest = None
     if "weights" in meta:
@@ -214,8 +234,13 @@ def remote_archive(aws: Aws, uri: str) -> ModelData:
             weights=meta["weights"] == "true",
             **_size_from_metadata(meta),
         )
+    if manifest is None and not trust.allow_unverified:
+        raise ArchiveRejected(
+            f"{uri} carries no manifest summary (it was not uploaded by `deploy`), so nothing "
+            "shows what it holds; pass --allow-unverified to use it anyway"
+        )
     manifest = remote_manifest(aws, bucket, key, head, manifest, **owner_args(aws, bucket))
-    return ModelData(uri, meta.get("sha256"), manifest, size=head.get("ContentLength"))
+    return ModelData(uri, sha256 or meta.get("sha256"), manifest, size=head.get("ContentLength"))
 
 
 # What deploy sizes an endpoint by travels with an uploaded archive as S3 metadata, so an
@@ -247,11 +272,23 @@ def _size_from_metadata(meta: dict[str, str]) -> dict:
 
 
 def resolve_model_data(
-    aws: Aws, model_data: str, bucket: str | None, kms_key: str | None
+    aws: Aws,
+    model_data: str,
+    bucket: str | None,
+    kms_key: str | None,
+    trust: Trust | None = None,
+    precheck: Precheck | None = None,
 ) -> ModelData:
+    """The archive ``--model-data`` names, checked. ``precheck`` is shown a local archive as
+    its manifest (the first entry) describes it, and may refuse it before the rest is read."""
     if model_data.startswith("s3://"):
-        return remote_archive(aws, model_data)
-    return locate_archive(aws, Path(model_data), bucket, kms_key)
+        return remote_archive(aws, model_data, trust)
+    archive = Path(model_data)
+    if not archive.is_file():
+        raise DeployError(f"{archive} does not exist (expected a model.tar.gz or an s3:// URI)")
+    if precheck is not None:
+        precheck(ModelData(str(archive), None, claimed_manifest(archive), local=archive))
+    return locate_archive(aws, archive, bucket, kms_key, trust)
 
 
 def image_uri(region: str, transformers: str, pytorch: str, instance_type: str | None) -> str:

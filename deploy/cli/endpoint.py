@@ -27,7 +27,13 @@ from sagemaker_reranker.deploy.aws.spec import (
     image_mismatch,
 )
 from sagemaker_reranker.deploy.cli import component as component_cli
-from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
+from sagemaker_reranker.deploy.cli.options import (
+    BadInput,
+    Result,
+    aws_command,
+    confirm,
+    trust_options,
+)
 from sagemaker_reranker.deploy.platform import PYTORCH_VERSION, TRANSFORMERS_VERSION
 
 DEFAULT_TIMEOUT = 3600
@@ -120,7 +126,7 @@ def deployment_options(function: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return trust_options(function)
 
 
 def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
@@ -128,7 +134,7 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     role = params.pop("role")
     if not role:
         raise BadInput("no execution role: pass --role ARN or set SAGEMAKER_ROLE")
-    model_data, bucket = params.pop("model_data"), params.pop("bucket")
+    model_data, bucket, trust = params.pop("model_data"), params.pop("bucket"), params.pop("trust")
     options = DeployOptions(**params)
     placement = check_options(options, role)
     image = options.image_uri or image_uri(
@@ -137,7 +143,16 @@ def _prepare(aws: Aws, params: dict[str, Any]) -> DeploySpec:
     mismatch = image_mismatch(image, placement)
     if mismatch:
         aws.reporter.note(f"warning: {mismatch}")
-    data = resolve_model_data(aws, model_data, bucket, options.kms_key)
+    # What the manifest claims sizes the endpoint before the whole archive is read: a model
+    # too large for the instance is refused without hashing gigabytes first.
+    data = resolve_model_data(
+        aws,
+        model_data,
+        bucket,
+        options.kms_key,
+        trust,
+        precheck=lambda claimed: build_spec(options, placement, claimed, image, role),
+    )
     spec = build_spec(options, placement, data, image, role)
     for notice in spec.notices:
         aws.reporter.note(f"note: {notice}")

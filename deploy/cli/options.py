@@ -16,6 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError, check_region, error_line
 from sagemaker_reranker.deploy.cli.report import TerminalReporter
 from sagemaker_reranker.deploy.local.backend import SERVER_ALIASES, SERVERS
+from sagemaker_reranker.deploy.packaging.manifest import SHA256_HEX
+from sagemaker_reranker.deploy.packaging.verify import Trust
 from sagemaker_reranker.deploy.redaction import scrub, shown
 
 # A command returns what it did (for --json) and how to say it to a person.
@@ -55,6 +57,40 @@ class _ServerChoice(click.Choice):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         return super().convert(SERVER_ALIASES.get(value, value), param, ctx)
+
+
+def _sha256_hex(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if not SHA256_HEX.match(digest):
+        raise BadInput(
+            f"--expect-sha256 {value!r} is not a sha256: 64 hex digits, as `package` prints"
+        )
+    return digest
+
+
+def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--expect-sha256`` and ``--allow-unverified``: what the archive must be beyond
+    self-consistent; the command gets them as one ``trust`` (``verify.Trust``)."""
+
+    @functools.wraps(function)
+    def wrapped(*args: Any, expect_sha256: str | None, allow_unverified: bool, **kwargs: Any):
+        return function(*args, trust=Trust(expect_sha256, allow_unverified), **kwargs)
+
+    unverified = click.option(
+        "--allow-unverified",
+        is_flag=True,
+        help="Use an archive without a manifest (not made by `package`): nothing checks its files.",
+    )
+    expect = click.option(
+        "--expect-sha256",
+        metavar="HEX",
+        callback=_sha256_hex,
+        help="Refuse the archive unless its sha256 is this one (`package` prints it): the "
+        "manifest proves the archive self-consistent, not who made it.",
+    )
+    return expect(unverified(wrapped))
 
 
 def server_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import click
 
-from sagemaker_reranker.deploy.cli.options import BadInput, server_option
+from sagemaker_reranker.deploy.cli.options import BadInput, server_option, trust_options
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
+from sagemaker_reranker.deploy.packaging.verify import Trust
 from sagemaker_reranker.deploy.redaction import shown
 from sagemaker_reranker.deploy.settings import parse_env
 from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
@@ -59,13 +60,16 @@ def check_port_free(host: str, port: int) -> None:
             raise BadInput(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
-def archive_env(model_data: Path) -> dict[str, str]:
+def archive_env(model_data: Path, trust: Trust) -> dict[str, str]:
     """What the endpoint would get from deploy for this archive: the model to download when
-    the weights are not baked in, at the commit recorded when it was packaged."""
+    the weights are not baked in, at the commit recorded when it was packaged. An archive
+    without a manifest is refused here already, unless ``trust`` allows it; extraction
+    checks ``trust`` again on the bytes it writes."""
     if not model_data.is_file():
         raise BadInput(f"model archive {model_data} does not exist")
     try:
         manifest = read_manifest(model_data)
+        trust.require_manifest(model_data, manifest)
     except PackageError as error:
         raise BadInput(str(error)) from None
     except (*ARCHIVE_ERRORS, OSError) as error:
@@ -146,6 +150,7 @@ def usage(url: str, endpoint_name: str) -> str:
     "worker: sagemaker_inference's handler service in a worker process; mms: "
     "multi-model-server (Java 17)."
 )
+@trust_options
 def serve_command(
     model_data: Path | None,
     model_dir: Path | None,
@@ -157,6 +162,7 @@ def serve_command(
     max_body_bytes: int,
     keep_alive: bool,
     server: str,
+    trust: Trust,
 ) -> None:
     """Serve a model locally behind the SageMaker container contract and runtime API.
 
@@ -171,6 +177,8 @@ def serve_command(
     """
     if (model_data is None) == (model_dir is None):
         raise click.UsageError("pass exactly one of --model-data or --model-dir")
+    if model_dir is not None and trust != Trust():
+        raise BadInput("--expect-sha256 and --allow-unverified check an archive: use --model-data")
     try:
         env = parse_env(list(env_items))
     except ValueError as error:
@@ -180,7 +188,7 @@ def serve_command(
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     check_port_free(host, port)
     if model_data is not None:
-        env = {**archive_env(model_data), **env}
+        env = {**archive_env(model_data, trust), **env}
     for name, value in QUIET_PROGRESS.items():
         os.environ.setdefault(name, value)
     endpoint = LocalEndpoint(
@@ -194,6 +202,7 @@ def serve_command(
         host=host,
         port=port,
         max_body_bytes=max_body_bytes,
+        trust=trust,
     )
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:

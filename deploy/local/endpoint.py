@@ -31,6 +31,7 @@ from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.server import LocalSettings
 from sagemaker_reranker.deploy.packaging.build import copy_handler
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
+from sagemaker_reranker.deploy.packaging.verify import Trust
 from sagemaker_reranker.inference.reranker_contract import HANDLER, HANDLER_DIR
 
 
@@ -44,11 +45,15 @@ def _check_one_source(model_data: Path | None, model_dir: Path | None) -> None:
 
 
 def prepare_model_dir(
-    workdir: Path, model_data: Path | None = None, model_dir: Path | None = None
+    workdir: Path,
+    model_data: Path | None = None,
+    model_dir: Path | None = None,
+    trust: Trust | None = None,
 ) -> Path:
     """The directory SageMaker would see as ``/opt/ml/model``, built inside ``workdir``.
 
-    An archive is extracted (refusing entries that escape). A model directory that carries
+    An archive is extracted (refusing entries that escape, and what ``trust`` does not vouch
+    for). A model directory that carries
     ``code/inference.py`` is used as it is; one without gets the packaged handler through a
     temp overlay of links, so the user's directory is never written to.
     """
@@ -58,7 +63,7 @@ def prepare_model_dir(
         if not Path(model_data).is_file():
             raise LocalEndpointError(f"model archive {model_data} does not exist")
         target.mkdir()
-        return extract_archive(Path(model_data), target)
+        return extract_archive(Path(model_data), target, trust=trust)
     source = Path(model_dir).resolve()
     if not source.is_dir():
         raise LocalEndpointError(f"model directory {model_dir} does not exist")
@@ -90,6 +95,7 @@ class LocalEndpoint:
         env: dict[str, str] | None = None,
         start_timeout: float = 300.0,
         log: IO | None = None,
+        trust: Trust | None = None,
         **settings: Any,
     ) -> None:
         self.model_data = Path(model_data) if model_data is not None else None
@@ -98,6 +104,7 @@ class LocalEndpoint:
         self.env = dict(env or {})
         self.settings = LocalSettings(**settings, env_names=tuple(self.env))
         self.start_timeout = start_timeout
+        self.trust = trust
         self.startup_seconds: float | None = None
         self._log = log
         self._workdir: Path | None = None
@@ -135,7 +142,7 @@ class LocalEndpoint:
         started = time.perf_counter()
         self._workdir = Path(tempfile.mkdtemp(prefix="reranker-local-"))
         try:
-            model = prepare_model_dir(self._workdir, self.model_data, self.model_dir)
+            model = prepare_model_dir(self._workdir, self.model_data, self.model_dir, self.trust)
             self._spawn(model)
             self._wait_ready()
         except BaseException:

@@ -27,6 +27,7 @@ from sagemaker_reranker.deploy.packaging.kinds import (
     describe_hub_model,
 )
 from sagemaker_reranker.deploy.packaging.manifest import Manifest, PackageError, file_sha256
+from sagemaker_reranker.deploy.packaging.tar_reader import name_problem
 from sagemaker_reranker.inference.reranker_contract import (
     HANDLER,
     HANDLER_DIR,
@@ -116,6 +117,10 @@ def model_files(
             raise PackageError(f"{entry} links outside the model directory; copy the real file")
         if not entry.is_file():
             continue
+        if _matches(entry.name, MODEL_PATTERNS + PICKLE_WEIGHT_PATTERNS) and name_problem(
+            entry.name
+        ):
+            raise PackageError(f"model file {entry} {name_problem(entry.name)}: rename it")
         if _matches(entry.name, MODEL_PATTERNS):
             chosen[entry.name] = entry
         elif _matches(entry.name, PICKLE_WEIGHT_PATTERNS):

@@ -16,23 +16,26 @@ from pathlib import Path
 
 from sagemaker_reranker.deploy.packaging.manifest import PackageError
 from sagemaker_reranker.deploy.packaging.tar_reader import Limits, Member, TarReader
-from sagemaker_reranker.deploy.packaging.verify import ArchiveContents, Collector
+from sagemaker_reranker.deploy.packaging.verify import ArchiveContents, Collector, Trust
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def extract_archive(archive: Path, dest: Path, limits: Limits | None = None) -> Path:
+def extract_archive(
+    archive: Path, dest: Path, limits: Limits | None = None, trust: Trust | None = None
+) -> Path:
     """Extract into ``dest`` (created if missing); return its resolved path.
 
-    Refuses links, special files, absolute or ``..`` paths, archives over the limits
-    (``tar_reader.Limits``) and archives whose files do not match their manifest.
+    Refuses links, special files, absolute or ``..`` paths, any form but the one ``package``
+    writes, archives over the limits (``tar_reader.Limits``), archives whose files do not
+    match their manifest, and, given ``trust``, archives it does not vouch for.
     """
-    return extract_checked(archive, dest, limits)[0]
+    return extract_checked(archive, dest, limits, trust)[0]
 
 
 def extract_checked(
-    archive: Path, dest: Path, limits: Limits | None = None
+    archive: Path, dest: Path, limits: Limits | None = None, trust: Trust | None = None
 ) -> tuple[Path, ArchiveContents]:
     """``extract_archive``, also returning what the archive holds (manifest, file hashes)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -48,7 +51,11 @@ def extract_checked(
                     os.close(_open_dirs(root_fd, member.parts, member.name))
                 else:
                     _write_file(root_fd, member, collector)
+            sha256 = reader.sha256()
         contents = collector.finish()
+        contents.sha256 = sha256
+        if trust is not None:
+            trust.check(contents)  # the bytes just written are the bytes hashed: no swap
     except BaseException:
         for name in set(os.listdir(root)) - existing:
             _remove(root / name)

@@ -1,12 +1,18 @@
-"""A strict, bounded reader of ``model.tar.gz``: regular files and folders, nothing else.
+"""A strict, bounded reader of ``model.tar.gz``: one archive form, regular files and folders.
 
-``package`` writes only regular files, so an archive holding a link, a device, a FIFO or a
-sparse file was made elsewhere and is refused outright: without links, no entry can make a
-later one land outside the extraction folder, whatever the platform's path limits
-(CVE-2025-4517 broke ``tarfile``'s own link checks that way). Headers are parsed one 512-byte
-block at a time, so a GNU long name or a pax header is read only when it is small, and the
-sizes the headers declare are checked against the limits before any data is read: a
-decompression bomb is refused at its first header, not after filling the disk.
+Extractors disagree about everything beyond the plain tar header: GNU tar and ``tarfile``
+apply a global pax header that other readers skip, ``tarfile`` prefers a GNU long name to a
+pax path, and GNU tar reads a GNU header's ``prefix`` bytes as timestamps where ``tarfile``
+joins them to the name. An archive that could mean two things is refused, so this reader
+accepts exactly the form ``package`` writes (``docs/security.md``): plain ustar or GNU
+headers, no extended headers of any kind, names of at most 100 printable ASCII bytes in the
+name field alone, canonical sizes, and nothing but zeros after the end-of-archive block.
+
+``package`` writes only regular files, so a link, a device, a FIFO or a sparse file was made
+elsewhere and is refused outright: without links, no entry can make a later one land outside
+the extraction folder (CVE-2025-4517 broke ``tarfile``'s own link checks that way). Sizes are
+checked against the limits before any data is read: a decompression bomb is refused at its
+first header, not after filling the disk.
 """
 
 from __future__ import annotations
@@ -25,8 +31,7 @@ from sagemaker_reranker.deploy.packaging.manifest import PackageError
 
 BLOCK = 512
 CHUNK = 1 << 20
-MAX_META_BYTES = 64 * 1024  # a GNU long name or a pax header; real ones are a few hundred bytes
-MAX_NAME_BYTES = 4096
+NAME_FIELD = 100  # bytes: the header's name field, the only name this reader accepts
 MAX_COMPONENT_BYTES = 255
 # An 8B-parameter reranker in bf16 is ~16 GB (14.9 GiB) of weights; tokenizer and margin on top.
 DEFAULT_MAX_BYTES = 24 << 30
@@ -39,16 +44,33 @@ ENV_MAX_BYTES = "RERANKER_EXTRACT_MAX_BYTES"
 ENV_MAX_ENTRIES = "RERANKER_EXTRACT_MAX_FILES"
 
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+MAGICS = (tarfile.GNU_MAGIC, tarfile.POSIX_MAGIC)
 KIND_NAMES = {
     tarfile.SYMTYPE: "a symbolic link",
     tarfile.LNKTYPE: "a hard link",
-    tarfile.GNUTYPE_LONGLINK: "a link (long link name)",
     tarfile.CHRTYPE: "a character device",
     tarfile.BLKTYPE: "a block device",
     tarfile.FIFOTYPE: "a FIFO",
     tarfile.GNUTYPE_SPARSE: "a sparse file",
     tarfile.CONTTYPE: "a contiguous file",
 }
+# Metadata headers rename, resize or re-time what follows, each read its own way by each
+# extractor (or not at all); ``package`` writes none.
+EXTENDED_NAMES = {
+    tarfile.XGLTYPE: "a global pax header, which GNU tar and tarfile apply to the entries "
+    "after it and other extractors skip",
+    tarfile.XHDTYPE: "a pax extended header (a metadata header that renames or resizes the "
+    "next entry)",
+    tarfile.SOLARIS_XHDTYPE: "a Solaris extended header (a metadata header that renames or "
+    "resizes the next entry)",
+    tarfile.GNUTYPE_LONGNAME: "a GNU long-name header (a metadata header that renames the "
+    "next entry)",
+    tarfile.GNUTYPE_LONGLINK: "a GNU long-link header (a metadata header for a link)",
+}
+REPACK = (
+    "`package` writes plain headers only: re-create the archive with `sagemaker-reranker "
+    "package`, or GNU tar's default --format=gnu with names of at most 100 bytes"
+)
 
 
 @dataclass(frozen=True)
@@ -196,8 +218,6 @@ class TarReader:
     # ------------------------------------------------------------------ headers
 
     def __iter__(self) -> Iterator[Member]:
-        pax: dict[str, str] = {}
-        long_name: str | None = None
         while True:
             self._skip_pending()
             self._current = ""
@@ -205,36 +225,17 @@ class TarReader:
             if block is None:
                 return
             info = self._parse(block)
-            size = info.size
-            if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):
-                meta = self._meta(info)
-                if info.type == tarfile.GNUTYPE_LONGNAME:
-                    long_name = self._decode(meta.split(b"\0", 1)[0], "long name")
-                elif info.type == tarfile.XHDTYPE:
-                    pax = self._pax(meta)
-                continue  # a global pax header ('g') sets defaults this reader has no use for
-            name = pax.get("path", long_name if long_name is not None else info.name)
-            if "size" in pax:
-                size = _pax_size(pax["size"], name)
-            pax, long_name = {}, None
+            name = info.name
             self._current = name
-            kind = KIND_NAMES.get(info.type)
-            if kind is None and info.type not in (*FILE_TYPES, tarfile.DIRTYPE):
-                kind = f"of unknown type {info.type!r}"
-            if kind is not None:
-                raise PackageError(
-                    f"archive entry {name!r} is {kind}, not a file or folder: a model archive "
-                    "holds only those (`package` never writes links or special files)"
-                )
             parts = _normal_parts(name)
             is_dir = info.type == tarfile.DIRTYPE
             if not parts:
                 if is_dir:
                     continue  # "./", the archive's own root
                 raise PackageError(f"archive entry {name!r} has no file name")
-            self._count(name, 0 if is_dir else size)
-            self._pending = 0 if is_dir else _padded(size)
-            yield Member("/".join(parts), is_dir, 0 if is_dir else size, self)
+            self._count(name, 0 if is_dir else info.size)
+            self._pending = 0 if is_dir else _padded(info.size)
+            yield Member("/".join(parts), is_dir, 0 if is_dir else info.size, self)
 
     def _read_header_block(self) -> bytes | None:
         try:
@@ -247,7 +248,28 @@ class TarReader:
             return None  # no end-of-archive blocks: tolerated, as tar itself does
         block = first if len(first) == BLOCK else first + self._read(BLOCK - len(first))
         self._spend(BLOCK)
-        return None if block.count(0) == BLOCK else block
+        if block.count(0) != BLOCK:
+            return block
+        self._check_only_zeros_follow()
+        return None
+
+    def _check_only_zeros_follow(self) -> None:
+        """After the end-of-archive block, only the zeros that pad the last record: an
+        extractor told to read past zero blocks (``tar --ignore-zeros``) finds anything else."""
+        offset = self.total
+        while True:
+            try:
+                data = self._gzip.read(CHUNK)
+            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
+                raise self._broken(error) from None
+            if not data:
+                return
+            self._spend(len(data))
+            if data.count(0) != len(data):
+                raise PackageError(
+                    f"{self.archive} has data after its end-of-archive block (past byte "
+                    f"{offset}), which `tar --ignore-zeros` reads as more entries; {REPACK}"
+                )
 
     def _parse(self, block: bytes) -> tarfile.TarInfo:
         try:
@@ -256,45 +278,20 @@ class TarReader:
             raise PackageError(f"{self.archive} has an entry whose name is not UTF-8") from None
         except tarfile.HeaderError as error:
             raise PackageError(f"{self.archive} has a damaged tar header ({error})") from None
-        if info.size < 0:
-            raise PackageError(f"archive entry {info.name!r} declares a negative size")
-        return info
-
-    def _meta(self, info: tarfile.TarInfo) -> bytes:
-        """The data of a long-name or pax header, which only ever describes the next entry."""
-        if info.size > MAX_META_BYTES:
+        name, kind = info.name, block[156:157]
+        extended = EXTENDED_NAMES.get(kind)
+        if extended is not None:
+            raise PackageError(f"archive entry {name!r} is {extended}; {REPACK}")
+        if kind in KIND_NAMES or kind not in (*FILE_TYPES, tarfile.DIRTYPE):
+            what = KIND_NAMES.get(kind, f"of unknown type {kind!r}")
             raise PackageError(
-                f"{self.archive} has a {info.size}-byte metadata header (at most "
-                f"{MAX_META_BYTES}): not a model archive"
+                f"archive entry {name!r} is {what}, not a file or folder: a model archive "
+                "holds only those (`package` never writes links or special files)"
             )
-        self._count("(metadata header)", 0)
-        data = self._read(_padded(info.size))
-        self._spend(_padded(info.size))
-        return data[: info.size]
-
-    def _pax(self, data: bytes) -> dict[str, str]:
-        """pax records: ``"<length> <key>=<value>\\n"``; sparse files are refused."""
-        records: dict[str, str] = {}
-        position = 0
-        while position < len(data):
-            length_text, _, _ = data[position : position + 20].partition(b" ")
-            if not length_text.isdigit() or int(length_text) <= len(length_text):
-                raise PackageError(f"{self.archive} has a damaged pax header")
-            record = data[position : position + int(length_text)]
-            position += int(length_text)
-            key, sep, value = record[len(length_text) + 1 : -1].partition(b"=")
-            if not sep or not record.endswith(b"\n"):
-                raise PackageError(f"{self.archive} has a damaged pax header")
-            records[self._decode(key, "pax key")] = self._decode(value, "pax value")
-        if any(key.startswith("GNU.sparse") for key in records):
-            raise PackageError(f"{self.archive} holds a sparse file: not a model archive")
-        return records
-
-    def _decode(self, raw: bytes, what: str) -> str:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PackageError(f"{self.archive} has a {what} that is not UTF-8") from None
+        problem = _form_problem(block, info)
+        if problem:
+            raise PackageError(f"archive entry {name!r} {problem}; {REPACK}")
+        return info
 
     # ------------------------------------------------------------------ limits
 
@@ -329,24 +326,52 @@ def _padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-def _pax_size(raw: str, name: str) -> int:
-    if not raw.isascii() or not raw.isdigit():
-        raise PackageError(f"archive entry {name!r} has a damaged pax size {raw[:40]!r}")
-    return int(raw)
+def _form_problem(block: bytes, info: tarfile.TarInfo) -> str | None:
+    """What in a parsed header another extractor could read differently (None: nothing)."""
+    raw_name = block[:NAME_FIELD].rstrip(b"\0")
+    if block[257:265] not in MAGICS:
+        return f"has no ustar or GNU tar header (magic {block[257:265]!r})"
+    if b"\0" in raw_name:
+        return "has bytes after the end of its name"
+    if block[345:].count(0) != BLOCK - 345:
+        return (
+            "has bytes in its prefix field, which ustar readers join to its name and GNU tar "
+            "reads as times"
+        )
+    if block[157:257].count(0) != NAME_FIELD:
+        return "names a link target, which a file or folder has none of"
+    if block[124:136] != tarfile.itn(info.size, 12, tarfile.GNU_FORMAT):
+        return f"writes its size as {block[124:136]!r}, which tar readers parse differently"
+    if info.type == tarfile.DIRTYPE and info.size:
+        return "is a folder with data, which some extractors read as the next header"
+    if block[156:157] in FILE_TYPES and raw_name.endswith(b"/"):
+        return "is a file whose name ends in '/', which some extractors make a folder"
+    return name_problem(raw_name.decode("utf-8"))
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be written in the one accepted form (None: it can): ``package``
+    refuses such model files, and this reader such entries."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) > NAME_FIELD:
+        return f"has a name over {NAME_FIELD} bytes, which only an extended header holds"
+    if not all(0x20 <= byte < 0x7F and byte != 0x5C for byte in raw):
+        return "has a name with characters other than printable ASCII, or a backslash"
+    return None
 
 
 def _normal_parts(name: str) -> list[str]:
-    """The entry's path parts; absolute paths, ``..``, NUL and overlong names are refused."""
-    if "\0" in name:
-        raise PackageError(f"archive entry {name!r} has a NUL byte in its name")
+    """The entry's path parts; absolute paths, ``..`` and names not in plain form (beyond a
+    leading ``./`` and a folder's trailing ``/``) are refused."""
     if name.startswith("/") or PurePosixPath(name).is_absolute():
         raise PackageError(f"archive entry {name!r} has an absolute path")
-    parts = [part for part in name.split("/") if part not in ("", ".")]
+    bare = (name[2:] if name.startswith("./") else name).rstrip("/")
+    parts = bare.split("/") if bare not in ("", ".") else []
     if ".." in parts:
         raise PackageError(f"archive entry {name!r} climbs out with '..'")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES or any(
-        len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for part in parts
-    ):
+    if any(part in ("", ".") for part in parts):
+        raise PackageError(f"archive entry {name!r} has an empty or '.' part in its path")
+    if any(len(part) > MAX_COMPONENT_BYTES for part in parts):
         raise PackageError(f"archive entry {name[:80]!r}… has an overlong name")
     return parts
 

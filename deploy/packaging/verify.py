@@ -5,6 +5,11 @@ The manifest is a claim anyone can edit; the files are what SageMaker loads. ``s
 and what matters for security follows from the files: weights baked in (hence network
 isolation on, and no hub download) is true exactly when weight files are there, and a
 manifest that says otherwise is refused.
+
+That proves the archive self-consistent, not who made it: whoever edits a file can re-hash
+the manifest. Origin is the archive's own sha256 (``package`` prints it), checked against
+``--expect-sha256`` (``Trust``); an archive without a manifest proves nothing at all and is
+used only with ``--allow-unverified``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,33 @@ class ArchiveContents:
         return any(is_weight_file(name) for name in self.hashes)
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What the user vouches for beyond self-consistency: the archive's expected sha256, and
+    whether an archive without a manifest may be used at all."""
+
+    expect_sha256: str | None = None
+    allow_unverified: bool = False
+
+    def check(self, contents: ArchiveContents) -> None:
+        """Refuse ``contents`` (read in full, its ``sha256`` known) unless it is vouched for."""
+        archive = contents.archive
+        if self.expect_sha256 is not None and contents.sha256 != self.expect_sha256:
+            raise PackageError(
+                f"{archive} has sha256 {contents.sha256}, not {self.expect_sha256} as "
+                "--expect-sha256 says: it is not the archive `package` printed"
+            )
+        self.require_manifest(archive, contents.manifest)
+
+    def require_manifest(self, archive: Path, manifest: Manifest | None) -> None:
+        """Refuse an archive without a manifest unless ``allow_unverified``."""
+        if manifest is None and not self.allow_unverified:
+            raise PackageError(
+                f"{archive} has no {MANIFEST}, so nothing shows its files are those `package` "
+                "wrote; pass --allow-unverified to use it anyway"
+            )
+
+
 class Collector:
     """Hashes each entry as it streams by (and hands the bytes to ``write``, if given)."""
 
@@ -53,6 +85,7 @@ class Collector:
         self.archive = archive
         self.hashes: dict[str, str] = {}
         self.dirs: set[str] = set()
+        self._folded: dict[str, str] = {}
         self._manifest: bytes | None = None
 
     def add_dir(self, member: Member) -> None:
@@ -84,6 +117,14 @@ class Collector:
             raise PackageError(
                 f"archive entry {name!r} appears twice or clashes with another entry's path"
             )
+        # On a case-insensitive disk, ``Code/x`` and ``code/x`` are one file: the later wins.
+        for path in (name, *parents):
+            other = self._folded.setdefault(path.lower(), path)
+            if other != path:
+                raise PackageError(
+                    f"archive entry {name!r} differs from {other!r} only in case, which a "
+                    "case-insensitive disk extracts as one file"
+                )
         self.dirs.update(parents)
         if as_dir:
             self.dirs.add(name)
@@ -144,9 +185,13 @@ def _check_download_source(archive: Path, manifest: Manifest) -> None:
 
 
 def inspect_archive(
-    archive: Path, limits: Limits | None = None, advance: Callable[[int], None] | None = None
+    archive: Path,
+    limits: Limits | None = None,
+    advance: Callable[[int], None] | None = None,
+    trust: Trust | None = None,
 ) -> ArchiveContents:
-    """Read the whole archive once: its sha256, and every entry checked against the manifest.
+    """Read the whole archive once: its sha256, and every entry checked against the manifest
+    (and, given ``trust``, the sha256 it expects and whether a manifest is required).
 
     Nothing is written; the same refusals as extraction apply (links, special files, sizes).
     ``advance(n)`` is told of every ``n`` bytes of the archive read (progress).
@@ -161,4 +206,6 @@ def inspect_archive(
         sha256 = reader.sha256()
     contents = collector.finish()
     contents.sha256 = sha256
+    if trust is not None:
+        trust.check(contents)
     return contents
