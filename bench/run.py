@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import time
@@ -198,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     args.onnx = [kind for kind in args.onnx.split(",") if kind]
+    if args.onnx and importlib.util.find_spec("onnxruntime") is None:
+        parser.exit(
+            2, "bench: the ONNX Runtime peer needs pip install -e '.[bench]' (or --onnx '')\n"
+        )
     args.workloads = [name for name in args.workloads.split(",") if name]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
