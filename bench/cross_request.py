@@ -26,11 +26,9 @@ from pathlib import Path
 import torch
 
 from bench.timing import JSON
-from bench.workloads import build_workloads
+from bench.workloads import build_workloads, offline_model, write_json
 from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.packaging.build import import_handler
-
-ROOT = Path(__file__).resolve().parent
 
 
 def client_requests(pairs: list, clients: int, seed: int) -> list[list]:
@@ -47,14 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_dir = ROOT / ".models" / args.model
-    if not (model_dir / "config.json").is_file():
-        build_offline_model(args.model, model_dir)
+    model_dir = offline_model(args.model)
     handler = import_handler()
     reranker = handler.model_fn(str(model_dir))
     pairs = next(w for w in build_workloads(SPEECH, 16) if w.name == "a").pairs
@@ -101,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         f" ms ({report['separate_over_together']:.2f}x; passes {report['passes_together']}); "
         f"max abs diff {difference:.1e}"
     )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

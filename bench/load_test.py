@@ -26,11 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.workloads import build_workloads
+from bench.workloads import build_workloads, offline_model, write_json
 from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 
-ROOT = Path(__file__).resolve().parent
 CONFIGS = ((1, 1), (1, 2), (2, 1), (2, 2))  # (workers, threads per worker)
 SHAPES = {"small": (16, 1, 5), "top20": (4, 20, 20)}  # clients, pairs per request (min, max)
 
@@ -116,12 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="one burst's length")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
-
-    model_dir = ROOT / ".models" / args.model
-    if not (model_dir / "config.json").is_file():
-        build_offline_model(args.model, model_dir)
+    model_dir = offline_model(args.model)
     workloads = {w.name: w for w in build_workloads(SPEECH, 16)}
     pairs = workloads["a"].pairs
     shapes = args.shapes.split(",")
@@ -164,8 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"pairs/s, p50 {1e3 * figures['p50_s']:.0f} ms, p99 {1e3 * figures['p99_s']:.0f} ms"
                 f" ({figures['requests']} requests)"
             )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

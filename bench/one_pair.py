@@ -29,11 +29,10 @@ import torch
 
 from bench.onnx_peer import ONNX_MODES, OnnxCrossEncoder, export_onnx
 from bench.timing import JSON
-from bench.workloads import build_workloads
+from bench.workloads import build_workloads, offline_model, write_json
 from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.packaging.build import import_handler
 
-ROOT = Path(__file__).resolve().parent
 # A pass of fewer real tokens runs on one thread (the prototype): splitting 128 x 384
 # matrices across threads costs more in OpenMP hand-offs than it saves, and far more when
 # other processes hold the cores (docs/performance.md).
@@ -145,15 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", action="store_true", help="time the handler's stages too")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
-
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    model_dir = ROOT / ".models" / args.model
-    if not (model_dir / "config.json").is_file():
-        build_offline_model(args.model, model_dir)
+    model_dir = offline_model(args.model)
     onnx_path = export_onnx(model_dir, model_dir / "onnx" / "model.onnx")
     handler = import_handler()
     ours, proto = handler.model_fn(str(model_dir)), handler.model_fn(str(model_dir))
@@ -208,8 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:22s} wall {ratio['wall']:.2f}x  cpu {ratio['cpu']:.2f}x")
         print(f"  max abs diff vs ours: {diffs}", flush=True)
     report["load_average_after"] = os.getloadavg()
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":
