@@ -46,8 +46,12 @@ def requests_for(shape: str, pairs: list[tuple[str, str]], seed: int) -> list[by
     return bodies
 
 
-def client(port: int, bodies: list[bytes], stop: float, latencies: list, pairs: list) -> None:
-    """Send requests back to back on one keep-alive connection until ``stop``."""
+def client(
+    port: int, bodies: list[bytes], stop: float, latencies: list, pairs: list, errors: list
+) -> None:
+    """Send requests back to back on one keep-alive connection until ``stop``. A refused
+    request (e.g. 408: it waited past the invocation timeout) counts in ``errors`` and with
+    its time in ``latencies``, as the caller waited that long for nothing."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for body in bodies * 1000:
@@ -57,9 +61,10 @@ def client(port: int, bodies: list[bytes], stop: float, latencies: list, pairs: 
             connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             data = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"status {response.status}: {data[:200]!r}")
             latencies.append(time.perf_counter() - started)
+            if response.status != 200:
+                errors.append(f"{response.status}: {data[:200]!r}")
+                continue
             pairs.append(len(json.loads(body)["pairs"]))
     finally:
         connection.close()
@@ -70,6 +75,7 @@ def burst(ports: list[int], shape: str, pairs: list, seconds: float, seed: int) 
     clients = SHAPES[shape][0]
     latencies: list[float] = []
     answered: list[int] = []
+    errors: list[str] = []
     stop = time.perf_counter() + seconds
     threads = [
         threading.Thread(
@@ -80,6 +86,7 @@ def burst(ports: list[int], shape: str, pairs: list, seconds: float, seed: int) 
                 stop,
                 latencies,
                 answered,
+                errors,
             ),
         )
         for i in range(clients)
@@ -89,7 +96,8 @@ def burst(ports: list[int], shape: str, pairs: list, seconds: float, seed: int) 
         thread.start()
     for thread in threads:
         thread.join()
-    return {"seconds": time.perf_counter() - started, "latencies": latencies, "pairs": answered}
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "latencies": latencies, "pairs": answered, "errors": errors}
 
 
 def summary(bursts: list[dict]) -> dict:
@@ -99,6 +107,7 @@ def summary(bursts: list[dict]) -> dict:
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
     return {
         "requests": len(latencies),
+        "errors": sum(len(b["errors"]) for b in bursts),
         "seconds": seconds,
         "requests_per_s": len(latencies) / seconds,
         "pairs_per_s": pairs / seconds,
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"  {key}: {figures['requests_per_s']:.1f} req/s, {figures['pairs_per_s']:.1f} "
                 f"pairs/s, p50 {1e3 * figures['p50_s']:.0f} ms, p99 {1e3 * figures['p99_s']:.0f} ms"
-                f" ({figures['requests']} requests)"
+                f" ({figures['requests']} requests, {figures['errors']} refused)"
             )
     write_json(args.json, report)
 
