@@ -1,5 +1,6 @@
 """Benchmark: the LangChain docs' sample handler vs sentence-transformers vs ours (encoders),
-and Qwen3-Reranker's model card computation vs ours (LLM rerankers); same weights, same inputs.
+with ONNX Runtime as a further peer for ``--onnx`` models (``bench/onnx_peer.py``), and
+Qwen3-Reranker's model card computation vs ours (LLM rerankers); same weights, same inputs.
 
 Run from the repository root: ``python -m bench.run`` (``make bench``). Prints a markdown
 table and writes ``bench/results/<machine>.json`` and ``.md``.
