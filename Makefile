@@ -46,6 +46,7 @@ deploy: package  ## make deploy ENDPOINT=my-reranker ROLE=arn:aws:iam::123456789
 	$(BIN)/sagemaker-reranker deploy $(ENDPOINT) --model-data $(ARCHIVE) --role $(ROLE)
 
 bench: install
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run
 
 gpu-check:  ## on a CUDA machine: handler tests in fp16 + a short fp16 bench (its CPU path elsewhere)

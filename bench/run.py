@@ -1,5 +1,6 @@
 """Benchmark: the LangChain docs' sample handler vs sentence-transformers vs ours (encoders),
-and Qwen3-Reranker's model card computation vs ours (LLM rerankers); same weights, same inputs.
+with ONNX Runtime as a further peer for ``--onnx`` models (``bench/onnx_peer.py``), and
+Qwen3-Reranker's model card computation vs ours (LLM rerankers); same weights, same inputs.
 
 Run from the repository root: ``python -m bench.run`` (``make bench``). Prints a markdown
 table and writes ``bench/results/<machine>.json`` and ``.md``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import time
@@ -34,6 +36,7 @@ from bench.machine import (
     machine_name,
     matmul_gflops,
 )
+from bench.onnx_peer import ONNX_MODES, OnnxCrossEncoder, export_onnx
 from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
 from bench.timing import JSON, MAX_RUNS, Scorer, cell_summary, timed_rounds
@@ -44,10 +47,13 @@ from sagemaker_reranker.examples.speech import SPEECH
 ROOT = Path(__file__).resolve().parent
 MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
 MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
+# Encoders that get ONNX Runtime peers (an export of bge-base costs minutes of both cores).
+ONNX_MODELS = ("minilm",)
 
 
-def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
-    """The three contenders, each as (score function, its handle for batch accounting)."""
+def load_systems(model_dir: Path, onnx_threads: int = 0) -> dict[str, tuple[Scorer, object]]:
+    """The contenders, each as (score function, its handle for batch accounting); with
+    ``onnx_threads``, ONNX Runtime fed padded and length-sorted (``bench/onnx_peer.py``)."""
     from sentence_transformers import CrossEncoder
 
     handler = import_handler()
@@ -64,11 +70,17 @@ def load_systems(model_dir: Path) -> dict[str, tuple[Scorer, object]]:
         response = handler.transform_fn(ours, body.encode(), JSON, JSON)
         return json.loads(response)["scores"]
 
-    return {
+    systems = {
         "sample": (sample, sample),
         "sentence-transformers": (peer_scores, peer),
         "ours": (our_scores, ours),
     }
+    if onnx_threads:
+        onnx_path = export_onnx(model_dir, model_dir / "onnx" / "model.onnx")
+        for mode in ONNX_MODES:
+            runtime = OnnxCrossEncoder(model_dir, onnx_path, onnx_threads, mode)
+            systems[f"onnxruntime-{mode}"] = (runtime, runtime)
+    return systems
 
 
 def planned_batches(system: str, handle, pairs: list[tuple[str, str]]) -> tuple[list, bool] | None:
@@ -88,11 +100,14 @@ def bench_model(
     kind: str, model_dir: Path, workloads: list[Workload], args: argparse.Namespace, peak: dict
 ) -> dict:
     """Time every system on every workload; accuracy is measured against the sample's scores."""
-    systems = load_systems(model_dir)
+    onnx_threads = (args.threads or torch.get_num_threads()) if kind in args.onnx else 0
+    systems = load_systems(model_dir, onnx_threads)
     config = systems["ours"][1].model.config
     scorers = {name: scorer for name, (scorer, _) in systems.items()}
     results = {}
     for workload in workloads:
+        if args.workloads and workload.name not in args.workloads:
+            continue
         for scorer in scorers.values():
             scorer(workload.pairs[:2])  # warm-up: kernels, allocator, tokenizer caches
         timings = timed_rounds(
@@ -113,6 +128,7 @@ def bench_model(
                 cpu_rate = flops / entry["median_cpu_s"] / 1e9
                 entry["cpu_peak_fraction"] = cpu_rate / peak["per_core_cpu_gflops"]
             row["systems"][name] = entry
+        best_onnx(row)
         results[workload.name] = row
         print(
             f"  {kind} ({workload.name}): "
@@ -122,6 +138,14 @@ def bench_model(
         )
         gc.collect()
     return results
+
+
+def best_onnx(row: dict) -> None:
+    """The ONNX Runtime peer of a cell: the faster of its padded and length-sorted feeds."""
+    feeds = {name: e for name, e in row["systems"].items() if name.startswith("onnxruntime-")}
+    if feeds:
+        name = min(feeds, key=lambda n: feeds[n]["median_s"])
+        row["systems"]["onnxruntime"] = feeds[name] | {"feed": name.removeprefix("onnxruntime-")}
 
 
 def bf16_check(info: dict) -> dict:
@@ -161,12 +185,26 @@ def main(argv: list[str] | None = None) -> None:
         help="torch threads (default: torch's choice, one per core); 1 sidesteps the OpenMP "
         "stalls that other processes on the same cores cause",
     )
+    parser.add_argument(
+        "--onnx",
+        default=",".join(ONNX_MODELS),
+        help="comma-separated encoders that get ONNX Runtime peers (same threads as torch)",
+    )
+    parser.add_argument(
+        "--workloads", default="", help="comma-separated workloads to run (default: a,b,c,d)"
+    )
     parser.add_argument("--speech", type=Path, default=SPEECH)
     parser.add_argument(
         "--cache", type=Path, default=ROOT / ".models", help="where offline models are built"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
+    args.onnx = [kind for kind in args.onnx.split(",") if kind]
+    if args.onnx and importlib.util.find_spec("onnxruntime") is None:
+        parser.exit(
+            2, "bench: the ONNX Runtime peer needs pip install -e '.[bench]' (or --onnx '')\n"
+        )
+    args.workloads = [name for name in args.workloads.split(",") if name]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sagemaker_reranker.examples.offline_models import build_offline_model
 

@@ -77,3 +77,27 @@ def build_workloads(speech: Path, mixed_count: int) -> list[Workload]:
         Workload("c", f"mixed, {mixed_count} pairs (30% short, 15% >512 tokens)", mixed),
         Workload("d", "single pair", [(EXAMPLE_QUERY, top[0])]),
     ]
+
+
+MODELS = Path(__file__).resolve().parent / ".models"
+
+
+def offline_model(kind: str, cache: Path = MODELS) -> Path:
+    """``cache/kind``, built there first if missing (``deploy/examples/offline_models.py``)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+
+    model_dir = cache / kind
+    if not (model_dir / "config.json").is_file():
+        build_offline_model(kind, model_dir)
+    return model_dir
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """Write a script's figures to ``path`` (when one was given)."""
+    if path is not None:
+        import json
+
+        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
