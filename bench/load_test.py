@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from bench.workloads import build_workloads, offline_model, write_json
-from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
+from sagemaker_reranker.examples.speech import SPEECH
 
 CONFIGS = ((1, 1), (1, 2), (2, 1), (2, 2))  # (workers, threads per worker)
 SHAPES = {"small": (16, 1, 5), "top20": (4, 20, 20)}  # clients, pairs per request (min, max)

@@ -30,8 +30,8 @@ import torch
 from bench.onnx_peer import ONNX_MODES, OnnxCrossEncoder, export_onnx
 from bench.timing import JSON
 from bench.workloads import build_workloads, offline_model, write_json
-from sagemaker_reranker.deploy.examples.speech import SPEECH
 from sagemaker_reranker.deploy.packaging.build import import_handler
+from sagemaker_reranker.examples.speech import SPEECH
 
 # A pass of fewer real tokens runs on one thread (the prototype): splitting 128 x 384
 # matrices across threads costs more in OpenMP hand-offs than it saves, and far more when

@@ -83,11 +83,11 @@ MODELS = Path(__file__).resolve().parent / ".models"
 
 
 def offline_model(kind: str, cache: Path = MODELS) -> Path:
-    """``cache/kind``, built there first if missing (``deploy/examples/offline_models.py``)."""
+    """``cache/kind``, built there first if missing (``examples/offline_models.py``)."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sagemaker_reranker.deploy.examples.offline_models import build_offline_model
+    from sagemaker_reranker.examples.offline_models import build_offline_model
 
     model_dir = cache / kind
     if not (model_dir / "config.json").is_file():
