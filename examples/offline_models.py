@@ -45,6 +45,28 @@ TINY_WORDS = (
     "price prices inflation family families work worker workers energy tax credit infrastructure"
 ).split()
 
+TINY_BERT_WIDTHS = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
+# bge-reranker-base's published config.json values (less its head).
+BGE_RERANKER_BASE_CONFIG = {
+    "vocab_size": 250002,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "layer_norm_eps": 1e-5,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+}
+
 
 def build_offline_model(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Write an offline model (``kind`` in ``OFFLINE_MODELS``) to ``out_dir`` and return it."""
@@ -105,15 +127,7 @@ def _tiny(out: Path, num_labels: int = 1):
         vocab_file = Path(scratch) / "vocab.txt"
         vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
         tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), model_max_length=512)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=num_labels,
-    )
+    config = BertConfig(vocab_size=len(vocab), num_labels=num_labels, **TINY_BERT_WIDTHS)
     return BertForSequenceClassification(config), tokenizer
 
 
@@ -144,20 +158,7 @@ def _bge_base_random(out: Path):
     for the 250k-piece SentencePiece one (token counts differ a little, compute does not)."""
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    config = XLMRobertaConfig(
-        vocab_size=250002,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        num_labels=1,
-    )
+    config = XLMRobertaConfig(num_labels=1, **BGE_RERANKER_BASE_CONFIG)
     tokenizer = _minilm_tokenizer()
     # XLM-R has a single token type: the tokenizer must not send token_type_ids.
     tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = [
@@ -229,6 +230,18 @@ TINY_QWEN3_WIDTHS = {
     "max_position_embeddings": 8192,
     "initializer_range": 0.2,
 }
+# Qwen3-Reranker-0.6B's published config.json widths.
+QWEN3_RERANKER_06B_WIDTHS = {
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 40960,
+    "rope_theta": 1000000,
+    "rms_norm_eps": 1e-6,
+}
 
 
 def _tiny_qwen3(out: Path):
@@ -263,17 +276,6 @@ def _qwen3_06b_random(out: Path):
     from transformers import Qwen3ForCausalLM
 
     tokenizer = _bpe_tokenizer()
-    config = _qwen3_config(
-        tokenizer,
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=40960,
-        rope_theta=1000000,
-        rms_norm_eps=1e-6,
-    )
+    config = _qwen3_config(tokenizer, **QWEN3_RERANKER_06B_WIDTHS)
     config.vocab_size = 151669
     return Qwen3ForCausalLM(config), tokenizer

@@ -152,3 +152,13 @@ def run_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedP
     assert env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     return done
+
+
+def start_cli(
+    env: dict[str, str], cwd: Path, *args: str, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """The installed CLI as a process that runs until stopped (``serve``, ``logs --follow``):
+    the caller stops it. ``stderr=subprocess.STDOUT`` reads both streams as one."""
+    return subprocess.Popen(
+        [CLI, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True
+    )

@@ -18,6 +18,7 @@ from botocore.config import Config
 from handler import inference
 from pydantic import SecretStr
 from runtime_responder import RuntimeResponder, handler_body
+from test_client_core import QUERY
 
 from sagemaker_reranker.client import (
     PairsHandler,
@@ -28,7 +29,6 @@ from sagemaker_reranker.client import (
 )
 from sagemaker_reranker.client.runtime import check_endpoint_url, is_loopback_host
 
-QUERY = "what is the plan for the economy"
 DOCS = [f"document {i}: " + "jobs and energy costs " * (i % 5) for i in range(12)]
 PAIRS = [(QUERY, doc) for doc in DOCS]
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY-secret-0001"
@@ -140,22 +140,46 @@ def test_an_injected_client_is_kept_and_settings_it_would_ignore_are_refused(res
 # ---------------------------------------------------------------------------- endpoint_kwargs
 
 
-def test_endpoint_kwargs_reach_invoke_endpoint(responder):
-    model = injected(
-        responder,
-        endpoint_kwargs={
-            "TargetModel": "model-b.tar.gz",
-            "InferenceId": "trace-42",
-            "InferenceComponentName": "ic-7",
+# Invoke options, as the client's own arguments and as boto3's names in endpoint_kwargs.
+INVOKE_HEADERS = {
+    "options": (
+        {
+            "custom_attributes": "trace=1",
+            "target_variant": "blue",
+            "inference_component_name": "ic-1",
         },
-        custom_attributes="a=1",
-    )
-    model.score(PAIRS[:2])
+        {
+            "x-amzn-sagemaker-custom-attributes": "trace=1",
+            "x-amzn-sagemaker-target-variant": "blue",
+            "x-amzn-sagemaker-inference-component": "ic-1",
+            "content-type": "application/json",
+        },
+    ),
+    "endpoint_kwargs": (
+        {
+            "endpoint_kwargs": {
+                "TargetModel": "model-b.tar.gz",
+                "InferenceId": "trace-42",
+                "InferenceComponentName": "ic-7",
+            },
+            "custom_attributes": "a=1",
+        },
+        {
+            "x-amzn-sagemaker-target-model": "model-b.tar.gz",
+            "x-amzn-sagemaker-inference-id": "trace-42",
+            "x-amzn-sagemaker-inference-component": "ic-7",
+            "x-amzn-sagemaker-custom-attributes": "a=1",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INVOKE_HEADERS))
+def test_invoke_options_and_endpoint_kwargs_reach_invoke_endpoint(responder, case):
+    options, expected = INVOKE_HEADERS[case]
+    injected(responder, **options).score(PAIRS[:2])
     headers = {k.lower(): v for k, v in responder.requests[0].headers.items()}
-    assert headers["x-amzn-sagemaker-target-model"] == "model-b.tar.gz"
-    assert headers["x-amzn-sagemaker-inference-id"] == "trace-42"
-    assert headers["x-amzn-sagemaker-inference-component"] == "ic-7"
-    assert headers["x-amzn-sagemaker-custom-attributes"] == "a=1"
+    assert {name: headers.get(name) for name in expected} == expected
 
 
 @pytest.mark.parametrize(

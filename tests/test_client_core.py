@@ -137,21 +137,6 @@ def test_text_pairs_handler_speaks_the_stock_langchain_format(responder, referen
     assert set(json.loads(responder.requests[0].body)) == {"text_pairs"}
 
 
-def test_invoke_options_reach_the_runtime(responder):
-    model = make_client(
-        responder,
-        custom_attributes="trace=1",
-        target_variant="blue",
-        inference_component_name="ic-1",
-    )
-    model.score(PAIRS[:1])
-    headers = {k.lower(): v for k, v in responder.requests[0].headers.items()}
-    assert headers["x-amzn-sagemaker-custom-attributes"] == "trace=1"
-    assert headers["x-amzn-sagemaker-target-variant"] == "blue"
-    assert headers["x-amzn-sagemaker-inference-component"] == "ic-1"
-    assert headers["content-type"] == "application/json"
-
-
 # ---------------------------------------------------------------------------- retries, errors
 
 

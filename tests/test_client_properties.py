@@ -32,6 +32,15 @@ QUERIES = st.sampled_from(["what is the plan", "日本の経済", 'a "quoted" qu
 PAIRS = st.lists(st.tuples(QUERIES, st.text(ALPHABET, max_size=40)), max_size=60)
 
 
+def split_inputs(most_pairs: int, least_bytes: int, most_bytes: int) -> dict:
+    """Strategies for random pairs and the per-request limits they are split under."""
+    return {
+        "pairs": PAIRS,
+        "max_pairs": st.integers(1, most_pairs),
+        "max_bytes": st.integers(least_bytes, most_bytes),
+    }
+
+
 def estimated_tokens(pair: tuple[str, str]) -> int:
     size = len(pair[0]) + len(pair[1]) + PAIR_SYNTAX_BYTES
     return min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + 3)
@@ -42,13 +51,7 @@ def single_pair_too_big(pairs, limit: int, serialize) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    pairs=PAIRS,
-    max_pairs=st.integers(1, 20),
-    max_bytes=st.integers(64, 3000),
-    max_tokens=st.integers(1, 400),
-    tei=st.booleans(),
-)
+@given(**split_inputs(20, 64, 3000), max_tokens=st.integers(1, 400), tei=st.booleans())
 def test_plans_partition_the_input_within_every_limit(pairs, max_pairs, max_bytes, max_tokens, tei):
     handler = TEIHandler() if tei else PairsHandler()
     limits = Limits(max_pairs, max_bytes, max_tokens)
@@ -100,9 +103,7 @@ MID_CALL_FAILURE = {
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    pairs=PAIRS,
-    max_pairs=st.integers(1, 12),
-    max_bytes=st.integers(200, 2000),
+    **split_inputs(12, 200, 2000),
     concurrency=st.integers(1, 6),
     use_async=st.booleans(),
     failing=st.none() | st.integers(0, 10),

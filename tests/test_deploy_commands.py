@@ -518,18 +518,8 @@ def test_batch_transform_over_json_lines(moto, tiny_archive):
     s3.create_bucket(Bucket="corpus")
     lines = [json.dumps({"query": "q", "texts": ["a", "b"]}) for _ in range(3)]
     s3.put_object(Bucket="corpus", Key="in/part-0.jsonl", Body="\n".join(lines).encode())
-    result = cli(
-        "batch",
-        "--model-name",
-        deployed["model"],
-        "--input",
-        "s3://corpus/in/",
-        "--output",
-        "s3://corpus/out/",
-        "--instance-type",
-        "ml.g4dn.xlarge",
-        "--json",
-    )
+    where = "--input s3://corpus/in/ --output s3://corpus/out/ --instance-type ml.g4dn.xlarge"
+    result = cli("batch", "--model-name", deployed["model"], *where.split(), "--json")
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
     assert job["status"] == "Completed"
@@ -544,20 +534,8 @@ def test_batch_transform_over_json_lines(moto, tiny_archive):
 
 
 def test_iam_policy_is_scoped_and_has_no_wildcard_grant(moto):
-    result = cli(
-        "iam-policy",
-        "--endpoint-prefix",
-        "reranker",
-        "--bucket",
-        "my-bucket",
-        "--role",
-        ROLE,
-        "--region",
-        "eu-west-1",
-        "--account",
-        "123456789012",
-        "--json",
-    )
+    scope = f"--endpoint-prefix reranker --bucket my-bucket --role {ROLE} --region eu-west-1"
+    result = cli("iam-policy", *scope.split(), "--account", "123456789012", "--json")
     assert result.exit_code == 0, result.output
     documents = json.loads(result.stdout)
     assert set(documents) == {

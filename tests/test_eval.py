@@ -45,33 +45,32 @@ QUERIES = {
     "q4": "vaccines",
     "q5": "a question nobody judged",
 }
-QRELS = [
-    ("q1", "d4", 2),
-    ("q1", "d1", 1),
-    ("q1", "d5", 0),
-    ("q2", "d3", 2),
-    ("q2", "d6", 1),
-    ("q3", "d2", 2),
-    ("q3", "d8", 1),
-    ("q4", "d7", 2),
-]
-# A first stage with no ties: (query, document, score).
-RUN = [
-    ("q1", "d5", 9.0),
-    ("q1", "d1", 8.0),
-    ("q1", "d4", 7.5),
-    ("q1", "d2", 3.0),
-    ("q2", "d1", 4.0),
-    ("q2", "d6", 3.5),
-    ("q2", "d3", 3.0),
-    ("q2", "d7", 2.0),
-    ("q3", "d2", 5.0),
-    ("q3", "d8", 4.0),
-    ("q3", "d5", 1.0),
-    ("q4", "d3", 2.0),
-    ("q4", "d7", 1.0),
-    ("q5", "d1", 1.0),
-]
+
+
+def rows(table: dict[str, dict[str, float]]) -> list[tuple]:
+    """``{query: {document: value}}`` as ``(query, document, value)`` rows, in order."""
+    return [(qid, docid, value) for qid, values in table.items() for docid, value in values.items()]
+
+
+# Graded judgements: {query: {document: grade}}.
+QRELS = rows(
+    {
+        "q1": {"d4": 2, "d1": 1, "d5": 0},
+        "q2": {"d3": 2, "d6": 1},
+        "q3": {"d2": 2, "d8": 1},
+        "q4": {"d7": 2},
+    }
+)
+# A first stage with no ties: {query: {document: score}}, best first.
+RUN = rows(
+    {
+        "q1": {"d5": 9.0, "d1": 8.0, "d4": 7.5, "d2": 3.0},
+        "q2": {"d1": 4.0, "d6": 3.5, "d3": 3.0, "d7": 2.0},
+        "q3": {"d2": 5.0, "d8": 4.0, "d5": 1.0},
+        "q4": {"d3": 2.0, "d7": 1.0},
+        "q5": {"d1": 1.0},
+    }
+)
 JUDGED_PAIRS = sum(1 for qid, _, _ in RUN if qid != "q5")
 
 

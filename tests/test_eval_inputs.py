@@ -25,144 +25,101 @@ def replace_line(path: Path, number: int, text: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _missing_data(t: Path, data: Path, run: Path) -> list:
-    return ["--data", t / "nowhere"]
+# The files each case starts from, under the test's folder (its working directory).
+CORPUS_FILE = "data/corpus.jsonl"
+QUERIES_FILE = "data/queries.jsonl"
+QRELS_FILE = "data/qrels/test.tsv"
+RUN_FILE = "first.trec"
+Breaker = Callable[[], list[str]]  # breaks one thing, returns the arguments it adds
 
 
-def _missing_corpus(t: Path, data: Path, run: Path) -> list:
-    (data / "corpus.jsonl").unlink()
-    return []
+def arguments(*extra: str) -> Breaker:
+    return lambda: list(extra)
 
 
-def _missing_queries(t: Path, data: Path, run: Path) -> list:
-    (data / "queries.jsonl").unlink()
-    return []
+def edited(edit: Callable[[], object], *extra: str) -> Breaker:
+    """A breaker that edits a file, then adds ``extra``."""
+
+    def breaker() -> list[str]:
+        edit()
+        return list(extra)
+
+    return breaker
 
 
-def _missing_split(t: Path, data: Path, run: Path) -> list:
-    return ["--split", "dev"]
+def replaced(name: str, number: int, text: str) -> Breaker:
+    return edited(lambda: replace_line(Path(name), number, text))
 
 
-def _bad_corpus_json(t: Path, data: Path, run: Path) -> list:
-    replace_line(data / "corpus.jsonl", 3, '{"_id": "d3", "text": "unterminated')
-    return []
+def removed(name: str) -> Breaker:
+    return edited(Path(name).unlink)
 
 
-def _bad_queries_json(t: Path, data: Path, run: Path) -> list:
-    replace_line(data / "queries.jsonl", 2, "[1, 2")
-    return []
+def written(name: str, text: str, *extra: str) -> Breaker:
+    return edited(lambda: Path(name).write_text(text, encoding="utf-8"), *extra)
 
 
-def _corpus_without_id(t: Path, data: Path, run: Path) -> list:
-    replace_line(data / "corpus.jsonl", 2, json.dumps({"text": "no id here"}))
-    return []
-
-
-def _qrels_unknown_query(t: Path, data: Path, run: Path) -> list:
-    with open(data / "qrels" / "test.tsv", "a", encoding="utf-8") as handle:
+def _judge_an_unknown_query() -> None:
+    with open(QRELS_FILE, "a", encoding="utf-8") as handle:
         handle.write("q99\td1\t1\n")
-    return []
 
 
-def _qrels_two_fields(t: Path, data: Path, run: Path) -> list:
-    replace_line(data / "qrels" / "test.tsv", 3, "q1\td1")
-    return []
+def _drop_candidates_of_q4() -> None:
+    write_trec(Path(RUN_FILE), [row for row in RUN if row[0] != "q4"])
 
 
-def _judged_query_without_candidates(t: Path, data: Path, run: Path) -> list:
-    write_trec(run, [row for row in RUN if row[0] != "q4"])
-    return []
-
-
-def _empty_run(t: Path, data: Path, run: Path) -> list:
-    run.write_text("\n", encoding="utf-8")
-    return []
-
-
-def _run_five_fields(t: Path, data: Path, run: Path) -> list:
-    replace_line(run, 2, "q1 Q0 d1 2 8.0")
-    return []
-
-
-def _run_score_not_a_number(t: Path, data: Path, run: Path) -> list:
-    replace_line(run, 3, "q1 Q0 d4 3 high hand")
-    return []
-
-
-def _run_missing(t: Path, data: Path, run: Path) -> list:
-    run.unlink()
-    return []
-
-
-def _run_unknown_query(t: Path, data: Path, run: Path) -> list:
-    replace_line(run, 1, "q77 Q0 d5 1 9.0 hand")
-    return []
-
-
-def _candidate_not_in_corpus(t: Path, data: Path, run: Path) -> list:
-    replace_line(run, 4, "q1 Q0 d99 4 3.0 hand")
-    return []
-
-
-def _unknown_metric(t: Path, data: Path, run: Path) -> list:
-    return ["--metrics", "nDCG@10,Bogus@3"]
-
-
-def _metric_cutoff_zero(t: Path, data: Path, run: Path) -> list:
-    return ["--metrics", "P@0"]
-
-
-def _out_is_a_file(t: Path, data: Path, run: Path) -> list:
-    return []
-
-
-def _model_data_missing(t: Path, data: Path, run: Path) -> list:
-    return ["--model-data", t / "missing.tar.gz"]
-
-
-def _model_data_not_gzip(t: Path, data: Path, run: Path) -> list:
-    (t / "model.tar.gz").write_text("not an archive", encoding="utf-8")
-    return ["--model-data", t / "model.tar.gz"]
-
-
-def _url_without_scheme(t: Path, data: Path, run: Path) -> list:
-    return ["--endpoint-url", "127.0.0.1:8080"]
-
-
-def _labels_do_not_match(t: Path, data: Path, run: Path) -> list:
-    return ["--label", "a", "--label", "b"]
-
-
-CASES: dict[str, tuple[Callable, str]] = {
-    "missing data": (_missing_data, "nowhere: no such directory"),
-    "missing corpus": (_missing_corpus, "corpus.jsonl: no such file"),
-    "missing queries": (_missing_queries, "queries.jsonl: no such file"),
-    "missing split": (_missing_split, "qrels/dev.tsv: no such file (splits present: test)"),
-    "bad corpus json": (_bad_corpus_json, "corpus.jsonl line 3: not valid JSON"),
-    "bad queries json": (_bad_queries_json, "queries.jsonl line 2: not valid JSON"),
-    "corpus without id": (_corpus_without_id, 'corpus.jsonl line 2: has no "_id"'),
-    "qrels unknown query": (_qrels_unknown_query, "line 10: query 'q99' is not in queries.jsonl"),
-    "qrels two fields": (_qrels_two_fields, "test.tsv line 3: expected 'query-id corpus-id"),
-    "judged query without candidates": (
-        _judged_query_without_candidates,
-        "query 'q4' has judgements but no candidates",
+BREAKERS: dict[str, Breaker] = {
+    "missing data": arguments("--data", "nowhere"),
+    "missing corpus": removed(CORPUS_FILE),
+    "missing queries": removed(QUERIES_FILE),
+    "missing split": arguments("--split", "dev"),
+    "bad corpus json": replaced(CORPUS_FILE, 3, '{"_id": "d3", "text": "unterminated'),
+    "bad queries json": replaced(QUERIES_FILE, 2, "[1, 2"),
+    "corpus without id": replaced(CORPUS_FILE, 2, json.dumps({"text": "no id here"})),
+    "qrels unknown query": edited(_judge_an_unknown_query),
+    "qrels two fields": replaced(QRELS_FILE, 3, "q1\td1"),
+    "judged query without candidates": edited(_drop_candidates_of_q4),
+    "empty run": written(RUN_FILE, "\n"),
+    "run with five fields": replaced(RUN_FILE, 2, "q1 Q0 d1 2 8.0"),
+    "run score not a number": replaced(RUN_FILE, 3, "q1 Q0 d4 3 high hand"),
+    "run missing": removed(RUN_FILE),
+    "run unknown query": replaced(RUN_FILE, 1, "q77 Q0 d5 1 9.0 hand"),
+    "candidate not in corpus": replaced(RUN_FILE, 4, "q1 Q0 d99 4 3.0 hand"),
+    "unknown metric": arguments("--metrics", "nDCG@10,Bogus@3"),
+    "metric cutoff zero": arguments("--metrics", "P@0"),
+    "out is a file": written("out", "a file"),
+    "model data missing": arguments("--model-data", "missing.tar.gz"),
+    "model data not gzip": written(
+        "model.tar.gz", "not an archive", "--model-data", "model.tar.gz"
     ),
-    "empty run": (_empty_run, "first.trec: no run lines"),
-    "run with five fields": (_run_five_fields, "first.trec line 2: expected 'qid Q0 docid"),
-    "run score not a number": (_run_score_not_a_number, "got rank '3' and score 'high'"),
-    "run missing": (_run_missing, "first.trec: no such file"),
-    "run unknown query": (_run_unknown_query, "line 1: query 'q77' is not in queries.jsonl"),
-    "candidate not in corpus": (
-        _candidate_not_in_corpus,
-        "1 candidate document(s) are not in",
-    ),
-    "unknown metric": (_unknown_metric, "unknown measure 'Bogus@3'"),
-    "metric cutoff zero": (_metric_cutoff_zero, "'P@0': the cutoff after @ must be 1 or more"),
-    "out is a file": (_out_is_a_file, "exists and is not a directory"),
-    "model data missing": (_model_data_missing, "missing.tar.gz: no such file"),
-    "model data not gzip": (_model_data_not_gzip, "not a gzip tar archive"),
-    "url without scheme": (_url_without_scheme, "expected http://HOST:PORT"),
-    "labels do not match": (_labels_do_not_match, "--label: give it once per system (1"),
+    "url without scheme": arguments("--endpoint-url", "127.0.0.1:8080"),
+    "labels do not match": arguments("--label", "a", "--label", "b"),
+}
+# What the one line says, case by case.
+EXPECTED = {
+    "missing data": "nowhere: no such directory",
+    "missing corpus": "corpus.jsonl: no such file",
+    "missing queries": "queries.jsonl: no such file",
+    "missing split": "qrels/dev.tsv: no such file (splits present: test)",
+    "bad corpus json": "corpus.jsonl line 3: not valid JSON",
+    "bad queries json": "queries.jsonl line 2: not valid JSON",
+    "corpus without id": 'corpus.jsonl line 2: has no "_id"',
+    "qrels unknown query": "line 10: query 'q99' is not in queries.jsonl",
+    "qrels two fields": "test.tsv line 3: expected 'query-id corpus-id",
+    "judged query without candidates": "query 'q4' has judgements but no candidates",
+    "empty run": "first.trec: no run lines",
+    "run with five fields": "first.trec line 2: expected 'qid Q0 docid",
+    "run score not a number": "got rank '3' and score 'high'",
+    "run missing": "first.trec: no such file",
+    "run unknown query": "line 1: query 'q77' is not in queries.jsonl",
+    "candidate not in corpus": "1 candidate document(s) are not in",
+    "unknown metric": "unknown measure 'Bogus@3'",
+    "metric cutoff zero": "'P@0': the cutoff after @ must be 1 or more",
+    "out is a file": "exists and is not a directory",
+    "model data missing": "missing.tar.gz: no such file",
+    "model data not gzip": "not a gzip tar archive",
+    "url without scheme": "expected http://HOST:PORT",
+    "labels do not match": "--label: give it once per system (1",
 }
 
 
@@ -172,17 +129,16 @@ def scorer():
         yield responder
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(BREAKERS))
 def test_bad_input_is_one_line_exit_2_nothing_written(
-    case: str, tmp_path: Path, scorer: RuntimeResponder
+    case: str, tmp_path: Path, scorer: RuntimeResponder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    breaker, expected = CASES[case]
+    expected = EXPECTED[case]
+    monkeypatch.chdir(tmp_path)
     data = write_beir(tmp_path / "data")
-    run = write_trec(tmp_path / "first.trec", RUN)
+    run = write_trec(tmp_path / RUN_FILE, RUN)
     out = tmp_path / "out"
-    if case == "out is a file":
-        out.write_text("a file", encoding="utf-8")
-    extra = breaker(tmp_path, data, run)
+    extra = BREAKERS[case]()
     args = ["--data", data, "--candidates", run, "--endpoint-url", scorer.url, "--out", out]
     if extra[:1] == ["--data"]:
         args = extra + args[2:]

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aws_fixtures import CLI, start_cli
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import free_port, port_open
@@ -26,7 +27,6 @@ from sagemaker_reranker.examples.speech import SPEECH
 QUERY = "what is the plan for the economy"
 DOCS = ["jobs and wages", "the weather is mild", "lower energy costs for families"]
 TIMEOUT = 120
-CLI = str(Path(sys.executable).parent / "sagemaker-reranker")
 EVAL_DATA = SPEECH.parent / "sotu-eval"  # the labelled example set `make eval` uses
 
 
@@ -150,14 +150,8 @@ def test_serve_then_invoke_need_no_aws_setup(tiny_archive, tmp_path):
     env = empty_env(tmp_path / "home")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen(
-        [CLI, "serve", "--model-data", str(tiny_archive), "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    serving = ["serve", "--model-data", str(tiny_archive), "--port", str(port)]
+    serve = start_cli(env, tmp_path, *serving, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not _healthy(url):

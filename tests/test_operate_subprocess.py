@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_fixtures import CLI, STEP_TIMEOUT, MotoOptions, cli_env, model_args
+from aws_fixtures import CLI, STEP_TIMEOUT, MotoOptions, cli_env, model_args, start_cli
 from aws_fixtures import run_cli as run
 from moto.sagemaker.responses import SageMakerResponse
 from moto_shims import (
@@ -70,14 +70,7 @@ def test_status_metrics_logs_follow_and_gc_through_the_cli(env, tiny_archive, tm
     write_endpoint_logs(logs, "rr", [("AllTraffic/i-1", 1, "one"), ("AllTraffic/i-2", 2, "two")])
     printed = run(env, tmp_path, "logs", "rr")
     assert [line.split(" ", 2)[2] for line in printed.stdout.splitlines()] == ["one", "two"]
-    follow = subprocess.Popen(
-        [CLI, "logs", "rr", "--follow"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follow = start_cli(env, tmp_path, "logs", "rr", "--follow")
     try:
         assert follow.stdout.readline().endswith("one\n")
         assert follow.stdout.readline().endswith("two\n")

@@ -8,8 +8,9 @@ from typing import Any
 from sagemaker_reranker.deploy.aws.session import Aws
 from sagemaker_reranker.deploy.aws.spec import ENDPOINT_TAG
 
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SCALING = "application-autoscaling"  # the boto3 client
+SERVICE_NAMESPACE = "sagemaker"
+INSTANCE_COUNT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
 
 
@@ -43,20 +44,20 @@ class Scaling:
 def current(aws: Aws, endpoint: str, variant: str) -> Scaling | None:
     rid = resource_id(endpoint, variant)
     targets = aws.read(
-        "application-autoscaling",
+        SCALING,
         "describe_scalable_targets",
-        ServiceNamespace=NAMESPACE,
+        ServiceNamespace=SERVICE_NAMESPACE,
         ResourceIds=[rid],
-        ScalableDimension=DIMENSION,
+        ScalableDimension=INSTANCE_COUNT_DIMENSION,
     )["ScalableTargets"]
     if not targets:
         return None
     policies = aws.read(
-        "application-autoscaling",
+        SCALING,
         "describe_scaling_policies",
-        ServiceNamespace=NAMESPACE,
+        ServiceNamespace=SERVICE_NAMESPACE,
         ResourceId=rid,
-        ScalableDimension=DIMENSION,
+        ScalableDimension=INSTANCE_COUNT_DIMENSION,
     )["ScalingPolicies"]
     return Scaling(
         endpoint, variant, targets[0]["MinCapacity"], targets[0]["MaxCapacity"], policies
@@ -65,11 +66,11 @@ def current(aws: Aws, endpoint: str, variant: str) -> Scaling | None:
 
 def register(aws: Aws, endpoint: str, variant: str, minimum: int, maximum: int) -> None:
     aws.write(
-        "application-autoscaling",
+        SCALING,
         "register_scalable_target",
-        ServiceNamespace=NAMESPACE,
+        ServiceNamespace=SERVICE_NAMESPACE,
         ResourceId=resource_id(endpoint, variant),
-        ScalableDimension=DIMENSION,
+        ScalableDimension=INSTANCE_COUNT_DIMENSION,
         MinCapacity=minimum,
         MaxCapacity=maximum,
         Tags={ENDPOINT_TAG: endpoint},  # applied when the target is first registered
@@ -78,12 +79,12 @@ def register(aws: Aws, endpoint: str, variant: str, minimum: int, maximum: int) 
 
 def put_target_tracking(aws: Aws, endpoint: str, variant: str, target: float) -> None:
     aws.write(
-        "application-autoscaling",
+        SCALING,
         "put_scaling_policy",
         PolicyName=policy_name(endpoint, variant),
-        ServiceNamespace=NAMESPACE,
+        ServiceNamespace=SERVICE_NAMESPACE,
         ResourceId=resource_id(endpoint, variant),
-        ScalableDimension=DIMENSION,
+        ScalableDimension=INSTANCE_COUNT_DIMENSION,
         PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
             "TargetValue": float(target),
@@ -99,19 +100,19 @@ def remove(aws: Aws, scaling: Scaling) -> None:
     rid = resource_id(scaling.endpoint, scaling.variant)
     for policy in scaling.policies:
         aws.write(
-            "application-autoscaling",
+            SCALING,
             "delete_scaling_policy",
             PolicyName=policy["PolicyName"],
-            ServiceNamespace=NAMESPACE,
+            ServiceNamespace=SERVICE_NAMESPACE,
             ResourceId=rid,
-            ScalableDimension=DIMENSION,
+            ScalableDimension=INSTANCE_COUNT_DIMENSION,
         )
     aws.write(
-        "application-autoscaling",
+        SCALING,
         "deregister_scalable_target",
-        ServiceNamespace=NAMESPACE,
+        ServiceNamespace=SERVICE_NAMESPACE,
         ResourceId=rid,
-        ScalableDimension=DIMENSION,
+        ScalableDimension=INSTANCE_COUNT_DIMENSION,
     )
 
 
@@ -130,10 +131,10 @@ def restore(aws: Aws, scaling: Scaling) -> None:
             if key in policy
         }
         aws.write(
-            "application-autoscaling",
+            SCALING,
             "put_scaling_policy",
-            ServiceNamespace=NAMESPACE,
+            ServiceNamespace=SERVICE_NAMESPACE,
             ResourceId=resource_id(scaling.endpoint, scaling.variant),
-            ScalableDimension=DIMENSION,
+            ScalableDimension=INSTANCE_COUNT_DIMENSION,
             **params,
         )

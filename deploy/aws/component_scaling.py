@@ -13,13 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
+from sagemaker_reranker.deploy.aws.autoscaling import SCALING, SERVICE_NAMESPACE
 from sagemaker_reranker.deploy.aws.session import Aws
 from sagemaker_reranker.deploy.aws.spec import ENDPOINT_TAG, TAG_PREFIX
 
-SCALING = "application-autoscaling"
 COMPONENT_TAG = TAG_PREFIX + "component"
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+COPY_COUNT_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 COPY_METRIC = "SageMakerInferenceComponentInvocationsPerCopy"
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 # Invocations per copy per minute above which target tracking adds a copy (as `autoscale`).
@@ -45,9 +44,9 @@ def alarm_name(endpoint: str, component: str) -> str:
 
 def _target(component: str) -> dict[str, str]:
     return {
-        "ServiceNamespace": NAMESPACE,
+        "ServiceNamespace": SERVICE_NAMESPACE,
         "ResourceId": resource_id(component),
-        "ScalableDimension": DIMENSION,
+        "ScalableDimension": COPY_COUNT_DIMENSION,
     }
 
 

@@ -32,6 +32,7 @@ from sagemaker_reranker.deploy.aws.spec import (
     ENDPOINT_TAG,
     NAME_RE,
     DeploySpec,
+    create_endpoint_request,
     instance_kind,
 )
 from sagemaker_reranker.deploy.platform import VARIANT
@@ -42,7 +43,6 @@ ZERO_REFUSED = "Min instance count needs to be greater than 0"
 # One copy on a CPU instance is one model-server worker with this many threads: two copies fit
 # an xlarge (4 vCPUs), as the plain endpoint's one worker per 4 vCPUs would not leave room.
 CPU_CORES_PER_COPY = 2
-MIB = 1 << 20
 
 
 def check_component_name(name: str) -> None:
@@ -60,7 +60,7 @@ def compute(spec: DeploySpec) -> dict[str, Any]:
     kind = instance_kind(instance_type)
     footprint = ModelFootprint.of(spec.model_data.manifest, spec.model_data.size)
     weights = footprint.memory(dtype_bytes(kind, spec.env)) or footprint.archive_bytes or 0
-    memory_mb = max(128, math.ceil((weights + RUNTIME_RESERVE) / MIB))
+    memory_mb = max(128, math.ceil((weights + RUNTIME_RESERVE) / 2**20))
     host = describe_instance(instance_type).memory_gib
     if host is not None and memory_mb > host * 1024 * 0.8:
         raise DeployError(
@@ -180,11 +180,7 @@ class ComponentSpec:
         return request
 
     def endpoint_request(self) -> dict[str, Any]:
-        return {
-            "EndpointName": self.endpoint,
-            "EndpointConfigName": self.config_name,
-            "Tags": self._endpoint_tags(),
-        }
+        return create_endpoint_request(self.endpoint, self.config_name, self._endpoint_tags())
 
     def specification(self) -> dict[str, Any]:
         specification: dict[str, Any] = {

@@ -201,11 +201,14 @@ class DeploySpec:
         return request
 
     def endpoint_request(self) -> dict[str, Any]:
-        return {
-            "EndpointName": self.endpoint,
-            "EndpointConfigName": self.config_name,
-            "Tags": self.tags(),
-        }
+        return create_endpoint_request(self.endpoint, self.config_name, self.tags())
+
+
+def create_endpoint_request(
+    endpoint: str, config: str, tags: list[dict[str, str]]
+) -> dict[str, Any]:
+    """``CreateEndpoint``'s request, the same for a plain endpoint and one for components."""
+    return {"EndpointName": endpoint, "EndpointConfigName": config, "Tags": tags}
 
 
 def _vcpus(placement: Placement) -> int:
