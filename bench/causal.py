@@ -25,9 +25,10 @@ from pathlib import Path
 
 from bench.machine import decoder_flops
 from bench.reference import ModelCardYesNoReranker
-from bench.timing import JSON, cell_summary, timed_rounds
+from bench.timing import cell_summary, timed_rounds
 from bench.workloads import Workload
 from sagemaker_reranker.deploy.packaging.build import import_handler
+from sagemaker_reranker.inference.reranker_contract import JSON
 
 BENCH_MAX_LENGTH = 512
 # (layers or None for the model's own, workloads) per model kind.

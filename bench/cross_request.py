@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from bench.timing import JSON
 from bench.workloads import build_workloads, offline_model, write_json
 from sagemaker_reranker.deploy.packaging.build import import_handler
 from sagemaker_reranker.examples.speech import SPEECH
+from sagemaker_reranker.inference.reranker_contract import JSON
 
 
 def client_requests(pairs: list, clients: int, seed: int) -> list[list]:

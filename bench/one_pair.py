@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 
 from bench.onnx_peer import ONNX_MODES, OnnxCrossEncoder, export_onnx
-from bench.timing import JSON
 from bench.workloads import build_workloads, offline_model, write_json
 from sagemaker_reranker.deploy.packaging.build import import_handler
 from sagemaker_reranker.examples.speech import SPEECH
+from sagemaker_reranker.inference.reranker_contract import JSON
 
 # A pass of fewer real tokens runs on one thread (the prototype): splitting 128 x 384
 # matrices across threads costs more in OpenMP hand-offs than it saves, and far more when
 # other processes hold the cores (docs/performance.md).
 SMALL_PASS_TOKENS = 256
-KINDS = ("wall", "cpu")
+CLOCKS = ("wall", "cpu")
 
 
 def apply_prototype(reranker, small_pass_tokens: int = SMALL_PASS_TOKENS) -> None:
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         ort = min((f"ort-{mode}" for mode in ONNX_MODES), key=lambda n: medians[n]["wall"])
         ratios = {
-            f"{name}/ORT": {kind: medians[ort][kind] / medians[name][kind] for kind in KINDS}
+            f"{name}/ORT": {kind: medians[ort][kind] / medians[name][kind] for kind in CLOCKS}
             for name in ("ours", "prototype")
         }
         report["workloads"][workload.name] = {

@@ -39,14 +39,15 @@ from bench.machine import (
 from bench.onnx_peer import ONNX_MODES, OnnxCrossEncoder, export_onnx
 from bench.reference import SAMPLE_MAX_LENGTH, SampleCrossEncoder
 from bench.report import markdown_table, target_checks
-from bench.timing import JSON, MAX_RUNS, Scorer, cell_summary, timed_rounds
+from bench.timing import MAX_RUNS, Scorer, cell_summary, timed_rounds
 from bench.workloads import Workload, build_workloads
 from sagemaker_reranker.deploy.packaging.build import import_handler
 from sagemaker_reranker.examples.speech import SPEECH
+from sagemaker_reranker.inference.reranker_contract import JSON
 
-ROOT = Path(__file__).resolve().parent
-MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
-MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
+BENCH_DIR = Path(__file__).resolve().parent
+BENCH_MODELS = ("minilm", "bge-base-random", "qwen3-0.6b-random")
+ENCODER_MIXED_PAIRS = {"minilm": 128, "bge-base-random": 32}
 # Encoders that get ONNX Runtime peers (an export of bge-base costs minutes of both cores).
 ONNX_MODELS = ("minilm",)
 
@@ -166,7 +167,7 @@ def bf16_check(info: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", default=",".join(MODELS), help="comma-separated offline model kinds"
+        "--models", default=",".join(BENCH_MODELS), help="comma-separated offline model kinds"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per system and workload")
     parser.add_argument(
@@ -195,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--speech", type=Path, default=SPEECH)
     parser.add_argument(
-        "--cache", type=Path, default=ROOT / ".models", help="where offline models are built"
+        "--cache", type=Path, default=BENCH_DIR / ".models", help="where offline models are built"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
     args.onnx = [kind for kind in args.onnx.split(",") if kind]
     if args.onnx and importlib.util.find_spec("onnxruntime") is None:
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "cell_seconds": args.cell_seconds,
         "min_seconds": args.min_seconds,
-        "mixed_pairs": MIXED_PAIRS | CAUSAL_MIXED_PAIRS,
+        "mixed_pairs": ENCODER_MIXED_PAIRS | CAUSAL_MIXED_PAIRS,
         "models": {},
         "causal": {},
     }
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (model_dir / "config.json").is_file():
             build_offline_model(kind, model_dir)
         causal = kind in CAUSAL_KINDS
-        mixed = (CAUSAL_MIXED_PAIRS if causal else MIXED_PAIRS).get(kind, 128)
+        mixed = (CAUSAL_MIXED_PAIRS if causal else ENCODER_MIXED_PAIRS).get(kind, 128)
         workloads = build_workloads(args.speech, mixed)
         if causal:
             report["causal"][kind] = bench_causal(kind, model_dir, workloads, args, peak)

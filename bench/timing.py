@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 MAX_RUNS = 30
-JSON = "application/json"
 
 Scorer = Callable[[list[tuple[str, str]]], list[float]]
 

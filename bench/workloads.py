@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, TOP_K, speech_chunks
 
 MIXED_QUERIES = (
     EXAMPLE_QUERY,
@@ -21,7 +21,6 @@ MIXED_QUERIES = (
     "Which investments in infrastructure were announced?",
     "What is being done about inflation and prices for families?",
 )
-TOP_K = 20
 LONG_CHUNKS = 10  # consecutive chunks joined into one "far over 512 tokens" document
 
 

@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, SPEECH, split_speech
+from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, SPEECH, TOP_K, split_speech
 
 DEFAULT_MODEL = "BAAI/bge-reranker-base"
 OFFLINE_MODEL = "minilm"
-TOP_K, TOP_N = 20, 3
+TOP_N = 3
 QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",

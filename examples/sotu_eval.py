@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 
 from sagemaker_reranker.examples.demo import example_parser, package_model, quiet_libraries
+from sagemaker_reranker.examples.speech import TOP_K
 
 SOTU_EVAL = Path(__file__).resolve().parent / "data" / "sotu-eval"
-TOP_K = 20
 OFFLINE_LABEL = "minilm offline (untrained head)"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 EXAMPLE_QUERY = "What is the plan for the economy?"
 SPEECH = Path(__file__).resolve().parent / "data" / "state_of_the_union.txt"
 CHUNK_SIZE, CHUNK_OVERLAP = 500, 100
+TOP_K = 20  # the first stage's candidates, as the page's retriever (k=20)
 
 
 def split_speech(path: Path = SPEECH) -> list:

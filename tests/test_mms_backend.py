@@ -21,10 +21,10 @@ from sagemaker_reranker.deploy.local.mms import backend as mms
 from sagemaker_reranker.deploy.local.mms import venv as mms_venv
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
+from sagemaker_reranker.inference.reranker_contract import JSON
 
 pytestmark = [pytest.mark.slow, pytest.mark.mms]
 
-JSON = "application/json"
 PAIRS = [
     ["what is the plan for the economy?", "we will lower costs for american families"],
     ["what is the plan for the economy?", "infrastructure jobs for workers"],

@@ -32,8 +32,8 @@ from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.inference.reranker_contract import JSON
 
-JSON = "application/json"
 TIERS = ("direct", "inprocess", "inprocess-rt", "mms", "mms-rt")
 
 # The status each container reports for a handler error (None: the handler's own status).
