@@ -31,12 +31,12 @@ from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.examples.speech import SPEECH
 
 CONFIGS = ((1, 1), (1, 2), (2, 1), (2, 2))  # (workers, threads per worker)
-SHAPES = {"small": (16, 1, 5), "top20": (4, 20, 20)}  # clients, pairs per request (min, max)
+LOAD_SHAPES = {"small": (16, 1, 5), "top20": (4, 20, 20)}  # clients, pairs per request (min, max)
 
 
 def requests_for(shape: str, pairs: list[tuple[str, str]], seed: int) -> list[bytes]:
     """A client's request bodies, cycled through: ``shape``'s pair counts, drawn from ``pairs``."""
-    _, low, high = SHAPES[shape]
+    _, low, high = LOAD_SHAPES[shape]
     rng = random.Random(seed)
     bodies = []
     for _ in range(50):
@@ -72,7 +72,7 @@ def client(
 
 def burst(ports: list[int], shape: str, pairs: list, seconds: float, seed: int) -> dict:
     """``shape``'s clients against ``ports`` for ``seconds``: latencies and pairs answered."""
-    clients = SHAPES[shape][0]
+    clients = LOAD_SHAPES[shape][0]
     latencies: list[float] = []
     answered: list[int] = []
     errors: list[str] = []
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "model": args.model,
         "cores": os.cpu_count(),
-        "shapes": {name: SHAPES[name] for name in shapes},
+        "shapes": {name: LOAD_SHAPES[name] for name in shapes},
         "load_average_after": os.getloadavg(),
         "results": {
             shape: {key: summary(bursts) for key, bursts in by_config.items()}
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     for shape, by_config in report["results"].items():
-        clients, low, high = SHAPES[shape]
+        clients, low, high = LOAD_SHAPES[shape]
         print(f"{shape}: {clients} clients x {low}-{high} pairs")
         for key, figures in by_config.items():
             print(
