@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         logger.warning("%s", warning)
     try:
-        server = LocalServer(*_containers(config, env), config)
+        backend, components = _containers(config, env)
+        server = LocalServer(backend, config, components)
     except OSError as error:
         logger.error("cannot listen on %s:%d: %s", config.host, config.port, error.strerror)
         return 2
