@@ -17,8 +17,8 @@ from dataclasses import replace
 from sagemaker_reranker.client.errors import RerankerEndpointError
 
 logger = logging.getLogger("sagemaker_reranker.client.cross_encoder")
-# Seconds between tries: the first soon (the copy may be almost up), then at most every 10 s.
-FIRST_POLL, MAX_POLL = 1.0, 10.0
+# Seconds between tries: the first soon (the copy may be almost up), then at most every 5 s.
+FIRST_POLL, MAX_POLL = 1.0, 5.0
 
 
 class ScaleFromZero:

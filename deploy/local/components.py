@@ -135,8 +135,8 @@ class Hosted:
                 return
             self.cold = True
             backend = self.backend
+        logger.info("%s idle for %.0f s: scaling to zero (its worker stops)", label, idle)
         backend.stop()
-        logger.info("%s idle for %.0f s: its worker stopped (scaled to zero)", label, idle)
 
     def wake(self, label: str) -> None:
         """Start a new worker for a cold component, once, in the background."""

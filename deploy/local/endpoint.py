@@ -121,7 +121,8 @@ class LocalEndpoint:
         elif server_kind(settings.get("server", "worker")) != "worker":
             raise ValueError("inference components run on the worker server")
         self.env = dict(env or {})
-        self.settings = LocalSettings(**settings, env_names=tuple(self.env))
+        named = tuple(ComponentSettings(name) for name in self.components)  # extracted at start
+        self.settings = LocalSettings(**settings, env_names=tuple(self.env), components=named)
         self.start_timeout = start_timeout
         self.trust = trust
         self.startup_seconds: float | None = None
