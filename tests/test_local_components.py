@@ -126,3 +126,26 @@ def test_serve_refuses_bad_components_in_one_line(args, says):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.output
+
+
+def test_eval_scores_each_component_and_names_the_missing_header(shared, tmp_path):
+    from test_eval import JUDGED_PAIRS, RUN, write_beir, write_trec
+
+    data = write_beir(tmp_path / "data")
+    run = write_trec(tmp_path / "run.trec", RUN)
+    system = ("--endpoint-url", shared.url)
+    base = ("eval", "--data", data, "--candidates", run, *system, "--endpoint-name", "shared")
+    both = CliRunner().invoke(
+        main,
+        [*map(str, base), *system, "--component", "bert", "--component", "two-label", "--json"],
+    )
+    assert both.exit_code == 0, both.output
+    systems = json.loads(both.stdout)["systems"]
+    assert [s["label"].rsplit("/", 1)[1] for s in systems] == ["bert", "two-label"]
+    assert [s["pairs"] for s in systems] == [JUDGED_PAIRS, JUDGED_PAIRS]
+    bare = CliRunner().invoke(main, list(map(str, base)))
+    assert bare.exit_code == 1 and NO_HEADER in bare.output, bare.output
+    archive = CliRunner().invoke(
+        main, [*map(str, base[:5]), "--model-data", "x.tar.gz", "--component", "bert"]
+    )
+    assert archive.exit_code == 2 and "--component names a component" in archive.output
