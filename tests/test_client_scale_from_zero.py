@@ -17,7 +17,7 @@ from sagemaker_reranker.deploy.local.components import NO_CAPACITY
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
 
-IDLE = 6.0  # more than the client's longest pause between tries (cold_start.MAX_POLL)
+IDLE = 8.0  # well over the client's longest pause between tries (cold_start.MAX_POLL)
 PAIRS = [
     ("What is the plan for the economy?", "We will lower costs for families."),
     ("What is the plan for the economy?", "It rained all week in the north."),
@@ -80,3 +80,39 @@ def test_a_zero_wait_fails_at_once_saying_why(scaling):
     assert error.error_code == "ValidationError" and error.status == 400
     assert "inference component 'bert' is scaling from zero" in str(error)
     assert "after waiting 0 s" in str(error) and NO_CAPACITY in str(error)
+
+
+def test_no_capacity_waits_apart_from_throttling_retries(responder, tiny_model_dir, caplog):
+    """The stand-in runtime refuses twice for no capacity: with one throttling attempt allowed,
+    the request still waits (1 s, then 2 s) and succeeds, naming the component once."""
+    from runtime_responder import Fault
+
+    responder.faults.extend([Fault(400, "ValidationError", message=NO_CAPACITY)] * 2)
+    reranker = SagemakerEndpointCrossEncoder(
+        endpoint_name="reranker",
+        client=responder.runtime_client(1),
+        inference_component_name="bge",
+        max_attempts=1,
+        max_concurrency=1,
+    )
+    with caplog.at_level(logging.INFO, logger="sagemaker_reranker"):
+        scores = reranker.score(PAIRS)
+    assert scores == pytest.approx(direct_scores(tiny_model_dir), abs=1e-6)
+    assert len(responder.requests) == 3
+    waits = [r.getMessage() for r in caplog.records if "scaling from zero" in r.getMessage()]
+    assert waits == [
+        "inference component 'bge' is scaling from zero (no capacity yet); waiting up to 300 s "
+        "for a copy"
+    ]
+
+
+def test_other_validation_errors_are_not_waited_for(responder):
+    from runtime_responder import Fault
+
+    responder.faults.append(Fault(400, "ValidationError", message="Endpoint x not found."))
+    reranker = SagemakerEndpointCrossEncoder(
+        endpoint_name="reranker", client=responder.runtime_client(1), max_concurrency=1
+    )
+    with pytest.raises(RerankerEndpointError, match="not found"):
+        reranker.score(PAIRS[:1])
+    assert len(responder.requests) == 1
