@@ -2,11 +2,11 @@
 
 Large inputs are cut into requests within the endpoint's limits (pairs, bytes, estimated
 tokens), sent concurrently (``max_concurrency`` at once) and put back in input order. Throttling
-is retried with capped exponential backoff and full jitter; nothing else is, in particular not a
-read timeout, which would run a slow inference twice. Every failure is a
-``RerankerEndpointError``; a wrong number of scores or a non-finite score is one too, because
-LangChain's ``CrossEncoderReranker`` zips scores with documents non-strictly and would drop
-documents silently.
+is retried with capped exponential backoff and full jitter, a component scaling from zero is
+waited for (``cold_start``); nothing else is retried, not even a read timeout, which would run a
+slow inference twice. Every failure is a ``RerankerEndpointError``, a wrong number of scores or
+a non-finite score too: LangChain's ``CrossEncoderReranker`` zips scores with documents
+non-strictly and would drop documents silently.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from sagemaker_reranker.client.cold_start import ScaleFromZero
 from sagemaker_reranker.client.content_handlers import PairsHandler, accept_of, check_handler
 from sagemaker_reranker.client.errors import RerankerEndpointError
 from sagemaker_reranker.client.fanout import gather_or_first_error, results_or_first_error
@@ -126,14 +127,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     within the token cap ``deploy`` gives CPU instances (``RERANKER_MAX_TOKENS=32768``)."""
     max_concurrency: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, le=20)
-    """Attempts per request when throttled (429/503); other errors are never retried."""
+    """Attempts per request when throttled (429/503)."""
     backoff_base: float = Field(0.25, ge=0)
     backoff_max: float = Field(20.0, ge=0)
+    scale_from_zero_timeout: float = Field(300.0, ge=0)
+    """Seconds a request waits for an inference component scaling from zero (0: fail at once)."""
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _loopback: bool = PrivateAttr(default=False)
     _warned_instruction: bool = PrivateAttr(default=False)
+    _cold: ScaleFromZero = PrivateAttr(default_factory=ScaleFromZero)
 
     @field_validator("content_handler")
     @classmethod
@@ -243,11 +247,8 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         return ranked(await self.ascore(pairs, instruction), top_n)
 
     def close(self, wait: bool = True) -> None:
-        """Stop the worker threads, by default after the requests still running finish.
-
-        After a failed call, requests already sent for it may still be running; ``close``
-        waits for them. Threads also stop at interpreter exit.
-        """
+        """Stop the worker threads, by default after the requests still running finish
+        (a failed call's requests already sent included); they also stop at interpreter exit."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -320,11 +321,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         return {key: value for key, value in kwargs.items() if value is not None}
 
     def _invoke(self, request: Request) -> list[float]:
-        """One request, retried only while throttled, with capped exponential backoff."""
-        for attempt in range(1, self.max_attempts + 1):
+        """One request, retried while throttled and while its component scales from zero."""
+        attempt, cold = 1, self._cold.waiter(self.scale_from_zero_timeout, self._invoke_kwargs())
+        while True:
             try:
-                return self._invoke_once(request)
+                scores = self._invoke_once(request)
+                self._cold.served()
+                return scores
             except RerankerEndpointError as error:
+                if error.no_capacity:
+                    time.sleep(cold.pause(error))
+                    continue
                 if not error.retryable or attempt == self.max_attempts:
                     raise
                 delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
@@ -337,7 +344,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                     delay,
                 )
                 time.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                attempt += 1
 
     def _invoke_once(self, request: Request) -> list[float]:
         name = self.endpoint_name

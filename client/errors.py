@@ -27,6 +27,9 @@ THROTTLING_CODES = frozenset(
         "ModelNotReadyException",
     }
 )
+# How the runtime refuses a call to an inference component that has no copy (scaled to zero,
+# its first copy still starting): a ValidationError whose message begins with this.
+NO_CAPACITY = "Inference Component has no capacity"
 _WRAPPED = re.compile(r"^\((\d{3}),\s*(['\"])(.*)", re.DOTALL)
 
 
@@ -52,6 +55,11 @@ class RerankerEndpointError(RuntimeError):
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
+
+    @property
+    def no_capacity(self) -> bool:
+        """The runtime's answer while an inference component scales from zero."""
+        return self.error_code == "ValidationError" and self.message.startswith(NO_CAPACITY)
 
     def __str__(self) -> str:
         where = f"endpoint {self.endpoint_name!r}" if self.endpoint_name else "endpoint"

@@ -34,15 +34,18 @@ class SystemSpec:
     endpoint_name: str = LOCAL_ENDPOINT_NAME
     price_per_hour: float | None = None
     instances: int = 1
+    component: str | None = None
+    """The inference component to call, on an endpoint that hosts components."""
 
     @property
     def key(self) -> str:
         """What makes stored scores reusable: the same system, the same model bytes."""
         if self.kind == "model-data":
             return f"model-data:{archive_identity(Path(self.target))}"
+        component = f":{self.component}" if self.component else ""
         if self.kind == "endpoint-url":
-            return f"endpoint-url:{self.target}:{self.endpoint_name}"
-        return f"endpoint:{self.target}"
+            return f"endpoint-url:{self.target}:{self.endpoint_name}{component}"
+        return f"endpoint:{self.target}{component}"
 
     @property
     def slug(self) -> str:
@@ -111,12 +114,17 @@ def check_spec(spec: SystemSpec, settings: ClientSettings) -> None:
             raise EvalInputError(
                 f"--endpoint-url {spec.target}: expected http://HOST:PORT or https://HOST"
             )
-        make_client(spec.endpoint_name, settings, url=spec.target).close()
+        make_client(spec.endpoint_name, settings, url=spec.target, component=spec.component).close()
     else:
-        make_client(spec.target, settings).close()
+        make_client(spec.target, settings, component=spec.component).close()
 
 
-def make_client(endpoint_name: str, settings: ClientSettings, url: str | None = None):
+def make_client(
+    endpoint_name: str,
+    settings: ClientSettings,
+    url: str | None = None,
+    component: str | None = None,
+):
     """The production client, configured as a user would configure it.
 
     A loopback ``url`` (local mode, a server on this machine) needs no AWS account: the
@@ -132,6 +140,7 @@ def make_client(endpoint_name: str, settings: ClientSettings, url: str | None = 
             credentials_profile_name=settings.profile,
             max_concurrency=settings.max_concurrency,
             instruction=settings.instruction,
+            inference_component_name=component,
         )
     except ValueError as error:  # pydantic's ValidationError is one too
         raise EvalInputError(f"{endpoint_name}: {_client_problem(error)}") from None
@@ -142,9 +151,10 @@ def open_system(spec: SystemSpec, settings: ClientSettings, note=lambda _: None)
     """A ready client for ``spec``; an archive's local endpoint runs only inside the block."""
     with ExitStack() as stack:
         if spec.kind == "endpoint":
-            model = make_client(spec.target, settings)
+            model = make_client(spec.target, settings, component=spec.component)
         elif spec.kind == "endpoint-url":
-            model = make_client(spec.endpoint_name, settings, url=spec.target)
+            url, component = spec.target, spec.component
+            model = make_client(spec.endpoint_name, settings, url=url, component=component)
         else:
             endpoint = stack.enter_context(_local_endpoint(spec, settings, note))
             model = make_client(endpoint.endpoint_name, settings, url=endpoint.url)

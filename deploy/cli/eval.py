@@ -43,9 +43,17 @@ def _specs(ctx: click.Context, params: dict) -> list[SystemSpec]:
     labels = _per_system("--label", params["label"], len(ordered))
     prices = _per_system("--price-per-hour", params["price_per_hour"], len(ordered))
     instances = _per_system("--instances", params["instances"], len(ordered))
+    components = _per_system("--component", params["component"], len(ordered))
     specs = []
     for index, (kind, target) in enumerate(ordered):
+        component = components[index] if components else None
+        if component and kind == "model-data":
+            raise BadInput(
+                "--component names a component of an --endpoint or --endpoint-url; "
+                f"--model-data {target} is served on its own"
+            )
         label = labels[index] if labels else default_label(kind, target, params["endpoint_name"])
+        label = f"{label}/{component}" if component and not labels else label
         specs.append(
             SystemSpec(
                 kind,
@@ -54,6 +62,7 @@ def _specs(ctx: click.Context, params: dict) -> list[SystemSpec]:
                 endpoint_name=params["endpoint_name"],
                 price_per_hour=prices[index] if prices else None,
                 instances=instances[index] if instances else 1,
+                component=component,
             )
         )
     return with_unique_labels(specs)
@@ -126,6 +135,12 @@ def _no_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     show_default=True,
     help="The endpoint name an --endpoint-url server serves.",
 )
+@click.option(
+    "--component",
+    multiple=True,
+    help="The inference component to call on an --endpoint/--endpoint-url that hosts "
+    "components (once for all, or once per system).",
+)
 @click.option("--label", multiple=True, help="Names for the systems, one each, in order.")
 @server_option("Local mode's model container for --model-data.")
 @click.option("--instruction", help="Task instruction for instruction-aware rerankers.")
@@ -174,6 +189,7 @@ def eval_command(ctx: click.Context, **params) -> None:
           --model-data minilm.tar.gz --model-data bge.tar.gz --label minilm --label bge
       sagemaker-reranker eval --data my-beir-set --endpoint my-reranker \\
           --price-per-hour 1.41 --json
+      sagemaker-reranker eval --data my-beir-set --endpoint shared --component bge
     """
     as_json = params["as_json"]
     specs = _specs(ctx, params)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import click
 
+from sagemaker_reranker.deploy.aws.metrics import parse_duration
 from sagemaker_reranker.deploy.cli.options import BadInput, server_option, trust_options
+from sagemaker_reranker.deploy.local.components import COMPONENT_HEADER, check_component_name
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint, LocalEndpointError
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.packaging.manifest import PackageError, read_manifest
@@ -87,24 +89,61 @@ def archive_env(model_data: Path, trust: Trust) -> dict[str, str]:
     return env
 
 
-def usage(url: str, endpoint_name: str) -> str:
+def usage(url: str, endpoint_name: str, component: str | None = None) -> str:
     """How to call the endpoint: the container route with curl, the runtime API with this
-    project's client, which talks to a loopback URL unsigned (no AWS credentials or region)."""
+    project's client, which talks to a loopback URL unsigned (no AWS credentials or region);
+    with components, naming the first."""
+    header = f" -H '{COMPONENT_HEADER}: {component}'" if component else ""
     curl = (
-        f"curl -s {url}/invocations -H 'Content-Type: application/json' -d {shlex.quote(EXAMPLE)}"
+        f"curl -s {url}/invocations -H 'Content-Type: application/json'{header} "
+        f"-d {shlex.quote(EXAMPLE)}"
     )
+    named = f", inference_component_name={component!r}" if component else ""
     client = (
-        f"SagemakerEndpointCrossEncoder(endpoint_name={endpoint_name!r}, endpoint_url={url!r})"
-        f".score([{EXAMPLE_PAIR!r}])"
+        f"SagemakerEndpointCrossEncoder(endpoint_name={endpoint_name!r}, endpoint_url={url!r}"
+        f"{named}).score([{EXAMPLE_PAIR!r}])"
     )
     return f"  {curl}\n  {client}\nCtrl-C stops the endpoint."
+
+
+def components_of(values: tuple[str, ...]) -> tuple[Path | None, dict[str, Path]]:
+    """``--model-data``'s values: one archive, or ``NAME=ARCHIVE`` once per component."""
+    if len(values) == 1 and (Path(values[0]).is_file() or "=" not in values[0]):
+        return Path(values[0]), {}
+    components: dict[str, Path] = {}
+    for value in values:
+        name, sep, archive = value.partition("=")
+        if not sep or not archive:
+            raise BadInput(
+                f"--model-data {value!r}: with several, each is NAME=ARCHIVE (one component)"
+            )
+        try:
+            check_component_name(name)
+        except ValueError as error:
+            raise BadInput(f"--model-data {value!r}: {error}") from None
+        if name in components:
+            raise BadInput(f"--model-data: component {name} is named twice")
+        components[name] = Path(archive)
+    return None, components
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return float(parse_duration(value))
+    except ValueError as error:
+        raise BadInput(f"--scale-to-zero-after: {error}") from None
 
 
 @click.command("serve")
 @click.option(
     "--model-data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="model.tar.gz to serve (extracted to a private temp dir).",
+    "model_data_items",
+    multiple=True,
+    metavar="ARCHIVE | NAME=ARCHIVE",
+    help="model.tar.gz to serve (extracted to a private temp dir); repeat as NAME=ARCHIVE for "
+    "an endpoint hosting inference components, routed by the component header.",
 )
 @click.option(
     "--model-dir",
@@ -146,13 +185,20 @@ def usage(url: str, endpoint_name: str) -> str:
     is_flag=True,
     help="Keep serving when the model fails to load (/ping answers 500 with the reason).",
 )
+@click.option(
+    "--scale-to-zero-after",
+    metavar="DURATION",
+    callback=_duration,
+    help="With components: stop a component's worker after this long without calls (30s, "
+    "10m); the next call gets the runtime's no-capacity error while it starts again.",
+)
 @server_option(
     "worker: sagemaker_inference's handler service in a worker process; mms: "
     "multi-model-server (Java 17)."
 )
 @trust_options
 def serve_command(
-    model_data: Path | None,
+    model_data_items: tuple[str, ...],
     model_dir: Path | None,
     port: int,
     host: str,
@@ -161,6 +207,7 @@ def serve_command(
     invocation_timeout: float,
     max_body_bytes: int,
     keep_alive: bool,
+    scale_to_zero_after: float,
     server: str,
     trust: Trust,
 ) -> None:
@@ -174,9 +221,19 @@ def serve_command(
     Examples:
       sagemaker-reranker serve --model-data model.tar.gz
       sagemaker-reranker serve --model-dir ./my-reranker --port 9000 --env RERANKER_MAX_PAIRS=256
+      sagemaker-reranker serve --model-data bge=bge.tar.gz --model-data mini=mini.tar.gz \\
+          --scale-to-zero-after 10m
     """
-    if (model_data is None) == (model_dir is None):
+    model_data, components = components_of(model_data_items)
+    if bool(model_data_items) == (model_dir is not None):
         raise click.UsageError("pass exactly one of --model-data or --model-dir")
+    if components and server != "worker":
+        raise BadInput("inference components (--model-data NAME=ARCHIVE) run on --server worker")
+    if scale_to_zero_after and not components:
+        raise BadInput(
+            "--scale-to-zero-after needs inference components (--model-data NAME=ARCHIVE): "
+            "only components scale to zero"
+        )
     if model_dir is not None and trust != Trust():
         raise BadInput("--expect-sha256 and --allow-unverified check an archive: use --model-data")
     try:
@@ -189,11 +246,15 @@ def serve_command(
     check_port_free(host, port)
     if model_data is not None:
         env = {**archive_env(model_data, trust), **env}
+    component_env = {name: archive_env(archive, trust) for name, archive in components.items()}
     for name, value in QUIET_PROGRESS.items():
         os.environ.setdefault(name, value)
     endpoint = LocalEndpoint(
         model_data=model_data,
         model_dir=model_dir,
+        components=components,
+        component_env=component_env,
+        scale_to_zero_after=scale_to_zero_after,
         env=env,
         log=sys.stderr,
         server=server,
@@ -204,9 +265,10 @@ def serve_command(
         max_body_bytes=max_body_bytes,
         trust=trust,
     )
+    source = ", ".join(f"{n}={a}" for n, a in components.items()) or str(model_data or model_dir)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        _run(endpoint, keep_alive, str(model_data or model_dir))
+        _run(endpoint, keep_alive, source, next(iter(components), None))
     except (_Stop, KeyboardInterrupt):
         click.echo("stopping", err=True)
     except PackageError as error:  # a damaged, edited or hostile archive: bad input
@@ -214,7 +276,7 @@ def serve_command(
     except LocalEndpointError as error:
         raise click.ClickException(str(error)) from None
     except ARCHIVE_ERRORS as error:
-        raise BadInput(f"{model_data or model_dir} cannot be read: {error}") from None
+        raise BadInput(f"{source} cannot be read: {error}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         try:
@@ -223,7 +285,7 @@ def serve_command(
             click.secho(f"warning: {error}", fg="yellow", err=True)
 
 
-def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str) -> None:
+def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str, component: str | None) -> None:
     endpoint.start()
     healthy, reason = endpoint.health()
     if not healthy:
@@ -236,7 +298,7 @@ def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str) -> None:
             f"Serving {source} as endpoint '{endpoint.endpoint_name}' at {endpoint.url} "
             f"(ready in {endpoint.startup_seconds:.1f} s)"
         )
-        click.echo(usage(endpoint.url, endpoint.endpoint_name))
+        click.echo(usage(endpoint.url, endpoint.endpoint_name, component))
     sys.stdout.flush()
     code = endpoint.wait()
     raise click.ClickException(f"the local server exited on its own (code {code})")

@@ -92,15 +92,15 @@ class Backend(Protocol):
 def make_backend(kind: str, model_dir: Path, env: dict[str, str]) -> Backend:
     """The backend ``kind`` (see ``server_kind``) serving the extracted model in ``model_dir``.
 
-    ``env`` holds the user's ``--env`` settings (already in this process's environment) for
-    backends that start the handler in another process. One backend is one model container:
-    an endpoint with several (inference components) would make one per component.
+    ``env`` is the model container's environment (the user's ``--env`` settings, and a
+    component's archive settings) for the process that runs the handler. One backend is one
+    model container: an endpoint with inference components has one per component.
     """
     kind = server_kind(kind)
     if kind == "worker":
         from sagemaker_reranker.deploy.local.worker import WorkerBackend
 
-        return WorkerBackend(model_dir)
+        return WorkerBackend(model_dir, env)
     from sagemaker_reranker.deploy.local.mms.backend import MmsBackend  # needs Java
 
     return MmsBackend(model_dir=model_dir, env=env)

@@ -26,7 +26,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from sagemaker_reranker.deploy.local.backend import PROBE
+from sagemaker_reranker.deploy.local.backend import PROBE, server_kind
+from sagemaker_reranker.deploy.local.components import (
+    COMPONENT_HEADER,
+    ComponentSettings,
+    check_component_name,
+)
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.deploy.local.server import LocalSettings
 from sagemaker_reranker.deploy.packaging.build import copy_handler
@@ -86,6 +91,11 @@ class LocalEndpoint:
     (multi-model-server). A model that fails to load leaves the endpoint up with ``/ping``
     unhealthy; ``health()`` gives the reason. ``log_path`` names the server's log file when
     ``log`` is not given (tests read it); pass ``log=sys.stderr`` to stream it instead.
+
+    ``components`` (name to archive) instead of one model: an endpoint hosting inference
+    components, each in its own worker, routed by the component header; ``component_env``
+    (name to settings) adds a component's own environment, and ``scale_to_zero_after``
+    (seconds) stops an idle component's worker until the next call.
     """
 
     def __init__(
@@ -96,13 +106,23 @@ class LocalEndpoint:
         start_timeout: float = 300.0,
         log: IO | None = None,
         trust: Trust | None = None,
+        components: dict[str, str | Path] | None = None,
+        component_env: dict[str, dict[str, str]] | None = None,
         **settings: Any,
     ) -> None:
         self.model_data = Path(model_data) if model_data is not None else None
         self.model_dir = Path(model_dir) if model_dir is not None else None
-        _check_one_source(self.model_data, self.model_dir)
+        self.components = {check_component_name(n): Path(a) for n, a in (components or {}).items()}
+        self.component_env = {name: dict(env) for name, env in (component_env or {}).items()}
+        if not self.components:
+            _check_one_source(self.model_data, self.model_dir)
+        elif self.model_data is not None or self.model_dir is not None:
+            raise ValueError("pass components or one model (model_data, model_dir), not both")
+        elif server_kind(settings.get("server", "worker")) != "worker":
+            raise ValueError("inference components run on the worker server")
         self.env = dict(env or {})
-        self.settings = LocalSettings(**settings, env_names=tuple(self.env))
+        named = tuple(ComponentSettings(name) for name in self.components)  # extracted at start
+        self.settings = LocalSettings(**settings, env_names=tuple(self.env), components=named)
         self.start_timeout = start_timeout
         self.trust = trust
         self.startup_seconds: float | None = None
@@ -142,18 +162,30 @@ class LocalEndpoint:
         started = time.perf_counter()
         self._workdir = Path(tempfile.mkdtemp(prefix="reranker-local-"))
         try:
-            model = prepare_model_dir(self._workdir, self.model_data, self.model_dir, self.trust)
-            self._spawn(model)
+            self._spawn(self._prepare())
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.perf_counter() - started
 
-    def _spawn(self, model: Path) -> None:
+    def _prepare(self) -> LocalSettings:
+        """The settings with the model (or each component's) extracted into the workdir."""
+        if not self.components:
+            model = prepare_model_dir(self._workdir, self.model_data, self.model_dir, self.trust)
+            return dataclasses.replace(self.settings, model_dir=str(model))
+        components = []
+        for name, archive in self.components.items():
+            folder = self._workdir / "components" / name
+            folder.mkdir(parents=True)
+            model = prepare_model_dir(folder, model_data=archive, trust=self.trust)
+            env = self.component_env.get(name, {})
+            components.append(ComponentSettings(name, str(model), env))
+        return dataclasses.replace(self.settings, components=tuple(components))
+
+    def _spawn(self, settings: LocalSettings) -> None:
         workdir = self._workdir
         ready = workdir / "port"
-        settings = dataclasses.replace(self.settings, model_dir=str(model))
         command = [
             sys.executable,
             "-m",
@@ -169,8 +201,10 @@ class LocalEndpoint:
         ]
         env = dict(os.environ)
         env.update(self.env)
-        # SageMaker imports the handler as the top-level module ``inference`` from code/.
-        env["PYTHONPATH"] = str(model / HANDLER_DIR)
+        # SageMaker imports the handler as the top-level module ``inference`` from code/
+        # (each component's worker puts its own model's code/ first).
+        if settings.model_dir:
+            env["PYTHONPATH"] = str(Path(settings.model_dir) / HANDLER_DIR)
         env["SAGEMAKER_PROGRAM"] = HANDLER
         tmp = workdir / "tmp"
         tmp.mkdir()
@@ -206,13 +240,16 @@ class LocalEndpoint:
             if status == 500:
                 return  # model_fn failed: stay up, health() says why
             if status == 200:
-                answer = self.request("POST", "/invocations", PROBE)
-                if answer[0] == 200:
-                    return
-                raise LocalEndpointError(
-                    f"the endpoint is healthy but a valid invocation failed with {answer[0]}: "
-                    f"{answer[1][:300]!r}"
-                )
+                for name in self.components or [None]:
+                    headers = {COMPONENT_HEADER: name} if name else None
+                    answer = self.request("POST", "/invocations", PROBE, headers)
+                    if answer[0] != 200:
+                        raise LocalEndpointError(
+                            f"the endpoint is healthy but a valid invocation "
+                            f"{f'of component {name} ' if name else ''}failed with "
+                            f"{answer[0]}: {answer[1][:300]!r}"
+                        )
+                return
             time.sleep(0.1)
         raise LocalEndpointError(f"the model did not load within {self.start_timeout:g} s")
 

@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
+from sagemaker_reranker.deploy.local.components import (
+    COMPONENT_HEADER,
+    NO_CAPACITY,
+    NO_HEADER,
+    Hosted,
+    unknown_component,
+)
 from sagemaker_reranker.deploy.local.request_reading import (
     DeadlineSocket,
     Refusal,
@@ -208,17 +215,24 @@ class RequestHandler(BaseHTTPRequestHandler):
         state, reason = self.server.state()
         status = {"healthy": 200, "loading": 503, "failed": 500}[state]
         payload = {"status": state} if state == "healthy" else {"status": state, "reason": reason}
+        if self.server.components:
+            payload["components"] = {n: h.state()[0] for n, h in self.server.components.items()}
         return Reply.json(status, payload, reason=None if state == "healthy" else reason)
 
     def _container_invocation(self) -> Reply:
+        host = self._host()
+        if isinstance(host, str):
+            return self._refuse(400, host)
         body = self._read_body()
         if isinstance(body, Refusal):
             return self._refuse(body.status, body.message)
-        state, reason = self.server.state()
+        state, reason = host.state()
         if state != "healthy":
             message = f"model is not ready ({state}): {reason}"
             return Reply.json(503, {"message": message}, reason=message)
-        answer = self._invoke(body)
+        answer = self._invoke(body, host)
+        if answer == NO_CAPACITY:
+            return Reply.json(503, {"message": NO_CAPACITY}, reason=NO_CAPACITY)
         if answer is None:
             message = timeout_message(self.server.config.invocation_timeout)
             return Reply.json(408, {"message": message}, reason=message)
@@ -238,6 +252,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             return self._refuse(
                 400, message, lambda m: runtime_error(400, "ValidationError", m, ids)
             )
+        host = self._host()
+        if isinstance(host, str):
+            return self._refuse(400, host, lambda m: runtime_error(400, "ValidationError", m, ids))
         body = self._read_body()
         if isinstance(body, Refusal):
             # Bad input is a ValidationError; an oversized body gets the runtime's bare 413.
@@ -246,17 +263,21 @@ class RequestHandler(BaseHTTPRequestHandler):
             else:
                 shape = lambda m: Reply.json(body.status, {"message": m}, headers=ids)  # noqa: E731
             return self._refuse(body.status, body.message, shape)
-        state, reason = self.server.state()
+        state, reason = host.state()
+        if self.server.components and state in ("cold", "loading"):
+            return self._no_capacity(host, ids)
         if state == "loading":
             message = f"Endpoint {name} is still loading its model. Wait and try again."
             return runtime_error(429, "ModelNotReadyException", message, ids, reason=message)
         if state == "failed":
             message = f"Endpoint {name} is not in service: {reason}"
             return runtime_error(400, "ValidationError", message, ids, reason=message)
-        answer = self._invoke(body)
+        answer = self._invoke(body, host)
         if answer is None:
             message = timeout_message(self.server.config.invocation_timeout)
             return model_error(endpoint, 0, message, ids, kind="server")
+        if answer == NO_CAPACITY:  # scaled in between the check above and the call
+            return self._no_capacity(host, ids)
         if answer.status >= 400:
             text = answer.body.decode("utf-8", errors="replace")
             kind = "client" if answer.status < 500 else "server"
@@ -266,6 +287,23 @@ class RequestHandler(BaseHTTPRequestHandler):
         return Reply(answer.status, answer.body, answer.content_type, headers)
 
     # ----------------------------------------------------------------- helpers
+
+    def _host(self) -> Hosted | str:
+        """The model container this request is for, or why there is none: an endpoint that
+        hosts components routes by the component header, as the runtime does."""
+        if not self.server.components:
+            return self.server.hosts[""]
+        name = self.headers.get(COMPONENT_HEADER)
+        if not name:
+            return NO_HEADER
+        host = self.server.components.get(name)
+        return host if host is not None else unknown_component(escape(name))
+
+    def _no_capacity(self, host: Hosted, ids: dict[str, str]) -> Reply:
+        """A component without a worker: the runtime's answer, and (as the runtime's
+        NoCapacityInvocationFailures alarm does) a worker starting."""
+        host.wake(f"component {self.headers.get(COMPONENT_HEADER)}")
+        return runtime_error(400, "ValidationError", NO_CAPACITY, ids)
 
     def _refuse(self, status: int, message: str, shape=None) -> Reply:
         """Refuse without reading the body: the connection closes, so its bytes are never
@@ -292,8 +330,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             return Refusal(408, f"the request body did not arrive within {timeout:g} s")
         return body
 
-    def _invoke(self, body: bytes) -> BackendResponse | None:
-        """The backend's answer (a backend fault as a JSON 500); None after the timeout."""
+    def _invoke(self, body: bytes, host: Hosted | None = None) -> BackendResponse | str | None:
+        """The answer of ``host``'s backend (the plain endpoint's by default; a backend fault
+        as a JSON 500); None after the timeout, ``NO_CAPACITY`` when it has no worker."""
+        host = host or self.server.hosts[""]
         try:
             request = Invocation(
                 body,
@@ -301,7 +341,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.headers.get("Accept"),
                 self.headers.get(CUSTOM_ATTRIBUTES),
             )
-            answer = self.server.backend.invoke(request, self.server.config.invocation_timeout)
+            answer = host.invoke(request, self.server.config.invocation_timeout)
+            if answer is None:
+                return NO_CAPACITY
         except InvocationTimeout:
             return None
         except Exception as error:  # a backend fault must not reset the client's connection

@@ -29,13 +29,14 @@ import signal
 import socket
 import sys
 import threading
-import time
 import traceback
 from dataclasses import asdict, dataclass
+from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from sagemaker_reranker.deploy.local.backend import Backend, make_backend, server_kind
+from sagemaker_reranker.deploy.local.components import ComponentSettings, Hosted
 from sagemaker_reranker.deploy.local.net import bind_warning
 from sagemaker_reranker.deploy.local.request_reading import escape
 from sagemaker_reranker.deploy.local.routes import RequestHandler
@@ -74,10 +75,22 @@ class LocalSettings:
     server: str = "worker"
     model_dir: str = ""
     env_names: tuple[str, ...] = ()
+    components: tuple[ComponentSettings, ...] = ()
+    scale_to_zero_after: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", server_kind(self.server))
         object.__setattr__(self, "env_names", tuple(self.env_names))
+        components = tuple(
+            c if isinstance(c, ComponentSettings) else ComponentSettings(**c)
+            for c in self.components
+        )
+        object.__setattr__(self, "components", components)
+        names = [c.name for c in components]
+        if len(set(names)) < len(names):
+            raise ValueError(f"component names repeat: {', '.join(sorted(names))}")
+        if self.scale_to_zero_after and not components:
+            raise ValueError("only inference components scale to zero: name components")
         bad = [name for name in self.env_names if not ENV_NAME.match(name)]
         if bad:
             raise ValueError(f"{escape(bad[0])} is not an environment variable name")
@@ -91,36 +104,51 @@ class LocalSettings:
 
 
 class LocalServer(ThreadingHTTPServer):
-    """A threaded HTTP server holding the backend and its load state."""
+    """A threaded HTTP server holding the model containers (``hosts``) and their load state:
+    ``backend`` for a plain endpoint, or ``components`` by name."""
 
     daemon_threads = True
     request_queue_size = 128  # the stdlib's 5 resets connections under a burst of clients
 
-    def __init__(self, backend: Backend, config: LocalSettings) -> None:
+    def __init__(
+        self,
+        backend: Backend | None,
+        config: LocalSettings,
+        components: dict[str, Hosted] | None = None,
+    ) -> None:
         super().__init__((config.host, config.port), RequestHandler)
-        self.backend = backend
+        self.components = components or {}
+        self.hosts = dict(self.components) if self.components else {"": Hosted(backend)}
         self.config = config
-        self.loaded = threading.Event()
         self._slots = threading.BoundedSemaphore(config.max_connections)
 
     def load(self) -> None:
-        """Load the model (in the background, so /ping can say 'loading' meanwhile)."""
-        started = time.perf_counter()
-        self.backend.start()
-        self.loaded.set()
-        ok, reason = self.backend.health()
-        seconds = time.perf_counter() - started
-        if ok:
-            logger.info("model loaded in %.1f s; ready", seconds)
-        else:
-            logger.error("model failed to load after %.1f s: %s", seconds, reason)
+        """Load every model, each in its own thread, and return once all have loaded."""
+        threads = [
+            threading.Thread(target=host.load, args=(label(name),), name=f"load-{name}")
+            for name, host in self.hosts.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def state(self) -> tuple[str, str]:
-        """``("loading" | "healthy" | "failed", reason)``."""
-        if not self.loaded.is_set():
-            return "loading", "model is loading"
-        ok, reason = self.backend.health()
-        return ("healthy", reason) if ok else ("failed", reason)
+        """``("loading" | "healthy" | "failed", reason)`` of the endpoint: failed when any
+        model failed, loading while any loads; a component scaled to zero is in service."""
+        states = {name: host.state() for name, host in self.hosts.items()}
+        for wanted in ("failed", "loading"):
+            for name, (state, reason) in states.items():
+                if state == wanted:
+                    return state, f"component {name}: {reason}" if name else reason
+        return "healthy", "healthy"
+
+    def scale_in_idle(self, stop: threading.Event) -> None:
+        """Scale idle components to zero until ``stop`` (a thread, with scale_to_zero_after)."""
+        after = self.config.scale_to_zero_after
+        while not stop.wait(min(1.0, after / 4)):
+            for name, host in self.components.items():
+                host.scale_in_if_idle(after, label(name))
 
     def process_request(self, request: socket.socket, client_address) -> None:
         """A thread per connection up to ``max_connections``; beyond, a 503 from this thread."""
@@ -150,6 +178,11 @@ class LocalServer(ThreadingHTTPServer):
         logger.debug("%s", traceback.format_exc())
 
 
+def label(name: str) -> str:
+    """How the log names a model container."""
+    return f"component {name}" if name else "model"
+
+
 def _turn_away(request: socket.socket) -> None:
     """Answer 503 without reading the request; a client already gone is no error."""
     try:
@@ -170,6 +203,22 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _containers(
+    config: LocalSettings, env: dict[str, str]
+) -> tuple[Backend | None, dict[str, Hosted] | None]:
+    """The plain endpoint's backend, or one host per component, each with its archive's
+    environment under the user's ``--env`` (which wins, as in ``serve``)."""
+    if not config.components:
+        return make_backend(config.server, Path(config.model_dir), env), None
+    hosts = {}
+    for component in config.components:
+        make = partial(
+            make_backend, config.server, Path(component.model_dir), {**component.env, **env}
+        )
+        hosts[component.name] = Hosted(make(), make if config.scale_to_zero_after else None)
+    return None, hosts
+
+
 def main(argv: list[str] | None = None) -> int:
     """Bind, load the model in the background, serve until SIGTERM/SIGINT or parent exit."""
     args = _arguments(argv)
@@ -187,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     warning = bind_warning(config.host)
     if warning:
         logger.warning("%s", warning)
-    backend = make_backend(config.server, Path(config.model_dir), env)
     try:
-        server = LocalServer(backend, config)
+        backend, components = _containers(config, env)
+        server = LocalServer(backend, config, components)
     except OSError as error:
         logger.error("cannot listen on %s:%d: %s", config.host, config.port, error.strerror)
         return 2
@@ -204,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         partial.write_text(str(port), encoding="utf-8")
         partial.replace(args.ready_file)
     threading.Thread(target=server.load, name="load", daemon=True).start()
+    if config.scale_to_zero_after:
+        threading.Thread(target=server.scale_in_idle, args=(stop,), daemon=True).start()
     orphaned = False
     while not stop.wait(0.5):
         if args.parent_pid and os.getppid() != args.parent_pid:
@@ -213,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("shutting down")
     server.shutdown()
     server.server_close()
-    backend.stop()
+    for host in server.hosts.values():
+        host.stop()
     if orphaned and args.run_dir:
         shutil.rmtree(args.run_dir, ignore_errors=True)  # the killed parent cannot
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import traceback
@@ -21,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
-from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, HANDLER_DIR, JSON
 
 logger = logging.getLogger("sagemaker_reranker.local")
 
@@ -156,8 +157,14 @@ class _Handler:
         )
 
 
-def _worker_main(connection: Connection, model_dir: str) -> None:
-    """The worker process: load the model, then answer requests until the pipe closes."""
+def _worker_main(connection: Connection, model_dir: str, env: dict[str, str]) -> None:
+    """The worker process: load the model, then answer requests until the pipe closes.
+
+    ``env`` and ``model_dir/code`` on the import path make this process the model's own
+    container, whichever model the front's process was started for (components share it).
+    """
+    os.environ.update(env)
+    sys.path.insert(0, str(Path(model_dir) / HANDLER_DIR))
     # The front owns the worker's life: Ctrl-C and SIGTERM reach the front, which stops it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
@@ -197,8 +204,9 @@ class WorkerBackend:
     If the new worker cannot load the model, ``health`` reports why (``/ping`` unhealthy).
     """
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, env: dict[str, str] | None = None) -> None:
         self.model_dir = str(model_dir)
+        self.env = dict(env or {})
         self._spawner = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
@@ -241,7 +249,7 @@ class WorkerBackend:
         ours, theirs = self._spawner.Pipe()
         process = self._spawner.Process(
             target=_worker_main,
-            args=(theirs, self.model_dir),
+            args=(theirs, self.model_dir, self.env),
             name="reranker-handler",
             daemon=True,
         )
