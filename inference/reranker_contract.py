@@ -45,9 +45,10 @@ RERANK_KEYS = (
     INSTRUCTION_KEY,
 )
 # Keys clients of the shape send that mean nothing to one endpoint serving one model:
-# ``model`` (litellm, the APIs), the Cohere SDK's ``api_version``, v1's ``max_chunks_per_doc``
-# (documents are truncated, not chunked) and ``rank_fields`` (only ['text'] is accepted).
-TOLERATED_KEYS = ("model", "api_version", "max_chunks_per_doc", RANK_FIELDS_KEY)
+# ``model`` (the APIs name one), the Cohere SDK's ``api_version``, v2's ``priority`` (a queue
+# place on Cohere's service), v1's ``max_chunks_per_doc`` (documents are truncated, not
+# chunked) and ``rank_fields`` (only ['text'] is accepted).
+TOLERATED_KEYS = ("model", "api_version", "priority", "max_chunks_per_doc", RANK_FIELDS_KEY)
 RESULTS_KEY, RAW_SCORE_KEY = "results", "raw_score"
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")  # local mode's base-URL routes for the shape
 
