@@ -190,15 +190,7 @@ class TEIHandler(ContentHandler):
         results = loads(body)
         if not isinstance(results, list):
             raise ValueError(f"expected [{{index, score}}, ...], got {type(results).__name__}")
-        scores: list = [None] * len(results)
-        for item in results:
-            index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(results):
-                raise ValueError(f"bad or out-of-range index in TEI result {item!r}")
-            if scores[index] is not None:
-                raise ValueError(f"index {index} appears twice in the TEI response")
-            scores[index] = item.get("score")
-        return scores
+        return _in_input_order(results, "TEI", lambda item: item.get("score"))
 
 
 @dataclass(frozen=True)
@@ -234,15 +226,20 @@ class RerankHandler(ContentHandler):
         if not isinstance(results, list):
             shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
             raise ValueError(f"expected {{'{RESULTS_KEY}': [...]}} in the response, got {shape}")
-        scores: list = [None] * len(results)
-        for item in results:
-            index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(results):
-                raise ValueError(f"bad or out-of-range index in rerank result {item!r:.80}")
-            if scores[index] is not None:
-                raise ValueError(f"index {index} appears twice in the rerank response")
-            scores[index] = _raw_score(item)
-        return scores
+        return _in_input_order(results, "rerank", _raw_score)
+
+
+def _in_input_order(results: list, source: str, score_of) -> list:
+    """Ranked ``[{"index", ...}]`` results as scores in input order: every index once."""
+    scores: list = [None] * len(results)
+    for item in results:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(results):
+            raise ValueError(f"bad or out-of-range index in {source} result {item!r}")
+        if scores[index] is not None:
+            raise ValueError(f"index {index} appears twice in the {source} response")
+        scores[index] = score_of(item)
+    return scores
 
 
 def _raw_score(item: dict) -> object:
