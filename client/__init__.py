@@ -5,6 +5,7 @@ from sagemaker_reranker.client.content_handlers import (
     ContentHandler,
     HFTextClassificationHandler,
     PairsHandler,
+    RerankHandler,
     TEIHandler,
     TextPairsHandler,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "ContentHandler",
     "HFTextClassificationHandler",
     "PairsHandler",
+    "RerankHandler",
     "RerankerEndpointError",
     "SagemakerEndpointCrossEncoder",
     "SagemakerRerank",

@@ -20,6 +20,7 @@ finite, so a handler need not.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -27,10 +28,13 @@ from typing import IO, Any
 import orjson
 
 from sagemaker_reranker.inference.reranker_contract import (
+    DOCUMENTS_KEY,
     INSTRUCTION_KEY,
     JSON,
     PAIR_KEYS,
     QUERY_KEY,
+    RAW_SCORE_KEY,
+    RESULTS_KEY,
     SCORES_KEY,
     TEXTS_KEY,
 )
@@ -186,15 +190,68 @@ class TEIHandler(ContentHandler):
         results = loads(body)
         if not isinstance(results, list):
             raise ValueError(f"expected [{{index, score}}, ...], got {type(results).__name__}")
-        scores: list = [None] * len(results)
-        for item in results:
-            index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(results):
-                raise ValueError(f"bad or out-of-range index in TEI result {item!r}")
-            if scores[index] is not None:
-                raise ValueError(f"index {index} appears twice in the TEI response")
-            scores[index] = item.get("score")
-        return scores
+        return _in_input_order(results, "TEI", lambda item: item.get("score"))
+
+
+@dataclass(frozen=True)
+class RerankHandler(ContentHandler):
+    """The rerank API of Cohere, Jina, Voyage and vLLM: ``{"query", "documents"}`` ->
+    ``{"results": [{"index", "relevance_score", ...}]}`` best first, one query per request.
+
+    Scores come back in input order as raw scores: this project's ``raw_score``, else the
+    logit of ``relevance_score`` (a probability; Cohere Rerank on SageMaker or Bedrock sends
+    only that), so ``normalize="sigmoid"`` gives the probability back either way. The
+    instruction travels as ``"instruction"``, which this project's handler reads and others
+    may refuse.
+    """
+
+    one_query_per_request: bool = field(default=True, init=False)
+    supports_instruction: bool = field(default=True, init=False)
+
+    def transform_input(self, pairs: Sequence[Pair], instruction: str | None = None) -> bytes:
+        queries = {query for query, _ in pairs}
+        if len(queries) > 1:
+            raise ValueError(f"a rerank request takes one query, got {len(queries)}")
+        payload = {
+            QUERY_KEY: pairs[0][0] if pairs else "",
+            DOCUMENTS_KEY: [document for _, document in pairs],
+        }
+        if instruction is not None:
+            payload[INSTRUCTION_KEY] = instruction
+        return dumps(payload)
+
+    def transform_output(self, body: Body) -> list[float]:
+        payload = loads(body)
+        results = payload.get(RESULTS_KEY) if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+            raise ValueError(f"expected {{'{RESULTS_KEY}': [...]}} in the response, got {shape}")
+        return _in_input_order(results, "rerank", _raw_score)
+
+
+def _in_input_order(results: list, source: str, score_of) -> list:
+    """Ranked ``[{"index", ...}]`` results as scores in input order: every index once."""
+    scores: list = [None] * len(results)
+    for item in results:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(results):
+            raise ValueError(f"bad or out-of-range index in {source} result {item!r}")
+        if scores[index] is not None:
+            raise ValueError(f"index {index} appears twice in the {source} response")
+        scores[index] = score_of(item)
+    return scores
+
+
+def _raw_score(item: dict) -> object:
+    """A result's raw score: ``raw_score``, else the logit of ``relevance_score``."""
+    if RAW_SCORE_KEY in item:
+        return item[RAW_SCORE_KEY]
+    probability = item.get("relevance_score")
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+        raise ValueError(f"rerank result without a numeric relevance_score: {item!r:.80}")
+    if not 0 < probability < 1:
+        raise ValueError(f"relevance_score {probability} is not a probability in (0, 1)")
+    return math.log(probability / (1 - probability))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,16 @@ Response ``application/json``: ``{"scores": [float, ...]}``, one raw score per p
 order: the logit (one label), ``logit[1] − logit[0]`` (two labels) or ``logit(yes) −
 logit(no)`` (yes-no LLM rerankers); ``sigmoid`` of each is a probability.
 
+The rerank API of Cohere, Jina, Voyage and vLLM (``reranker_rerank_api.py``) is spoken too::
+
+    {"query": q, "documents": [str or {"text": str}, ...],
+     "top_n": int, "return_documents": bool, "max_tokens_per_doc": int}
+
+answered ``{"results": [{"index", "relevance_score", "raw_score", "document"}, ...]}`` best
+first: ``raw_score`` is the score above, ``relevance_score`` its sigmoid, ``document``
+(``{"text"}``) only when asked for; ``max_tokens_per_doc`` cuts each document to that many
+tokens. The Cohere SDK's ``api_version`` and the like are ignored, other keys refused.
+
 Settings (environment variables, read by ``model_fn``):
 
 RERANKER_MODEL_ID, RERANKER_MODEL_REVISION
@@ -61,10 +71,9 @@ RERANKER_MAX_PAIRS, RERANKER_MAX_TOKENS
 
 from __future__ import annotations
 
-import json
 import logging
 
-from reranker_contract import CUSTOM_ATTRIBUTES, SCORES_KEY
+from reranker_contract import CUSTOM_ATTRIBUTES
 from reranker_engine import Reranker
 from reranker_loading import load_reranker
 from reranker_request import (
@@ -74,8 +83,8 @@ from reranker_request import (
     ScoringFailed,
     UnsupportedMediaType,
     check_accept,
-    parse_request,
 )
+from reranker_rerank_api import read_request, render, truncate_documents
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 logger = logging.getLogger(__name__)
@@ -108,13 +117,16 @@ def transform_fn(reranker: Reranker, input_data, content_type, accept, context=N
     """
     try:
         check_accept(accept)
-        pairs, instruction = parse_request(input_data, content_type)
-        scores = reranker.score_request(pairs, instruction)
+        request = read_request(input_data, content_type)
+        pairs = request.pairs
+        if request.rerank and request.rerank.max_tokens_per_doc:
+            pairs = truncate_documents(reranker.tokenizer, pairs, request.rerank.max_tokens_per_doc)
+        scores = reranker.score_request(pairs, request.instruction)
     except tuple(STATUSES) as error:
         raise GenericInferenceToolkitError(STATUSES[type(error)], error.message) from None
     logger.debug("scored %d pairs", len(pairs))
     echo_custom_attributes(context)
-    return json.dumps({SCORES_KEY: scores}).encode("utf-8")
+    return render(request, scores)
 
 
 def echo_custom_attributes(context) -> None:

@@ -31,6 +31,26 @@ SHAPES = (
     "{'pairs': [[query, doc], ...]}, {'text_pairs': [[query, doc], ...]} or "
     "{'query': q, 'texts': [doc, ...]}, each with an optional 'instruction': str"
 )
+# The rerank API Cohere, Jina, Voyage, vLLM and infinity share (reranker_rerank_api.py):
+# {"query": q, "documents": [str or {"text": str}], ...} -> {"results": [...]} best first.
+DOCUMENTS_KEY, TEXT_KEY = "documents", "text"
+TOP_N_KEY, RETURN_DOCUMENTS_KEY = "top_n", "return_documents"
+MAX_TOKENS_PER_DOC_KEY, RANK_FIELDS_KEY = "max_tokens_per_doc", "rank_fields"
+RERANK_KEYS = (
+    QUERY_KEY,
+    DOCUMENTS_KEY,
+    TOP_N_KEY,
+    RETURN_DOCUMENTS_KEY,
+    MAX_TOKENS_PER_DOC_KEY,
+    INSTRUCTION_KEY,
+)
+# Keys clients of the shape send that mean nothing to one endpoint serving one model:
+# ``model`` (the APIs name one), the Cohere SDK's ``api_version``, v2's ``priority`` (a queue
+# place on Cohere's service), v1's ``max_chunks_per_doc`` (documents are truncated, not
+# chunked) and ``rank_fields`` (only ['text'] is accepted).
+TOLERATED_KEYS = ("model", "api_version", "priority", "max_chunks_per_doc", RANK_FIELDS_KEY)
+RESULTS_KEY, RAW_SCORE_KEY = "results", "raw_score"
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank")  # local mode's base-URL routes for the shape
 
 # --- The archive -------------------------------------------------------------------------
 MANIFEST = "reranker-manifest.json"  # at the archive's root, its first entry

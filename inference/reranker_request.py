@@ -53,6 +53,15 @@ def parse_request(
 ) -> tuple[list[tuple[str, str]], str | None]:
     """Validate a request body; return its (query, document) pairs and its ``instruction``
     (None when absent: the model's default applies)."""
+    payload = read_payload(body, content_type)
+    instruction = instruction_from_payload(payload)
+    pairs = pairs_from_payload(payload)
+    check_unicode(pairs)
+    return pairs, instruction
+
+
+def read_payload(body: bytes | str, content_type: str | None) -> object:
+    """The body's JSON value: a JSON content type, UTF-8, no NaN or Infinity literals."""
     media_type = (content_type or JSON).split(";")[0].strip().lower()
     if media_type != JSON:
         raise UnsupportedMediaType(f"unsupported content type {content_type!r}; send {JSON}")
@@ -71,10 +80,7 @@ def parse_request(
         raise BadRequest("malformed JSON: nested too deeply") from None
     except ValueError as error:  # NaN / Infinity literals
         raise BadRequest(f"malformed JSON: {error}") from None
-    instruction = instruction_from_payload(payload)
-    pairs = pairs_from_payload(payload)
-    _check_unicode(pairs)
-    return pairs, instruction
+    return payload
 
 
 def instruction_from_payload(payload: object) -> str | None:
@@ -84,7 +90,7 @@ def instruction_from_payload(payload: object) -> str | None:
         return None
     instruction = payload.pop(INSTRUCTION_KEY)
     if not isinstance(instruction, str):
-        raise BadRequest(f"'instruction' must be a string, got {_type_name(instruction)}")
+        raise BadRequest(f"'instruction' must be a string, got {type_name(instruction)}")
     if len(instruction) > MAX_INSTRUCTION_CHARS:
         raise BadRequest(
             f"'instruction' has {len(instruction)} characters, over the limit of "
@@ -100,7 +106,7 @@ def instruction_from_payload(payload: object) -> str | None:
     return instruction
 
 
-def _check_unicode(pairs: list[tuple[str, str]]) -> None:
+def check_unicode(pairs: list[tuple[str, str]]) -> None:
     """JSON escapes can spell lone surrogates (``"\\ud800"``), which are no text: the
     tokenizer fails on them with a TypeError (a 500), so name them as the client's error."""
     for index, pair in enumerate(pairs):
@@ -122,7 +128,7 @@ def _reject_constant(name: str):
 def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
     """Accept the three request shapes of the wire contract; name the first problem found."""
     if not isinstance(payload, dict):
-        raise BadRequest(f"expected a JSON object, got {_type_name(payload)}; send {SHAPES}")
+        raise BadRequest(f"expected a JSON object, got {type_name(payload)}; send {SHAPES}")
     keys = set(payload)
     if len(keys) == 1 and keys <= set(PAIR_KEYS):
         (key,) = keys
@@ -130,12 +136,12 @@ def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
     if keys == {QUERY_KEY, TEXTS_KEY}:
         query, texts = payload[QUERY_KEY], payload[TEXTS_KEY]
         if not isinstance(query, str):
-            raise BadRequest(f"'query' must be a string, got {_type_name(query)}")
+            raise BadRequest(f"'query' must be a string, got {type_name(query)}")
         if not isinstance(texts, list):
-            raise BadRequest(f"'texts' must be a list of strings, got {_type_name(texts)}")
+            raise BadRequest(f"'texts' must be a list of strings, got {type_name(texts)}")
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise BadRequest(f"texts[{index}] must be a string, got {_type_name(text)}")
+                raise BadRequest(f"texts[{index}] must be a string, got {type_name(text)}")
         return [(query, text) for text in texts]
     known = {*PAIR_KEYS, QUERY_KEY, TEXTS_KEY, INSTRUCTION_KEY}
     unknown = sorted(keys - known)
@@ -146,23 +152,23 @@ def pairs_from_payload(payload: object) -> list[tuple[str, str]]:
 def _pairs(items: object, key: str) -> list[tuple[str, str]]:
     if not isinstance(items, list):
         raise BadRequest(
-            f"'{key}' must be a list of [query, document] pairs, got {_type_name(items)}"
+            f"'{key}' must be a list of [query, document] pairs, got {type_name(items)}"
         )
     pairs = []
     for index, item in enumerate(items):
         if not isinstance(item, list) or len(item) != 2:
-            size = f"{len(item)} items" if isinstance(item, list) else _type_name(item)
+            size = f"{len(item)} items" if isinstance(item, list) else type_name(item)
             raise BadRequest(f"{key}[{index}] must be [query, document] (2 strings), got {size}")
         for position, text in enumerate(item):
             if not isinstance(text, str):
                 raise BadRequest(
-                    f"{key}[{index}][{position}] must be a string, got {_type_name(text)}"
+                    f"{key}[{index}][{position}] must be a string, got {type_name(text)}"
                 )
         pairs.append((item[0], item[1]))
     return pairs
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
     if value is None:
         return "null"

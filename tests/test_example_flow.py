@@ -19,6 +19,7 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder, SagemakerRerank
+from sagemaker_reranker.client.scores import sigmoid
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.examples import demo
@@ -73,7 +74,8 @@ def test_example_flow_with_sagemaker_rerank_keeps_the_scores(endpoint, retriever
     )
     documents = compression.invoke(EXAMPLE_QUERY)
     ranked = [(d.page_content, d.metadata["relevance_score"]) for d in documents]
-    assert ranked == expected[:3]
+    # relevance_score is a probability, as BedrockRerank's: the sigmoid of the raw score
+    assert ranked == [(text, sigmoid(score)) for text, score in expected[:3]]
     assert all(
         document.metadata["source"].endswith("state_of_the_union.txt") for document in documents
     )

@@ -1,4 +1,4 @@
-"""The local server's request handling: the three routes, what each answers, and the
+"""The local server's request handling: the routes, what each answers, and the
 runtime's own answers as botocore parses them.
 
 ``server.py`` holds the server (connections, the model's load state, the process entry);
@@ -40,7 +40,7 @@ from sagemaker_reranker.deploy.local.request_reading import (
     header_safe,
 )
 from sagemaker_reranker.deploy.platform import CONTAINER, VARIANT
-from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON
+from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON, RERANK_PATHS
 
 if TYPE_CHECKING:
     from sagemaker_reranker.deploy.local.server import LocalServer
@@ -144,7 +144,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        if path == "/invocations":
+        if path == "/invocations" or path in RERANK_PATHS:  # the same handler, by a base URL
             self._serve(self._container_invocation)
             return
         parts = path.split("/")
