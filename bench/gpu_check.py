@@ -2,7 +2,8 @@
 
 One command on a GPU machine: it builds ``.venv-gpu`` (the project with a CUDA build of torch)
 unless ``.venv`` already sees CUDA, runs ``tests/test_gpu.py`` (encoders and the LLM reranker:
-packed vs padded within fp16 tolerance, the same top 3 as fp32) and the benchmark with fewer
+packed vs padded within fp16 tolerance, the same top 3 as fp32; one worker per visible GPU,
+each loaded onto its ``gpu_id``) and the benchmark with fewer
 runs per cell (encoders, and Qwen3-Reranker-0.6B's widths against the model card's
 computation), writing ``bench/results/<gpu name>.md``. Sized for under 8 minutes on one GPU
 once installed.

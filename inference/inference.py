@@ -75,7 +75,7 @@ import logging
 
 from reranker_contract import CUSTOM_ATTRIBUTES
 from reranker_engine import Reranker
-from reranker_loading import load_reranker
+from reranker_loading import load_reranker, worker_device
 from reranker_request import (
     BadRequest,
     NotAcceptable,
@@ -101,8 +101,9 @@ STATUSES = {
 
 
 def model_fn(model_dir: str, context=None) -> Reranker:
-    """Load the reranker and run one warm-up pass before the endpoint reports healthy."""
-    reranker = load_reranker(model_dir)
+    """Load the reranker on this worker's device (its GPU, from ``context``) and run one
+    warm-up pass before the endpoint reports healthy."""
+    reranker = load_reranker(model_dir, device=worker_device(context))
     reranker.score([WARMUP_PAIR])
     return reranker
 

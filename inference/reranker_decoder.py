@@ -201,6 +201,7 @@ class PackedDecoder:
         attention = self.layers[0].self_attn
         self.head_dim = getattr(attention, "head_dim", config.hidden_size // self.heads)
         self.scale = getattr(attention, "scaling", self.head_dim**-0.5)
+        self.fused = [FusedProjections(layer) for layer in self.layers]
 
     @staticmethod
     def supports(model) -> bool:
@@ -221,31 +222,92 @@ class PackedDecoder:
         hidden = self.base.embed_tokens(layout.ids)
         cos, sin = self.base.rotary_emb(hidden[None], layout.positions[None])
         rotation = (cos[0][:, None, :], sin[0][:, None, :])
-        for layer in self.layers[:-1]:
-            hidden = self._layer(layer, hidden, layout, rotation, last_only=False)
-        last = self._layer(self.layers[-1], hidden, layout, rotation, last_only=True)
-        return self.base.norm(last)
+        last = len(self.layers) - 1
+        for index in range(last):
+            hidden = self._layer(index, hidden, layout, rotation, last_only=False)
+        hidden = self._layer(last, hidden, layout, rotation, last_only=True)
+        return self.base.norm(hidden)
 
-    def _layer(self, layer, hidden, layout: PackedLayout, rotation, last_only: bool):
+    def _layer(self, index: int, hidden, layout: PackedLayout, rotation, last_only: bool):
         """One decoder layer over packed tokens; ``last_only`` outputs each row's last token."""
+        layer, fused = self.layers[index], self.fused[index]
         attention = layer.self_attn
         normed = layer.input_layernorm(hidden)
         picked = layout.last if last_only else slice(None)
-        queries = self._heads(attention.q_proj, attention, "q_norm", normed[picked], self.heads)
-        keys = self._heads(attention.k_proj, attention, "k_norm", normed, self.kv_heads)
-        values = attention.v_proj(normed).view(-1, self.kv_heads, self.head_dim)
+        queries, keys, values = fused.qkv(normed, layout.last if last_only else None)
+        queries = self._heads(queries, attention, "q_norm", self.heads)
+        keys = self._heads(keys, attention, "k_norm", self.kv_heads)
+        values = values.view(-1, self.kv_heads, self.head_dim)
         cos, sin = rotation
         queries = rotate(queries, cos[picked], sin[picked])
         keys = rotate(keys, cos, sin)
         context = layout.attend(queries, keys, values, self.scale, last_only)
         hidden = hidden[picked] + attention.o_proj(context)
-        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return hidden + fused.mlp(layer.mlp, layer.post_attention_layernorm(hidden))
 
-    def _heads(self, projection, attention, norm: str, rows, heads: int) -> torch.Tensor:
-        """Project and split into heads; Qwen3 normalises each head (``q_norm``/``k_norm``)."""
-        split = projection(rows).view(-1, heads, self.head_dim)
+    def _heads(self, projected, attention, norm: str, heads: int) -> torch.Tensor:
+        """Split into heads; Qwen3 normalises each head (``q_norm``/``k_norm``)."""
+        split = projected.view(-1, heads, self.head_dim)
         normalise = getattr(attention, norm, None)
         return normalise(split) if normalise is not None else split
+
+
+class FusedProjections:
+    """A decoder layer's projections that read the same rows, as one matrix product each:
+    queries, keys and values; the feed-forward's gate and up. Fewer, wider products keep the
+    cores busier than five thin ones. The modules' own weights become views of the fused
+    ones: no second copy, and the model computes exactly as before."""
+
+    def __init__(self, layer) -> None:
+        attention, mlp = layer.self_attn, layer.mlp
+        self.sizes = [attention.q_proj.out_features, attention.k_proj.out_features]
+        self.qkv_weight, self.qkv_bias = fuse(attention.q_proj, attention.k_proj, attention.v_proj)
+        self.gate_up_weight, self.gate_up_bias = fuse(mlp.gate_proj, mlp.up_proj)
+
+    def qkv(self, rows: torch.Tensor, last: torch.Tensor | None):
+        """(queries, keys, values) of ``rows``; queries of the ``last`` rows only if given."""
+        linear = torch.nn.functional.linear
+        queries, keys = self.sizes
+        if last is None:
+            projected = linear(rows, self.qkv_weight, self.qkv_bias)
+            return projected.split([queries, keys, projected.shape[1] - queries - keys], dim=1)
+        bias = self.qkv_bias
+        query_rows = linear(rows[last], self.qkv_weight[:queries], _part(bias, 0, queries))
+        keys_values = linear(rows, self.qkv_weight[queries:], _part(bias, queries, None))
+        return (query_rows, *keys_values.split([keys, keys_values.shape[1] - keys], dim=1))
+
+    def mlp(self, mlp, rows: torch.Tensor) -> torch.Tensor:
+        """The gated feed-forward (``down(act(gate) * up)``) with gate and up in one product."""
+        projected = torch.nn.functional.linear(rows, self.gate_up_weight, self.gate_up_bias)
+        gate, up = projected.chunk(2, dim=-1)
+        return mlp.down_proj(mlp.act_fn(gate) * up)
+
+
+def _part(bias: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:
+    return None if bias is None else bias[start:end]
+
+
+def fuse(*projections) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight (and bias) for linear ``projections`` of the same input, their outputs
+    side by side; each projection's parameters become views of it."""
+    weight = torch.cat([projection.weight.detach() for projection in projections])
+    biases = [projection.bias for projection in projections]
+    bias = None
+    if any(value is not None for value in biases):
+        bias = torch.cat(
+            [
+                value.detach() if value is not None else weight.new_zeros(p.out_features)
+                for value, p in zip(biases, projections, strict=True)
+            ]
+        )
+    start = 0
+    for projection in projections:
+        end = start + projection.out_features
+        projection.weight = torch.nn.Parameter(weight[start:end], requires_grad=False)
+        if projection.bias is not None:
+            projection.bias = torch.nn.Parameter(bias[start:end], requires_grad=False)
+        start = end
+    return weight, bias
 
 
 def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -277,6 +339,9 @@ class PackedLayout:
         # Padding slots gather some real token; causality hides them from real queries.
         self.gather = torch.minimum(starts[:, None] + columns[None, :], ends[:, None] - 1)
         self.keep = (columns[None, :] < length[:, None]).flatten().nonzero()[:, 0]
+        # Keys and values of each row: the prefix's, then its own, gathered in one copy.
+        prefix = torch.arange(shared, device=device).expand(self.pairs, shared)
+        self.key_index = torch.cat((prefix, shared + self.gather), dim=1)
         span = torch.arange(shared + self.width, device=device)
         # Query j of a row sits at position shared + j: it sees the prefix and its own 0..j.
         self.causal = span[None, :] <= shared + columns[:, None] if shared else None
@@ -291,23 +356,23 @@ class PackedLayout:
 
     def attend(self, queries, keys, values, scale: float, last_only: bool) -> torch.Tensor:
         """Causal attention within each row (prefix included); context rows laid out as the
-        queries: every packed token, or each row's last token when ``last_only``."""
+        queries: every packed token, or each row's last token when ``last_only``. On CPU query
+        heads share key-value heads in groups (``enable_gqa``) without copies of the keys."""
+        key_grid = keys[self.key_index].transpose(1, 2)
+        value_grid = values[self.key_index].transpose(1, 2)
         groups = queries.shape[1] // keys.shape[1]
+        shared_heads = groups == 1 or not keys.is_cuda
+        if not shared_heads:  # CUDA's masked kernel takes no grouped heads: copy them
+            key_grid = key_grid.repeat_interleave(groups, dim=1)
+            value_grid = value_grid.repeat_interleave(groups, dim=1)
 
-        def with_prefix(packed: torch.Tensor) -> torch.Tensor:
-            grid = self.grid(packed)
-            if self.shared:
-                prefix = packed[: self.shared].transpose(0, 1)
-                prefix = prefix[None].expand(self.pairs, *prefix.shape)
-                grid = torch.cat((prefix, grid), dim=2)
-            return grid.repeat_interleave(groups, dim=1) if groups > 1 else grid
-
-        key_grid, value_grid = with_prefix(keys), with_prefix(values)
-        attend = torch.nn.functional.scaled_dot_product_attention
-        if last_only:
-            context = attend(
-                queries[:, :, None, :], key_grid, value_grid, self.last_mask, scale=scale
+        def attend(query, key, value, **options):
+            return torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, scale=scale, enable_gqa=shared_heads, **options
             )
+
+        if last_only:
+            context = attend(queries[:, :, None, :], key_grid, value_grid, attn_mask=self.last_mask)
             return context.reshape(self.pairs, -1)
         own_context = attend(
             self.grid(queries),
@@ -315,7 +380,6 @@ class PackedLayout:
             value_grid,
             attn_mask=self.causal,
             is_causal=self.causal is None,
-            scale=scale,
         )
         own_context = own_context.transpose(1, 2).reshape(self.pairs * self.width, -1)
         if not self.uniform:
@@ -325,6 +389,6 @@ class PackedLayout:
         prefix = queries[: self.shared].transpose(0, 1)[None]
         prefix_keys = key_grid[:1, :, : self.shared]
         prefix_values = value_grid[:1, :, : self.shared]
-        prefix_context = attend(prefix, prefix_keys, prefix_values, is_causal=True, scale=scale)
+        prefix_context = attend(prefix, prefix_keys, prefix_values, is_causal=True)
         prefix_context = prefix_context[0].transpose(0, 1).reshape(self.shared, -1)
         return torch.cat((prefix_context, own_context))

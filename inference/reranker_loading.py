@@ -73,6 +73,28 @@ def choose_dtype(requested: str | None, device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def worker_device(context=None) -> torch.device:
+    """The device of this model-server worker: the GPU the server gave it, else the CPU.
+
+    The serving container starts one worker per GPU and names each worker's GPU in
+    ``context.system_properties["gpu_id"]``; without it every worker would load onto GPU 0,
+    leaving the others idle or running that one out of memory. Without a context (local
+    use, tests) a CUDA machine runs on GPU 0.
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    properties = getattr(context, "system_properties", None) or {}
+    gpu_id = properties.get("gpu_id")
+    try:
+        index = 0 if gpu_id is None else int(gpu_id)
+    except (TypeError, ValueError):
+        raise ValueError(f"the model server's gpu_id {gpu_id!r} is not a GPU index") from None
+    visible = torch.cuda.device_count()
+    if not 0 <= index < visible:
+        raise ValueError(f"the model server's gpu_id {index} names no GPU: {visible} visible")
+    return torch.device("cuda", index)
+
+
 def weight_files(model_dir: str) -> list[str]:
     """The weight files baked into ``model_dir`` (none without a ``config.json``)."""
     if not model_dir or not os.path.isfile(os.path.join(model_dir, "config.json")):
@@ -122,11 +144,17 @@ def resolve_kind(config, manifest: dict, settings: Settings, source: str) -> Kin
     )
 
 
-def load_reranker(model_dir: str, settings: Settings | None = None) -> Reranker:
+def load_reranker(
+    model_dir: str, settings: Settings | None = None, device: torch.device | None = None
+) -> Reranker:
     """Load tokenizer and model from ``model_dir``, or from the hub when none are baked in,
-    as the reranker of their kind's family (encoder or decoder)."""
+    as the reranker of their kind's family (encoder or decoder), on ``device`` (default:
+    ``worker_device()``)."""
     settings = settings or Settings.from_env()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or worker_device()
+    if device.type == "cuda":
+        # Kernels and buffers that name no device go to the current one: make it this one.
+        torch.cuda.set_device(device)
     dtype = choose_dtype(settings.dtype, device)
     files = weight_files(model_dir)
     if files:

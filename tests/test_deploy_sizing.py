@@ -24,6 +24,7 @@ from sagemaker_reranker.deploy.aws.sizing import (
     check_gpu,
     check_overrides,
     container_settings,
+    gpu_env,
     max_tokens,
     size_deployment,
 )
@@ -147,6 +148,34 @@ def test_container_setting_flags_are_checked():
         check_overrides(None, {"ModelDataDownloadTimeoutInSeconds": ("--download-timeout", 900)})
 
 
+@pytest.mark.parametrize(
+    "instance, workers",
+    [("ml.g5.xlarge", "1"), ("ml.g5.12xlarge", "4"), ("ml.g4dn.metal", "8"),
+     ("ml.p4d.24xlarge", "8"), ("ml.g6e.16xlarge", "1")],
+)  # fmt: skip
+def test_one_worker_per_gpu(instance, workers):
+    assert gpu_env(describe_instance(instance)) == {"SAGEMAKER_MODEL_SERVER_WORKERS": workers}
+    sized = size_deployment("gpu", instance, None, footprint(QWEN3_06B), {}, {}, 1)
+    assert sized.env["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
+    assert sized.workers is None
+
+
+def test_an_unknown_gpu_count_leaves_the_container_default():
+    assert gpu_env(describe_instance("ml.g7.xlarge")) == {}
+    sized = size_deployment("gpu", "ml.g7.xlarge", None, footprint(QWEN3_06B), {}, {}, 1)
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in sized.env
+
+
+def test_more_workers_than_gpus_must_fit_their_copies_on_one_gpu():
+    g5_12x = describe_instance("ml.g5.12xlarge")  # 4 x 24 GB
+    four_b = footprint(QWEN3_4B)  # 8 GB in fp16
+    assert check_gpu(g5_12x, four_b, {"SAGEMAKER_MODEL_SERVER_WORKERS": "8"}) == []
+    # 3 x 8 GB: the weights alone fill a 24 GB A10G.
+    refusal = r"3 copies \(SAGEMAKER_MODEL_SERVER_WORKERS=12 on 4 GPUs\) of the model's weights"
+    with pytest.raises(DeployError, match=refusal + r" take 22\.5 GiB in fp16, more than"):
+        check_gpu(g5_12x, four_b, {"SAGEMAKER_MODEL_SERVER_WORKERS": "12"})
+
+
 def test_cpu_memory_limits_workers_and_serverless_memory():
     qwen_06b = footprint(QWEN3_06B)  # 2.4 GB in fp32
     sized = size_deployment("cpu", "ml.m5.2xlarge", None, qwen_06b, {}, {}, wanted_workers=2)
@@ -239,6 +268,17 @@ def test_flags_override_and_reach_the_endpoint_config(tiny_qwen3_dir, tmp_path):
                         name="other")  # fmt: skip
     assert serverless.exit_code == 2 and "serverless endpoints take no" in serverless.stderr
     assert state() == before
+
+
+@pytest.mark.usefixtures("moto")
+def test_gpu_instances_get_a_worker_per_gpu_and_the_user_may_override(tiny_qwen3_dir, tmp_path):
+    archive = package(str(tiny_qwen3_dir), tmp_path / "q.tar.gz").path
+    result = deploy(archive, "--instance-type", "ml.g5.12xlarge", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert planned_env(result)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "4"
+    mine = deploy(archive, "--instance-type", "ml.g5.12xlarge", "--dry-run", "--json",
+                  "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2")  # fmt: skip
+    assert planned_env(mine)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2"
 
 
 @pytest.mark.usefixtures("moto")

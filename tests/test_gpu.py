@@ -2,7 +2,9 @@
 
 For encoders (BERT one- and two-label, MiniLM) and the LLM rerankers (yes/no Qwen3 and its
 converted classifier): the packed forward against the padded one within fp16 tolerance, and
-the same top 3 as fp32 on the same device. Without CUDA these tests skip, unless
+the same top 3 as fp32 on the same device; and each visible GPU as a model-server worker's
+own (``gpu_id``): the model lands on it and scores as on the first. Without CUDA these tests
+skip, unless
 ``RERANKER_GPU_CHECK_DEVICE=cpu`` asks for the check's CPU path (everything in fp32 there),
 which ``make gpu-check`` runs on a machine without a GPU so that the check itself stays tested.
 """
@@ -10,12 +12,14 @@ which ``make gpu-check`` runs on a machine without a GPU so that the check itsel
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from handler import reranker_loading
+from handler import inference, reranker_loading
 
 from sagemaker_reranker.examples.offline_models import build_offline_model
 from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
@@ -72,3 +76,22 @@ def test_half_precision_packed_equals_padded_and_keeps_the_top_3(model_dir, pair
     if ranked[2] - ranked[3] > 4 * TOLERANCE:  # a near-tie may swap in fp16 and be right
         assert set(top(fast)) == set(top(full))
     assert top(fast, 1) == top(full, 1) or ranked[0] - ranked[1] <= 4 * TOLERANCE
+
+
+def test_each_visible_gpu_serves_its_own_worker(tiny_qwen3_dir, pairs):
+    """What the container does on a multi-GPU instance: one worker per GPU, each told its
+    ``gpu_id``. Each copy must sit on its GPU, in fp16, and score as the first one does."""
+    gpus = torch.cuda.device_count() if DEVICE == "cuda" else 0
+    body = json.dumps({"pairs": pairs}).encode()
+    scores = []
+    for gpu_id in range(max(gpus, 1)):
+        context = SimpleNamespace(system_properties={"gpu_id": gpu_id})
+        reranker = inference.model_fn(str(tiny_qwen3_dir), context)
+        wanted = torch.device("cuda", gpu_id) if gpus else torch.device("cpu")
+        assert reranker.device == wanted
+        assert {parameter.device for parameter in reranker.model.parameters()} == {wanted}
+        result = inference.transform_fn(reranker, body, "application/json", "application/json")
+        scores.append(json.loads(result)["scores"])
+        del reranker
+    for other in scores[1:]:
+        assert max(abs(a - b) for a, b in zip(other, scores[0], strict=True)) <= TOLERANCE

@@ -184,6 +184,28 @@ def test_packed_decoder_equals_hugging_face_row_by_row(kind, batch):
     assert torch.allclose(padded, alone, atol=TOLERANCE, rtol=0), (padded - alone).abs().max()
 
 
+def test_fused_projections_are_the_models_own_weights():
+    """Fusing keeps one copy: the modules' weights become views of the fused matrices."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(DECODERS["qwen2"]()).eval()  # q/k/v with bias
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    packed = reranker_decoder.PackedDecoder(model.base_model)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+    def storage(tensor: torch.Tensor) -> int:
+        return tensor.untyped_storage().data_ptr()
+
+    for layer, fused in zip(model.base_model.layers, packed.fused, strict=True):
+        attention, mlp = layer.self_attn, layer.mlp
+        for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
+            assert storage(projection.weight) == storage(fused.qkv_weight)
+            assert storage(projection.bias) == storage(fused.qkv_bias)
+        for projection in (mlp.gate_proj, mlp.up_proj):
+            assert storage(projection.weight) == storage(fused.gate_up_weight)
+
+
 def test_decoders_with_sliding_windows_keep_the_padded_forward():
     config = Qwen2Config(use_sliding_window=True, sliding_window=16, **DECODER_WIDTHS)
     model = AutoModelForCausalLM.from_config(config)

@@ -4,6 +4,8 @@
   unless ``RERANKER_DTYPE`` says otherwise) must fit one GPU (each GPU holds a whole copy),
   the instance's memory once per CPU worker, or a serverless endpoint's memory. A model that
   cannot fit is refused before anything is uploaded, with an instance type that fits.
+- Workers: one model-server worker per GPU, each on its own (the handler reads its
+  ``gpu_id``); on CPU one per 4 vCPUs, fewer when memory holds fewer copies.
 - Token cap: ``RERANKER_MAX_TOKENS`` bounds the work one request may ask for. The handler's
   defaults are measured on a base-size encoder; a model with more parameters per token gets a
   proportionally lower cap, so one request still finishes well within the 60 s a SageMaker
@@ -126,33 +128,62 @@ def suggest_gpu_instance(needed: int) -> str | None:
     return None
 
 
+def gpu_env(instance: Instance) -> dict[str, str]:
+    """One model-server worker per GPU (the handler puts each on its ``gpu_id``); nothing
+    where the GPU count is unknown, which leaves the container's own default."""
+    if instance.gpu is None:
+        return {}
+    return {"SAGEMAKER_MODEL_SERVER_WORKERS": str(instance.gpu.count(instance.size))}
+
+
+def copies_per_gpu(instance: Instance, env: dict[str, str]) -> int:
+    """Model copies the busiest GPU holds: workers are given GPUs in turn, so more workers
+    than GPUs (``--env SAGEMAKER_MODEL_SERVER_WORKERS``) put several copies on one."""
+    gpus = instance.gpu.count(instance.size) if instance.gpu else 1
+    workers = env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "")
+    return max(1, math.ceil(int(workers) / gpus)) if workers.isdigit() else 1
+
+
 def check_gpu(instance: Instance, footprint: ModelFootprint, env: dict[str, str]) -> list[str]:
-    """Refuse a model whose weights cannot fit one GPU; a note when they fit without room."""
+    """Refuse a model whose weights cannot fit one GPU (as many times as workers share it);
+    a note when they fit without room."""
     size = dtype_bytes("gpu", env)
-    needed = footprint.memory(size)
-    if needed is None:
+    weights = footprint.memory(size)
+    if weights is None:
         return []
     if instance.gpu is None:
         return [
             f"GPU memory of {instance.name} unknown to this tool: not checked against the "
-            f"model's {gib(needed)} of weights"
+            f"model's {gib(weights)} of weights"
         ]
+    copies = copies_per_gpu(instance, env)
+    # Each worker sharing the GPU brings its own weights, CUDA context and activations.
+    needed = weights * copies
+    reserve = (CUDA_RESERVE + ACTIVATION_HEADROOM) * copies - ACTIVATION_HEADROOM
     capacity = instance.gpu.memory_gb * 10**9
     where = f"{instance.name}'s {instance.gpu.memory_gb} GB {instance.gpu.gpu}"
+    whose = "the model's"
+    if copies > 1:
+        workers = env["SAGEMAKER_MODEL_SERVER_WORKERS"]
+        gpus = instance.gpu.count(instance.size)
+        whose = (
+            f"{copies} copies (SAGEMAKER_MODEL_SERVER_WORKERS={workers} on {gpus} GPUs) "
+            "of the model's"
+        )
     suggestion = suggest_gpu_instance(needed)
     instead = f"choose {suggestion}" if suggestion else "no single GPU listed holds it"
-    if needed + CUDA_RESERVE > capacity and footprint.parameters is None:
+    if needed + reserve > capacity and footprint.parameters is None:
         # Sized from the file, whose dtype may be wider than the one it will run in.
-        return [f"the model's {gib(needed)} of weight files may not fit {where}; {instead}"]
-    if needed + CUDA_RESERVE > capacity:
+        return [f"{whose} {gib(needed)} of weight files may not fit {where}; {instead}"]
+    if needed + reserve > capacity:
         raise DeployError(
-            f"the model's weights take {gib(needed)} in {_dtype_name(size)}, more than "
+            f"{whose} weights take {gib(needed)} in {_dtype_name(size)}, more than "
             f"{where} holds with the CUDA runtime; {instead} (GPU memory per instance: "
             f"{GPU_DOCS})"
         )
-    if needed + CUDA_RESERVE + ACTIVATION_HEADROOM > capacity:
+    if needed + reserve + ACTIVATION_HEADROOM > capacity:
         return [
-            f"the model's {gib(needed)} of weights leave {where} under "
+            f"{whose} {gib(needed)} of weights leave {where} under "
             f"{gib(ACTIVATION_HEADROOM)} for activations; {instead}, or lower "
             "RERANKER_BATCH_TOKENS with --env"
         ]
@@ -284,6 +315,7 @@ def size_deployment(
         return sizing
     instance = describe_instance(instance_type)
     if kind == "gpu":
+        sizing.env.update(gpu_env(instance))
         sizing.notices += check_gpu(instance, footprint, user_env)
     elif kind == "cpu":
         workers, notes = workers_in_memory(instance, footprint, user_env, wanted_workers)
