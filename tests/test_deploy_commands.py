@@ -184,9 +184,13 @@ def test_cpu_instances_get_worker_and_thread_settings(moto, tiny_archive):
     result = deploy(tiny_archive, "--instance-type", "ml.c5.4xlarge", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     env = json.loads(result.stdout)["dry_run"][2]["params"]["PrimaryContainer"]["Environment"]
-    assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == "4"
-    assert env["OMP_NUM_THREADS"] == "4"
-    assert env["RERANKER_MAX_TOKENS"] == "32768"
+    # One worker of one thread per vCPU (16 on a c5.4xlarge), each capped at the tokens one
+    # thread scores well within the invocation timeout; no spinning threads to tell asleep.
+    assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == "16"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert "OMP_WAIT_POLICY" not in env
+    assert env["RERANKER_MAX_TOKENS"] == "8192"
+    assert "max_tokens_per_request=8192" in result.stderr
     gpu = deploy(tiny_archive, "--dry-run", "--json", "--env", "RERANKER_MAX_PAIRS=64")
     env = json.loads(gpu.stdout)["dry_run"][2]["params"]["PrimaryContainer"]["Environment"]
     assert "OMP_NUM_THREADS" not in env

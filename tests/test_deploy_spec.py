@@ -51,6 +51,8 @@ def test_cpu_env_never_oversubscribes():
         workers, threads = int(env["SAGEMAKER_MODEL_SERVER_WORKERS"]), int(env["OMP_NUM_THREADS"])
         assert workers >= 1 and threads >= 1
         assert workers * threads <= max(vcpus, 1)
+    capped = cpu_env(16, workers=3)  # memory holds 3 copies: 5 threads each, asleep when idle
+    assert capped["OMP_NUM_THREADS"] == "5" and capped["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_tag_values_are_sanitised_and_bounded():

@@ -5,11 +5,13 @@
   the instance's memory once per CPU worker, or a serverless endpoint's memory. A model that
   cannot fit is refused before anything is uploaded, with an instance type that fits.
 - Workers: one model-server worker per GPU, each on its own (the handler reads its
-  ``gpu_id``); on CPU one per 4 vCPUs, fewer when memory holds fewer copies.
+  ``gpu_id``); on CPU one per vCPU with one thread each, fewer (with more threads) when
+  memory holds fewer copies: concurrent callers keep every core busy, and OpenMP's hand-offs
+  between a worker's threads only cost (the load test in docs/performance.md).
 - Token cap: ``RERANKER_MAX_TOKENS`` bounds the work one request may ask for. The handler's
-  defaults are measured on a base-size encoder; a model with more parameters per token gets a
-  proportionally lower cap, so one request still finishes well within the 60 s a SageMaker
-  invocation may take.
+  defaults are measured on a base-size encoder; a model with more parameters per token, or a
+  CPU worker with fewer threads, gets a proportionally lower cap, so one request still
+  finishes well within the 60 s a SageMaker invocation may take.
 - Container settings: the model download and the startup health check get timeouts sized
   from the archive, and instances without local NVMe storage a larger EBS volume when the
   model needs more than the default.
@@ -28,6 +30,7 @@ from sagemaker_reranker.deploy.aws.instances import (
     GPU_LADDER,
     Instance,
     describe_instance,
+    instance_vcpus,
 )
 from sagemaker_reranker.deploy.aws.session import DeployError
 from sagemaker_reranker.deploy.packaging.manifest import Manifest
@@ -43,7 +46,8 @@ ACTIVATION_HEADROOM = 2 * GIB
 # base-size encoder (12 layers, hidden size 768, bge-reranker-base's shape).
 REFERENCE_BODY_PARAMETERS = 86_000_000
 HANDLER_MAX_TOKENS = 262_144  # the handler's own default cap (GPU)
-CPU_MAX_TOKENS = 32_768  # the cap deploy gives CPU instances for base-size models
+CPU_MAX_TOKENS = 32_768  # the cap for base-size models on a CPU worker of 4 threads
+CPU_REFERENCE_THREADS = 4
 # The client's default estimated-token cap per request: a GPU cap never goes below it, so
 # the default client keeps working; on CPU a lower cap is announced with the client setting.
 CLIENT_MAX_TOKENS = 32_768
@@ -58,19 +62,30 @@ STARTUP_WITHOUT_WEIGHTS_S = 1800  # the container downloads the model from the h
 
 
 def cpu_workers(vcpus: int) -> int:
-    return max(1, vcpus // 4)
+    """One worker per vCPU: on 2 vCPUs, 2 workers of 1 thread served 1.5x the pairs per
+    second of 1 x 1 and 3-7x any configuration with 2 threads per worker, at the lowest p99
+    (``bench/load_test.py``, docs/performance.md)."""
+    return max(1, vcpus)
+
+
+def cpu_threads(vcpus: int, workers: int) -> int:
+    return max(1, vcpus // max(1, workers))
 
 
 def cpu_env(vcpus: int, workers: int | None = None) -> dict[str, str]:
-    """One worker per 4 vCPUs (fewer when memory holds fewer copies of the model), each with
-    its share of threads: no oversubscription. The token cap is for base-size models; a
-    heavier one gets a lower cap from ``max_tokens``."""
+    """Workers x threads = vCPUs, never more. Threads sleep rather than spin between parallel
+    regions (``OMP_WAIT_POLICY=PASSIVE``) where a worker has several: spinning threads on
+    cores other workers hold cost one short pair 3-6x (docs/performance.md)."""
     workers = workers or cpu_workers(vcpus)
-    return {
+    threads = str(cpu_threads(vcpus, workers))
+    env = {
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-        "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
-        "RERANKER_MAX_TOKENS": str(CPU_MAX_TOKENS),
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
     }
+    if int(threads) > 1:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
 
 
 @dataclass(frozen=True)
@@ -233,13 +248,16 @@ def check_serverless(memory_mb: int, footprint: ModelFootprint, env: dict[str, s
     )
 
 
-def max_tokens(kind: str, footprint: ModelFootprint) -> int | None:
-    """``RERANKER_MAX_TOKENS`` for a model heavier per token than the reference; None keeps
-    the default (the handler's on GPU, ``CPU_MAX_TOKENS`` on CPU)."""
+def max_tokens(kind: str, footprint: ModelFootprint, threads: int | None = None) -> int | None:
+    """``RERANKER_MAX_TOKENS`` for a model heavier per token than the reference, and on CPU
+    for a worker of ``threads`` threads; None keeps the handler's default (GPU)."""
     body = footprint.body_parameters
-    base = HANDLER_MAX_TOKENS if kind == "gpu" else CPU_MAX_TOKENS
+    if kind == "gpu":
+        base = HANDLER_MAX_TOKENS
+    else:
+        base = max(MIN_MAX_TOKENS, CPU_MAX_TOKENS * (threads or 1) // CPU_REFERENCE_THREADS)
     if not body or body <= REFERENCE_BODY_PARAMETERS:
-        return None
+        return None if kind == "gpu" else base
     floor = CLIENT_MAX_TOKENS if kind == "gpu" else MIN_MAX_TOKENS
     scaled = base * REFERENCE_BODY_PARAMETERS // body
     return max(floor, scaled // 1024 * 1024)
@@ -301,26 +319,28 @@ def size_deployment(
     """Check the model fits and pick the defaults sized from it (``overrides`` are the
     user's container settings, by ProductionVariant key, None where not given)."""
     sizing = Sizing({}, {}, [])
-    cap = max_tokens(kind, footprint)
+    instance = describe_instance(instance_type) if instance_type else None
+    threads = None
+    if kind == "cpu" and instance is not None:
+        workers, notes = workers_in_memory(instance, footprint, user_env, wanted_workers)
+        sizing.notices += notes
+        sizing.workers = workers if workers != wanted_workers else None
+        threads = cpu_threads(instance_vcpus(instance.name), workers)
+    cap = max_tokens(kind, footprint, threads)
     if cap is not None:
         sizing.env["RERANKER_MAX_TOKENS"] = str(cap)
         chosen = int(user_env.get("RERANKER_MAX_TOKENS") or cap)
         if chosen < CLIENT_MAX_TOKENS:
             sizing.notices.append(
-                f"RERANKER_MAX_TOKENS={chosen} for this model's size: create the client with "
-                f"SagemakerEndpointCrossEncoder(..., max_tokens_per_request={chosen})"
+                f"RERANKER_MAX_TOKENS={chosen} for this model and instance: create the client "
+                f"with SagemakerEndpointCrossEncoder(..., max_tokens_per_request={chosen})"
             )
-    if instance_type is None:
+    if instance is None:
         check_serverless(serverless_memory or 0, footprint, user_env)
         return sizing
-    instance = describe_instance(instance_type)
     if kind == "gpu":
         sizing.env.update(gpu_env(instance))
         sizing.notices += check_gpu(instance, footprint, user_env)
-    elif kind == "cpu":
-        workers, notes = workers_in_memory(instance, footprint, user_env, wanted_workers)
-        sizing.notices += notes
-        sizing.workers = workers if workers != wanted_workers else None
     sizing.container = container_settings(instance, footprint)
     for key, value in overrides.items():
         if value is not None:
