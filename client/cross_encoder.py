@@ -3,16 +3,15 @@
 Large inputs are cut into requests within the endpoint's limits (pairs, bytes, estimated
 tokens), sent concurrently (``max_concurrency`` at once) and put back in input order. Throttling
 is retried with capped exponential backoff and full jitter; nothing else is, in particular not a
-read timeout, which would run a slow inference twice. Every failure is a
-``RerankerEndpointError``; a wrong number of scores or a non-finite score is one too, because
-LangChain's ``CrossEncoderReranker`` zips scores with documents non-strictly and would drop
-documents silently.
+read timeout, which would run a slow inference twice. A response is read within
+``max_response_bytes`` and a call within ``timeout``. Every failure is a ``RerankerEndpointError``;
+a wrong number of scores or a non-finite score is one too (LangChain's ``CrossEncoderReranker``
+zips scores with documents non-strictly and would drop documents silently).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import random
 import threading
@@ -40,6 +39,7 @@ from pydantic import (
 from sagemaker_reranker.client.content_handlers import PairsHandler, accept_of, check_handler
 from sagemaker_reranker.client.errors import RerankerEndpointError
 from sagemaker_reranker.client.fanout import gather_or_first_error, results_or_first_error
+from sagemaker_reranker.client.reading import Deadline, read_body
 from sagemaker_reranker.client.runtime import (
     Credentials,
     check_endpoint_kwargs,
@@ -47,7 +47,7 @@ from sagemaker_reranker.client.runtime import (
     make_runtime_client,
     warn_about_injected_client,
 )
-from sagemaker_reranker.client.scores import assemble, ranked, score_problem
+from sagemaker_reranker.client.scores import assemble, checked_scores, ranked
 from sagemaker_reranker.client.splitting import (
     CHARS_PER_TOKEN,
     Limits,
@@ -129,6 +129,10 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     """Attempts per request when throttled (429/503); other errors are never retried."""
     backoff_base: float = Field(0.25, ge=0)
     backoff_max: float = Field(20.0, ge=0)
+    max_response_bytes: int = Field(MAX_BODY_BYTES + MIB, ge=1)
+    """A larger response is refused as it arrives (the runtime's answers stop at 6 MiB)."""
+    timeout: float | None = Field(None, gt=0)
+    """Seconds for a whole call, retries and backoff included (``None``: no deadline)."""
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -197,18 +201,20 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
     ) -> list[float]:
         """One score per pair, in input order (raw logits unless ``normalize`` is set)."""
+        deadline = Deadline.start(self.timeout)
         count, requests = self._prepare(text_pairs, instruction)
-        if len(requests) <= 1:
-            results = [self._invoke(request) for request in requests]
-        else:
-            futures = [self._executor().submit(self._invoke, request) for request in requests]
-            results = results_or_first_error(futures)
+        if len(requests) <= 1 and self.timeout is None:
+            results = [self._invoke(request, deadline) for request in requests]
+        else:  # in threads, so that the deadline can end the wait for a stuck request
+            futures = [self._executor().submit(self._invoke, r, deadline) for r in requests]
+            results = results_or_first_error(futures, deadline, self.endpoint_name)
         return assemble(count, requests, self.normalize, results)
 
     async def ascore(
         self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
     ) -> list[float]:
         """``score`` without blocking the event loop; requests run concurrently in threads."""
+        deadline = Deadline.start(self.timeout)
         loop = asyncio.get_running_loop()
         pool = self._executor()
         count, requests = await loop.run_in_executor(pool, self._prepare, text_pairs, instruction)
@@ -216,10 +222,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
         async def invoke(request: Request) -> list[float]:
             async with semaphore:
-                return await loop.run_in_executor(pool, self._invoke, request)
+                return await loop.run_in_executor(pool, self._invoke, request, deadline)
 
         tasks = [asyncio.ensure_future(invoke(request)) for request in requests]
-        return assemble(count, requests, self.normalize, await gather_or_first_error(tasks))
+        results = await gather_or_first_error(tasks, deadline, self.endpoint_name)
+        return assemble(count, requests, self.normalize, results)
 
     def rerank(
         self,
@@ -319,15 +326,19 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         }
         return {key: value for key, value in kwargs.items() if value is not None}
 
-    def _invoke(self, request: Request) -> list[float]:
+    def _invoke(self, request: Request, deadline: Deadline) -> list[float]:
         """One request, retried only while throttled, with capped exponential backoff."""
         for attempt in range(1, self.max_attempts + 1):
+            if deadline.expired():
+                raise deadline.error(self.endpoint_name)
             try:
-                return self._invoke_once(request)
+                return self._invoke_once(request, deadline)
             except RerankerEndpointError as error:
+                delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
                 if not error.retryable or attempt == self.max_attempts:
                     raise
-                delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+                if delay >= (deadline.remaining() or float("inf")):
+                    raise deadline.error(self.endpoint_name) from error
                 logger.info(
                     "endpoint %s busy (%s); retry %d of %d in %.2f s",
                     self.endpoint_name,
@@ -339,11 +350,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _invoke_once(self, request: Request) -> list[float]:
+    def _invoke_once(self, request: Request, deadline: Deadline) -> list[float]:
         name = self.endpoint_name
         try:
             response = self.client.invoke_endpoint(Body=request.body, **self._invoke_kwargs())
-            body = response["Body"].read()
+            body = read_body(response, self.max_response_bytes, deadline, name)
         except ClientError as error:
             raise RerankerEndpointError.from_client_error(error, name) from error
         except ReadTimeoutError as error:
@@ -366,25 +377,8 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         except BotoCoreError as error:
             raise RerankerEndpointError(str(error), endpoint_name=name) from error
         request_id = response.get("ResponseMetadata", {}).get("RequestId")
-        return self._checked_scores(body, len(request.indices), request_id)
-
-    def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
-        """The scores in a response body, or an error naming what is wrong with them."""
-        try:
-            scores = self.content_handler.transform_output(io.BytesIO(body))
-        except Exception as error:  # a LangChain handler raises KeyError, TypeError...
-            detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
-            raise RerankerEndpointError(
-                f"unreadable response: {detail}",
-                endpoint_name=self.endpoint_name,
-                request_id=request_id,
-            ) from error
-        problem = score_problem(scores, expected)
-        if problem:
-            raise RerankerEndpointError(
-                problem, endpoint_name=self.endpoint_name, request_id=request_id
-            )
-        return scores
+        where = {"endpoint_name": name, "request_id": request_id}
+        return checked_scores(self.content_handler, body, len(request.indices), where)
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

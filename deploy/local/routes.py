@@ -152,8 +152,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.pairs: int | None = None
         reply = route()
         # Logged before the answer goes out, so a client that has its answer finds the line.
-        # SageMaker pings every few seconds; only invocations make the access log at INFO.
-        level = logging.DEBUG if self.command == "GET" and reply.status < 400 else logging.INFO
+        # SageMaker pings every few seconds, and a starting endpoint is polled until loaded:
+        # only invocations and failures make the access log at INFO.
+        loading = self.path == "/ping" and reply.status == 503
+        routine = self.command == "GET" and (reply.status < 400 or loading)
+        level = logging.DEBUG if routine else logging.INFO
         logger.log(
             level,
             "%s %s %d pairs=%s %.1fms%s",
