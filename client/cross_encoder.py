@@ -50,6 +50,7 @@ from sagemaker_reranker.client.runtime import (
 from sagemaker_reranker.client.scores import assemble, checked_scores, ranked
 from sagemaker_reranker.client.splitting import (
     CHARS_PER_TOKEN,
+    TOKENS_PER_PAIR_CAP,
     Limits,
     Request,
     as_pair_list,
@@ -124,6 +125,9 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     max_tokens_per_request: int = Field(32_768, ge=1)
     """Estimated tokens per request (see ``splitting``); keeps each call far from 60 s and
     within the token cap ``deploy`` gives CPU instances (``RERANKER_MAX_TOKENS=32768``)."""
+    max_tokens_per_pair: int = Field(TOKENS_PER_PAIR_CAP, ge=1)
+    """The model's max length (8,192 for LLM rerankers; 512 for bge-reranker-base packs
+    requests of long documents fuller): the most one pair can cost in the estimate."""
     max_concurrency: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, le=20)
     """Attempts per request when throttled (429/503); other errors are never retried."""
@@ -279,7 +283,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         if handler_cap:
             max_pairs = min(max_pairs, handler_cap)
         limits = Limits(
-            max_pairs, self.max_request_bytes, self.max_tokens_per_request, extra_tokens
+            max_pairs,
+            self.max_request_bytes,
+            self.max_tokens_per_request,
+            extra_tokens,
+            self.max_tokens_per_pair,
         )
         one_query = bool(getattr(handler, "one_query_per_request", False))
         requests = plan_requests(pairs, limits, serialize, one_query)
