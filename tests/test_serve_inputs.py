@@ -68,3 +68,13 @@ def test_a_quiet_start_one_loading_line_then_serving(tiny_archive: Path, tmp_pat
         f"loading {tiny_archive}…"
     ], before
     serve.assert_clean(port)
+
+
+def test_invoking_a_name_the_local_server_does_not_serve_names_the_one_it_does(endpoint) -> None:
+    result = Cli()(
+        "invoke", "not-this-one", "-q", "what?", "--doc", "jobs", "--endpoint-url", endpoint.url
+    )
+    assert result.exit_code != 0, result.output
+    line = " ".join(result.output.split())
+    assert "Endpoint not-this-one of account 000000000000 not found." in line
+    assert f"serves one endpoint, '{endpoint.endpoint_name}' (set by serve --endpoint-name)" in line

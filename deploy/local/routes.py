@@ -237,7 +237,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         ids = {"x-amzn-RequestId": str(uuid.uuid4())}
         endpoint = self.server.config.endpoint_name
         if name != endpoint:
-            message = f"Endpoint {name} of account 000000000000 not found."
+            # The runtime's words, then what a user of the local server needs: its one name.
+            message = (
+                f"Endpoint {escape(name)} of account 000000000000 not found. This local server "
+                f"serves one endpoint, {endpoint!r} (set by serve --endpoint-name)."
+            )
             return self._refuse(
                 400, message, lambda m: runtime_error(400, "ValidationError", m, ids)
             )
