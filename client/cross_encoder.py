@@ -4,15 +4,15 @@ Large inputs are cut into requests within the endpoint's limits (pairs, bytes, e
 tokens), sent concurrently (``max_concurrency`` at once) and put back in input order. Throttling
 is retried with capped exponential backoff and full jitter, a component scaling from zero is
 waited for (``cold_start``); nothing else is retried, not even a read timeout, which would run a
-slow inference twice. Every failure is a ``RerankerEndpointError``, a wrong number of scores or
-a non-finite score too: LangChain's ``CrossEncoderReranker`` zips scores with documents
+slow inference twice. A response is read within ``max_response_bytes`` and a call within
+``timeout``. Every failure is a ``RerankerEndpointError``, a wrong number of scores or a
+non-finite score too: LangChain's ``CrossEncoderReranker`` zips scores with documents
 non-strictly and would drop documents silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import random
 import threading
@@ -23,8 +23,7 @@ from functools import partial
 from typing import Any, Literal
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.utils import secret_from_env
 from pydantic import (
@@ -39,8 +38,9 @@ from pydantic import (
 
 from sagemaker_reranker.client.cold_start import ScaleFromZero
 from sagemaker_reranker.client.content_handlers import PairsHandler, accept_of, check_handler
-from sagemaker_reranker.client.errors import RerankerEndpointError
+from sagemaker_reranker.client.errors import RerankerEndpointError, transport_error
 from sagemaker_reranker.client.fanout import gather_or_first_error, results_or_first_error
+from sagemaker_reranker.client.reading import Deadline, read_body
 from sagemaker_reranker.client.runtime import (
     Credentials,
     check_endpoint_kwargs,
@@ -48,9 +48,10 @@ from sagemaker_reranker.client.runtime import (
     make_runtime_client,
     warn_about_injected_client,
 )
-from sagemaker_reranker.client.scores import assemble, ranked, score_problem
+from sagemaker_reranker.client.scores import assemble, checked_scores, ranked
 from sagemaker_reranker.client.splitting import (
     CHARS_PER_TOKEN,
+    TOKENS_PER_PAIR_CAP,
     Limits,
     Request,
     as_pair_list,
@@ -125,6 +126,9 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     max_tokens_per_request: int = Field(32_768, ge=1)
     """Estimated tokens per request (see ``splitting``); keeps each call far from 60 s and
     within the token cap ``deploy`` gives CPU instances (``RERANKER_MAX_TOKENS=32768``)."""
+    max_tokens_per_pair: int = Field(TOKENS_PER_PAIR_CAP, ge=1)
+    """The model's max length (8,192 for LLM rerankers; 512 for bge-reranker-base packs
+    requests of long documents fuller): the most one pair can cost in the estimate."""
     max_concurrency: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, le=20)
     """Attempts per request when throttled (429/503)."""
@@ -132,6 +136,10 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     backoff_max: float = Field(20.0, ge=0)
     scale_from_zero_timeout: float = Field(300.0, ge=0)
     """Seconds a request waits for an inference component scaling from zero (0: fail at once)."""
+    max_response_bytes: int = Field(MAX_BODY_BYTES + MIB, ge=1)
+    """A larger response is refused as it arrives (the runtime's answers stop at 6 MiB)."""
+    timeout: float | None = Field(None, gt=0)
+    """Seconds for a whole call, retries and backoff included (``None``: no deadline)."""
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -201,18 +209,20 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
     ) -> list[float]:
         """One score per pair, in input order (raw logits unless ``normalize`` is set)."""
+        deadline = Deadline.start(self.timeout)
         count, requests = self._prepare(text_pairs, instruction)
-        if len(requests) <= 1:
-            results = [self._invoke(request) for request in requests]
-        else:
-            futures = [self._executor().submit(self._invoke, request) for request in requests]
-            results = results_or_first_error(futures)
+        if len(requests) <= 1 and self.timeout is None:
+            results = [self._invoke(request, deadline) for request in requests]
+        else:  # in threads, so that the deadline can end the wait for a stuck request
+            futures = [self._executor().submit(self._invoke, r, deadline) for r in requests]
+            results = results_or_first_error(futures, deadline, self.endpoint_name)
         return assemble(count, requests, self.normalize, results)
 
     async def ascore(
         self, text_pairs: Sequence[Sequence[str]], instruction: str | None = None
     ) -> list[float]:
         """``score`` without blocking the event loop; requests run concurrently in threads."""
+        deadline = Deadline.start(self.timeout)
         loop = asyncio.get_running_loop()
         pool = self._executor()
         count, requests = await loop.run_in_executor(pool, self._prepare, text_pairs, instruction)
@@ -220,10 +230,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
         async def invoke(request: Request) -> list[float]:
             async with semaphore:
-                return await loop.run_in_executor(pool, self._invoke, request)
+                return await loop.run_in_executor(pool, self._invoke, request, deadline)
 
         tasks = [asyncio.ensure_future(invoke(request)) for request in requests]
-        return assemble(count, requests, self.normalize, await gather_or_first_error(tasks))
+        results = await gather_or_first_error(tasks, deadline, self.endpoint_name)
+        return assemble(count, requests, self.normalize, results)
 
     def rerank(
         self,
@@ -273,7 +284,11 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         if handler_cap:
             max_pairs = min(max_pairs, handler_cap)
         limits = Limits(
-            max_pairs, self.max_request_bytes, self.max_tokens_per_request, extra_tokens
+            max_pairs,
+            self.max_request_bytes,
+            self.max_tokens_per_request,
+            extra_tokens,
+            self.max_tokens_per_pair,
         )
         one_query = bool(getattr(handler, "one_query_per_request", False))
         requests = plan_requests(pairs, limits, serialize, one_query)
@@ -320,21 +335,29 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         }
         return {key: value for key, value in kwargs.items() if value is not None}
 
-    def _invoke(self, request: Request) -> list[float]:
-        """One request, retried while throttled and while its component scales from zero."""
+    def _invoke(self, request: Request, deadline: Deadline) -> list[float]:
+        """One request, retried while throttled and while its component scales from zero,
+        within the call's deadline."""
         attempt, cold = 1, self._cold.waiter(self.scale_from_zero_timeout, self._invoke_kwargs())
         while True:
+            if deadline.expired():
+                raise deadline.error(self.endpoint_name)
             try:
-                scores = self._invoke_once(request)
+                scores = self._invoke_once(request, deadline)
                 self._cold.served()
                 return scores
             except RerankerEndpointError as error:
                 if error.no_capacity:
-                    time.sleep(cold.pause(error))
+                    pause = cold.pause(error)
+                    if pause >= (deadline.remaining() or float("inf")):
+                        raise deadline.error(self.endpoint_name) from error
+                    time.sleep(pause)
                     continue
+                delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
                 if not error.retryable or attempt == self.max_attempts:
                     raise
-                delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+                if delay >= (deadline.remaining() or float("inf")):
+                    raise deadline.error(self.endpoint_name) from error
                 logger.info(
                     "endpoint %s busy (%s); retry %d of %d in %.2f s",
                     self.endpoint_name,
@@ -346,52 +369,18 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 time.sleep(delay)
                 attempt += 1
 
-    def _invoke_once(self, request: Request) -> list[float]:
+    def _invoke_once(self, request: Request, deadline: Deadline) -> list[float]:
         name = self.endpoint_name
         try:
             response = self.client.invoke_endpoint(Body=request.body, **self._invoke_kwargs())
-            body = response["Body"].read()
+            body = read_body(response, self.max_response_bytes, deadline, name)
         except ClientError as error:
             raise RerankerEndpointError.from_client_error(error, name) from error
-        except ReadTimeoutError as error:
-            raise RerankerEndpointError(
-                f"no response within the read timeout ({error}); not retried, since the "
-                "endpoint may still be running it",
-                endpoint_name=name,
-                error_code="ReadTimeout",
-            ) from error
-        except BotoConnectionError as error:
-            # The request never reached the endpoint. A loopback one is a local server that
-            # is not running: retrying only delays saying so.
-            hint = " (is the local endpoint running?)" if self._loopback else ""
-            raise RerankerEndpointError(
-                f"{error}{hint}",
-                endpoint_name=name,
-                error_code="ConnectionError",
-                retryable=not self._loopback,
-            ) from error
         except BotoCoreError as error:
-            raise RerankerEndpointError(str(error), endpoint_name=name) from error
+            raise transport_error(error, name, self._loopback) from error
         request_id = response.get("ResponseMetadata", {}).get("RequestId")
-        return self._checked_scores(body, len(request.indices), request_id)
-
-    def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
-        """The scores in a response body, or an error naming what is wrong with them."""
-        try:
-            scores = self.content_handler.transform_output(io.BytesIO(body))
-        except Exception as error:  # a LangChain handler raises KeyError, TypeError...
-            detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
-            raise RerankerEndpointError(
-                f"unreadable response: {detail}",
-                endpoint_name=self.endpoint_name,
-                request_id=request_id,
-            ) from error
-        problem = score_problem(scores, expected)
-        if problem:
-            raise RerankerEndpointError(
-                problem, endpoint_name=self.endpoint_name, request_id=request_id
-            )
-        return scores
+        where = {"endpoint_name": name, "request_id": request_id}
+        return checked_scores(self.content_handler, body, len(request.indices), where)
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

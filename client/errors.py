@@ -14,7 +14,8 @@ import json
 import re
 from dataclasses import KW_ONLY, dataclass, replace
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 # Statuses that mean "too busy now, try again later"; never a verdict on the request itself.
 THROTTLING_STATUSES = frozenset({429, 503})
@@ -137,3 +138,28 @@ def _as_int(value: object) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def transport_error(
+    error: BotoCoreError, endpoint_name: str | None, loopback: bool
+) -> RerankerEndpointError:
+    """botocore's failures below HTTP, worded for the caller. A read timeout is not retried
+    (the endpoint may still be running the request); a connection that never reached the
+    endpoint is, unless the endpoint is a loopback one: a local server that is not running,
+    which retrying only takes longer to say."""
+    if isinstance(error, ReadTimeoutError):
+        return RerankerEndpointError(
+            f"no response within the read timeout ({error}); not retried, since the "
+            "endpoint may still be running it",
+            endpoint_name=endpoint_name,
+            error_code="ReadTimeout",
+        )
+    if isinstance(error, BotoConnectionError):
+        hint = " (is the local endpoint running?)" if loopback else ""
+        return RerankerEndpointError(
+            f"{error}{hint}",
+            endpoint_name=endpoint_name,
+            error_code="ConnectionError",
+            retryable=not loopback,
+        )
+    return RerankerEndpointError(str(error), endpoint_name=endpoint_name)

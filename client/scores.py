@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import math
+from typing import Any
 
+from sagemaker_reranker.client.errors import RerankerEndpointError
 from sagemaker_reranker.client.splitting import Request
+
+
+def checked_scores(handler: Any, body: bytes, expected: int, where: dict) -> list[float]:
+    """The scores ``handler`` reads in a response body, or an error naming what is wrong with
+    them (``where``: the error's ``endpoint_name`` and ``request_id``)."""
+    try:
+        scores = handler.transform_output(io.BytesIO(body))
+    except Exception as error:  # a LangChain handler raises KeyError, TypeError...
+        detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
+        raise RerankerEndpointError(f"unreadable response: {detail}", **where) from error
+    problem = score_problem(scores, expected)
+    if problem:
+        raise RerankerEndpointError(problem, **where)
+    return scores
 
 
 def score_problem(scores: object, expected: int) -> str | None:

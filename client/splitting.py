@@ -18,9 +18,11 @@ from sagemaker_reranker.client.content_handlers import Pair
 
 Serialize = Callable[[Sequence[Pair]], bytes]
 
-# The server truncates each pair to the model's max length (512 for bge-reranker-base), so
-# no pair costs more than this many tokens however long its document.
-TOKENS_PER_PAIR_CAP = 512
+# The server truncates each pair to the model's max length, so no pair costs more than that
+# many tokens however long its document. By default the longest the handler serves: the LLM
+# rerankers' 8,192 (Qwen3-Reranker); 512 (bge-reranker-base) would let requests of long
+# documents to an LLM reranker exceed RERANKER_MAX_TOKENS and get 413s.
+TOKENS_PER_PAIR_CAP = 8192
 # Characters per token, on the low side: English word pieces average ~4 characters. The
 # estimate only spreads work between requests; the server's own cap (RERANKER_MAX_TOKENS,
 # 262,144 by default) is twice 256 pairs x 512 tokens, the client's defaults.
@@ -41,13 +43,15 @@ class Limits:
     extra_tokens_per_pair: int = 0
     """Tokens the server adds to every pair beyond its texts (an instruction, for models
     that read one with each pair)."""
+    tokens_per_pair_cap: int = TOKENS_PER_PAIR_CAP
+    """The model's max length: the most tokens one pair can cost."""
 
     @property
     def tokens_per_pair(self) -> int:
         return SPECIAL_TOKENS_PER_PAIR + self.extra_tokens_per_pair
 
     def __post_init__(self) -> None:
-        for name in ("max_pairs", "max_bytes", "max_tokens"):
+        for name in ("max_pairs", "max_bytes", "max_tokens", "tokens_per_pair_cap"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -184,9 +188,10 @@ def _fitting(block: Sequence[Pair], limits: Limits) -> int:
     pair_lengths = map(add, lengths[0::2], lengths[1::2])
     sizes = list(map(add, pair_lengths, repeat(PAIR_SYNTAX_BYTES)))
     count = bisect_right(list(accumulate(sizes)), limits.max_bytes)
-    if len(block) * TOKENS_PER_PAIR_CAP > limits.max_tokens:  # else tokens cannot bind
+    cap = limits.tokens_per_pair_cap
+    if len(block) * cap > limits.max_tokens:  # else tokens cannot bind
         extra = limits.tokens_per_pair
-        tokens = [min(TOKENS_PER_PAIR_CAP, size // CHARS_PER_TOKEN + extra) for size in sizes]
+        tokens = [min(cap, size // CHARS_PER_TOKEN + extra) for size in sizes]
         count = min(count, bisect_right(list(accumulate(tokens)), limits.max_tokens))
     return max(count, 1)  # a pair over a limit on its own goes alone
 
@@ -202,8 +207,8 @@ def _serialized(
     if len(indices) == 1:
         raise ValueError(
             f"pair {indices[0]} alone serialises to {len(body)} bytes, over the request limit "
-            f"of {max_bytes} bytes; shorten it (the model reads only its first "
-            f"{TOKENS_PER_PAIR_CAP} tokens anyway)"
+            f"of {max_bytes} bytes; shorten it (the model reads only its first max-length "
+            "tokens anyway)"
         )
     middle = len(indices) // 2
     yield from _serialized(chunk[:middle], indices[:middle], max_bytes, serialize)

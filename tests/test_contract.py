@@ -3,13 +3,17 @@ lists, bad input, limits, custom attributes, concurrency and model-load failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import torch
 from handler import inference
+from references import SampleCrossEncoder
 from tiers import (  # noqa: F401 - the *_fixture names register fixtures
     HANDLER_ERRORS_AS,
     JSON,
@@ -24,9 +28,14 @@ from tiers import (  # noqa: F401 - the *_fixture names register fixtures
 
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.deploy.packaging.build import package
 
 QUERY = "what is the plan for the economy?"
-# The tiny test model's scores mostly track length: documents of distinct lengths score apart.
+# Every tier's score against the reference's: packed and padded forwards differ by ~1e-5.
+TOLERANCE = 1e-4
+# The tiny model's classifier scaled up, so that its scores (~2.6e-4 apart in all) spread
+# far beyond TOLERANCE: a score swapped between two pairs cannot pass for rounding.
+SPREAD = 10_000.0
 DOCS = [
     "inflation",
     "tax credit",
@@ -45,14 +54,39 @@ def body_of(payload: object) -> bytes:
 def assert_close(actual: list[float], expected: list[float]) -> None:
     assert len(actual) == len(expected), (actual, expected)
     for got, want in zip(actual, expected, strict=True):
-        # The tiny model's scores differ from each other by ~1e-5: compare far tighter.
-        assert math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-9), (actual, expected)
+        assert math.isclose(got, want, rel_tol=0, abs_tol=TOLERANCE), (actual, expected)
 
 
 @pytest.fixture(scope="session")
-def score(direct_tier):
-    """Reference scores from the loaded model itself, no transport in between."""
-    return lambda pairs: direct_tier.model.score([tuple(pair) for pair in pairs])
+def tiny_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's tiers serve the tiny model with its classifier scaled by ``SPREAD``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("spread-model")
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.classifier.weight.mul_(SPREAD)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package(str(tiny_model_dir), tmp_path_factory.mktemp("archive") / "model.tar.gz").path
+
+
+@pytest.fixture(scope="session")
+def score(tiny_model_dir: Path):
+    """Reference scores computed apart from the handler: the sample handler's one padded batch
+    through transformers (``bench/reference.py``), not the code under test."""
+    reference = SampleCrossEncoder(str(tiny_model_dir))
+    return lambda pairs: reference([tuple(pair) for pair in pairs])
+
+
+def test_the_reference_scores_spread_far_beyond_the_tolerance(score) -> None:
+    ordered = sorted(score(PAIRS))
+    assert min(b - a for a, b in itertools.pairwise(ordered)) > 10 * TOLERANCE, ordered
 
 
 # --------------------------------------------------------------------------- valid requests
@@ -79,8 +113,8 @@ def test_each_request_shape_scores_the_same(tier: Tier, score) -> None:
 def test_scores_keep_input_order(tier: Tier, score) -> None:
     forward = tier.invoke(body_of({"pairs": PAIRS})).scores()
     backward = tier.invoke(body_of({"pairs": PAIRS[::-1]})).scores()
-    assert_close(backward, forward[::-1])
-    assert len(set(forward)) == len(forward), "distinct pairs should score differently"
+    assert_close(forward, score(PAIRS))
+    assert_close(backward, score(PAIRS[::-1]))
 
 
 def test_empty_lists_score_nothing(tier: Tier) -> None:

@@ -18,7 +18,7 @@ import pytest
 from handler import inference
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
-from sagemaker_reranker.client.scores import assemble
+from sagemaker_reranker.client.scores import assemble, checked_scores
 from sagemaker_reranker.examples.speech import EXAMPLE_QUERY, speech_chunks
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def test_client_overhead_per_thousand_pairs(pairs, endpoint):
     def round_trip() -> None:
         planned = model._prepare(pairs, None)[1]
         results = [
-            model._checked_scores(body, len(r.indices), None)
+            checked_scores(model.content_handler, body, len(r.indices), {})
             for r, body in zip(planned, bodies, strict=True)
         ]
         assemble(count, planned, None, results)
@@ -127,7 +127,7 @@ def test_client_overhead_per_thousand_pairs(pairs, endpoint):
             dumps({"pairs": pairs[r.indices.start : r.indices.stop]})
 
     results = [
-        model._checked_scores(b, len(r.indices), None)
+        checked_scores(model.content_handler, b, len(r.indices), {})
         for r, b in zip(requests, bodies, strict=True)
     ]
     assert assemble(count, requests, None, results) == [0.123456789] * COUNT

@@ -97,12 +97,16 @@ def test_content_length_must_be_ascii_digits(endpoint, length) -> None:
     head += b"Content-Length: " + length.encode("utf-8") + b"\r\n\r\n"
     reply = exchange(endpoint, head + PAIRS)
     assert statuses(reply) == [400], reply
-    assert b"Content-Length" in reply
+    # The refusal's own words: every reply has a Content-Length header, and a handler's
+    # 400 for a body cut at a laxly parsed length is a 400 too.
+    assert b"invalid Content-Length" in reply and b"expected digits" in reply, reply
 
 
 def test_two_content_lengths_are_refused(endpoint) -> None:
     headers = f"Content-Length: {len(PAIRS)}\r\nContent-Length: 3\r\n"
-    assert statuses(exchange(endpoint, post("/invocations", headers) + PAIRS)) == [400]
+    reply = exchange(endpoint, post("/invocations", headers) + PAIRS)
+    assert statuses(reply) == [400], reply
+    assert b"more than one Content-Length header" in reply, reply
 
 
 def test_a_body_shorter_than_its_length_gets_408_within_the_deadline(endpoint) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import ipaddress
 import json
 import os
 import shlex
@@ -43,12 +44,19 @@ def _raise_stop(signum, frame) -> None:
     raise _Stop
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a port another process listens on, before the model is even extracted."""
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on, before the model is
+    even extracted: an IPv6 host (the server is IPv4-only), a name that does not resolve, a
+    port another process listens on. Port 0 is probed too: it checks the host."""
+    try:
+        ipv6 = ipaddress.ip_address(host.strip("[]")).version == 6
+    except ValueError:
+        ipv6 = ":" in host
+    if ipv6:
+        raise BadInput(
+            f"--host {host}: the local server listens on IPv4 only; use 127.0.0.1 for loopback"
+        )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the server binds: a port a stopped server left in TIME_WAIT is free to reuse.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -59,7 +67,8 @@ def check_port_free(host: str, port: int) -> None:
                     f"port {port} on {host} is already in use; pick another with --port, or "
                     "--port 0 for a free one"
                 ) from None
-            raise BadInput(f"cannot listen on {host}:{port}: {error.strerror}") from None
+            reason = error.strerror or str(error)
+            raise BadInput(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def archive_env(model_data: Path, trust: Trust) -> dict[str, str]:
@@ -150,12 +159,18 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     type=click.Path(file_okay=False, path_type=Path),
     help="Model directory to serve; gets the packaged handler if it has no code/inference.py.",
 )
-@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="1-65535; 0 picks a free port.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind; anything but loopback exposes an unauthenticated endpoint.",
+    help="IPv4 address to bind; anything but loopback exposes an unauthenticated endpoint.",
 )
 @click.option("--endpoint-name", default="local-reranker", show_default=True)
 @click.option(
@@ -243,7 +258,7 @@ def serve_command(
     warning = bind_warning(host)
     if warning:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    check_port_free(host, port)
+    check_address(host, port)
     if model_data is not None:
         env = {**archive_env(model_data, trust), **env}
     component_env = {name: archive_env(archive, trust) for name, archive in components.items()}
@@ -286,6 +301,9 @@ def serve_command(
 
 
 def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str, component: str | None) -> None:
+    # The one line before "Serving ...": loading takes seconds, and the server's own
+    # lines during it (the /ping polls) are debug.
+    click.echo(f"loading {source}…", err=True)
     endpoint.start()
     healthy, reason = endpoint.health()
     if not healthy:

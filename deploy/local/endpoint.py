@@ -33,7 +33,7 @@ from sagemaker_reranker.deploy.local.components import (
     check_component_name,
 )
 from sagemaker_reranker.deploy.local.net import port_open
-from sagemaker_reranker.deploy.local.server import LocalSettings
+from sagemaker_reranker.deploy.local.server import EARLY_EXIT, LocalSettings
 from sagemaker_reranker.deploy.packaging.build import copy_handler
 from sagemaker_reranker.deploy.packaging.extract import extract_archive
 from sagemaker_reranker.deploy.packaging.verify import Trust
@@ -256,6 +256,11 @@ class LocalEndpoint:
     def _check_alive(self, when: str) -> None:
         code = self._process.poll() if self._process else None
         if code is not None:
+            cause = self._workdir / EARLY_EXIT if self._workdir else None
+            if cause is not None and cause.is_file():
+                raise LocalEndpointError(
+                    f"the local server exited with code {code} {when}: {cause.read_text()}"
+                )
             raise LocalEndpointError(
                 f"the local server exited with code {code} {when}:\n{self.log_tail()}"
             )

@@ -159,8 +159,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.pairs: int | None = None
         reply = route()
         # Logged before the answer goes out, so a client that has its answer finds the line.
-        # SageMaker pings every few seconds; only invocations make the access log at INFO.
-        level = logging.DEBUG if self.command == "GET" and reply.status < 400 else logging.INFO
+        # SageMaker pings every few seconds, and a starting endpoint is polled until loaded:
+        # only invocations and failures make the access log at INFO.
+        loading = self.path == "/ping" and reply.status == 503
+        routine = self.command == "GET" and (reply.status < 400 or loading)
+        level = logging.DEBUG if routine else logging.INFO
         logger.log(
             level,
             "%s %s %d pairs=%s %.1fms%s",
@@ -248,7 +251,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         ids = {"x-amzn-RequestId": str(uuid.uuid4())}
         endpoint = self.server.config.endpoint_name
         if name != endpoint:
-            message = f"Endpoint {name} of account 000000000000 not found."
+            # The runtime's words, then what a user of the local server needs: its one name.
+            message = (
+                f"Endpoint {escape(name)} of account 000000000000 not found. This local server "
+                f"serves one endpoint, {endpoint!r} (set by serve --endpoint-name)."
+            )
             return self._refuse(
                 400, message, lambda m: runtime_error(400, "ValidationError", m, ids)
             )

@@ -44,6 +44,8 @@ from sagemaker_reranker.deploy.settings import ENV_NAME
 from sagemaker_reranker.inference.reranker_contract import INVOCATION_TIMEOUT, MAX_BODY_BYTES
 
 logger = logging.getLogger("sagemaker_reranker.local")
+# In the run dir: why the process exited before listening, for the parent's error line.
+EARLY_EXIT = "early-exit"
 REQUEST_TIMEOUT = 60.0
 MAX_CONNECTIONS = 64
 BUSY = (
@@ -240,14 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         backend, components = _containers(config, env)
         server = LocalServer(backend, config, components)
     except OSError as error:
-        logger.error("cannot listen on %s:%d: %s", config.host, config.port, error.strerror)
+        reason = f"cannot listen on {config.host}:{config.port}: {error.strerror or error}"
+        logger.error("%s", escape(reason))
+        if args.run_dir:  # the parent streams this log and cannot read it back: its cause
+            (args.run_dir / EARLY_EXIT).write_text(escape(reason), encoding="utf-8")
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     port = server.server_address[1]
-    logger.info("listening on http://%s:%d (endpoint %s)", config.host, port, config.endpoint_name)
+    # Debug: the parent prints where it serves once the model answers (a quiet start).
+    logger.debug("listening on http://%s:%d (endpoint %s)", config.host, port, config.endpoint_name)
     if args.ready_file:
         partial = args.ready_file.with_suffix(".partial")
         partial.write_text(str(port), encoding="utf-8")

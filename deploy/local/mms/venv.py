@@ -7,9 +7,12 @@ tier gets a separate virtualenv (``$RERANKER_MMS_VENV``, else in the user's cach
 built on demand and reused while its spec (the lists below, the constraints file and the
 Python version) is unchanged: a stamp file inside holds the spec's hash.
 
-pip's own ``PIP_CONSTRAINT`` names the constraints file every install goes through; this
-repository's Makefile and tests point it at ``constraints.txt`` (torch==2.13.0, the CPU wheel;
-a looser spec pulls a 5.5 GB CUDA build).
+torch is pinned to the exact version installed beside this package, local label included
+(``2.13.0+cpu``): pip takes the same wheel (from its cache or the index it came from) or
+fails, and never downloads another variant (an unpinned ``torch`` resolves on PyPI to a
+multi-GB CUDA build). A CUDA build is accepted when it is what the host runs. pip's own
+``PIP_CONSTRAINT``, when set, still applies; this repository's Makefile and tests point it
+at ``constraints.txt``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -33,9 +37,8 @@ logger = logging.getLogger(__name__)
 VENV_ENV = "RERANKER_MMS_VENV"  # overrides the default location
 STAMP = "reranker-spec.sha256"
 # As in the AWS Hugging Face PyTorch inference image deploy uses: its transformers version,
-# multi-model-server 1.1.11, sagemaker-inference 1.10.1. torch comes from the constraints.
+# multi-model-server 1.1.11, sagemaker-inference 1.10.1. torch: ``torch_requirement()``.
 REQUIREMENTS = (
-    "torch",
     f"transformers=={TRANSFORMERS_VERSION}",
     "multi-model-server==1.1.11",
     "sagemaker-inference==1.10.1",
@@ -66,6 +69,22 @@ def default_venv_dir() -> Path:
     return Path(cache) / "sagemaker-reranker" / "venv-mms"
 
 
+def torch_requirement() -> str:
+    """``torch==`` the version installed beside this package, its local label (``+cpu``,
+    ``+cu126``) included: the same wheel, whatever ``PIP_CONSTRAINT`` says or omits."""
+    try:
+        return f"torch=={importlib.metadata.version('torch')}"
+    except importlib.metadata.PackageNotFoundError:
+        raise MmsVenvError(
+            "torch is not installed beside sagemaker-reranker; install the [local] extra"
+        ) from None
+
+
+def requirements() -> tuple[str, ...]:
+    """What the tier's virtualenv installs (with deps): the pinned torch, then the rest."""
+    return (torch_requirement(), *REQUIREMENTS)
+
+
 def constraints_file() -> Path | None:
     """pip's ``PIP_CONSTRAINT`` file, if one is set (a clear error if it does not exist)."""
     named = os.environ.get("PIP_CONSTRAINT")
@@ -82,7 +101,7 @@ def spec_hash() -> str:
     constraints = constraints_file()
     spec = {
         "python": list(sys.version_info[:2]),
-        "requirements": REQUIREMENTS,
+        "requirements": requirements(),
         "no_deps": NO_DEPS,
         "constraints": constraints.read_text(encoding="utf-8") if constraints else "",
         "decoder": DECODER_SOURCE.read_text(encoding="utf-8"),
@@ -129,20 +148,31 @@ def _build(venv: Path) -> None:
     _run([sys.executable, "-m", "venv", str(venv)])
     pip = [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     constraints = constraints_file()
-    _run([*pip, *(["-c", str(constraints)] if constraints else []), *REQUIREMENTS])
+    torch = torch_requirement()
+    try:
+        _run([*pip, *(["-c", str(constraints)] if constraints else []), *requirements()])
+    except MmsVenvError as error:
+        if "No matching distribution found for torch" not in str(error):
+            raise
+        raise MmsVenvError(
+            f"pip found no {torch} (the torch installed beside sagemaker-reranker) in its "
+            "cache or indexes; point pip at the index you installed torch from, e.g. "
+            "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu"
+        ) from None
     _run([*pip, "--no-deps", *NO_DEPS])
-    _check_torch(venv)
+    _check_torch(venv, torch)
     _compile_decoder(venv)
     (venv / STAMP).write_text(spec_hash() + "\n", encoding="utf-8")
     logger.info("built %s in %.0f s", venv, time.perf_counter() - started)
 
 
-def _check_torch(venv: Path) -> None:
-    """A CPU build, not a CUDA one that a looser pin would have pulled (several GB)."""
+def _check_torch(venv: Path, wanted: str) -> None:
+    """The very build installed beside this package (a CUDA one where the host has one), not
+    another variant that a constraints file or an index could have substituted."""
     probe = "import torch; print(torch.__version__, torch.version.cuda)"
     version, cuda = _run([str(venv_python(venv)), "-c", probe]).split()
-    if cuda != "None":
-        raise MmsVenvError(f"{venv} got torch {version} (CUDA {cuda}), not the CPU build")
+    if f"torch=={version}" != wanted:
+        raise MmsVenvError(f"{venv} got torch {version} (CUDA {cuda}), not {wanted}")
 
 
 def _compile_decoder(venv: Path) -> None:
