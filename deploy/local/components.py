@@ -94,6 +94,7 @@ class Hosted:
         """Load the model (in the background, so /ping can say 'loading' meanwhile)."""
         started = time.perf_counter()
         self.backend.start()
+        self._last_used = time.monotonic()  # idle from when it can serve, not from its start
         self.loaded.set()
         ok, reason = self.backend.health()
         seconds = time.perf_counter() - started
