@@ -17,14 +17,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.utils import secret_from_env
 from pydantic import (
@@ -49,6 +47,7 @@ from sagemaker_reranker.client.runtime import (
     warn_about_injected_client,
 )
 from sagemaker_reranker.client.scores import assemble, ranked, score_problem
+from sagemaker_reranker.client.sending import send
 from sagemaker_reranker.client.splitting import (
     CHARS_PER_TOKEN,
     Limits,
@@ -138,6 +137,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     _loopback: bool = PrivateAttr(default=False)
     _warned_instruction: bool = PrivateAttr(default=False)
     _cold: ScaleFromZero = PrivateAttr(default_factory=ScaleFromZero)
+    _validated: bool = PrivateAttr(default=False)
 
     @field_validator("content_handler")
     @classmethod
@@ -146,6 +146,10 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     @model_validator(mode="after")
     def _make_client(self) -> SagemakerEndpointCrossEncoder:
+        # A model holding this one as a field (SagemakerRerank) runs this again on the built
+        # instance, whose client it made itself: checking it as a given one would refuse it.
+        if self._validated:
+            return self
         self._keep_environment_credentials_where_boto3_would()
         if self.client is not None:
             ignored = [
@@ -184,6 +188,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         if twice:
             raise ValueError(f"{', '.join(twice)} set both as a field and in endpoint_kwargs")
         check_endpoint_kwargs(self.endpoint_kwargs or {})
+        self._validated = True
         return self
 
     def _keep_environment_credentials_where_boto3_would(self) -> None:
@@ -320,14 +325,15 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         }
         return {key: value for key, value in kwargs.items() if value is not None}
 
-    def _invoke(self, request: Request) -> list[float]:
-        """One request, retried while throttled and while its component scales from zero."""
+    def _invoke(self, request: Request, read: Callable[[IO[bytes]], Any] | None = None) -> Any:
+        """One request, retried while throttled and while its component scales from zero;
+        ``read`` makes the result of the response body (by default: its checked scores)."""
         attempt, cold = 1, self._cold.waiter(self.scale_from_zero_timeout, self._invoke_kwargs())
         while True:
             try:
-                scores = self._invoke_once(request)
+                result = self._invoke_once(request, read)
                 self._cold.served()
-                return scores
+                return result
             except RerankerEndpointError as error:
                 if error.no_capacity:
                     time.sleep(cold.pause(error))
@@ -346,39 +352,25 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 time.sleep(delay)
                 attempt += 1
 
-    def _invoke_once(self, request: Request) -> list[float]:
-        name = self.endpoint_name
-        try:
-            response = self.client.invoke_endpoint(Body=request.body, **self._invoke_kwargs())
-            body = response["Body"].read()
-        except ClientError as error:
-            raise RerankerEndpointError.from_client_error(error, name) from error
-        except ReadTimeoutError as error:
-            raise RerankerEndpointError(
-                f"no response within the read timeout ({error}); not retried, since the "
-                "endpoint may still be running it",
-                endpoint_name=name,
-                error_code="ReadTimeout",
-            ) from error
-        except BotoConnectionError as error:
-            # The request never reached the endpoint. A loopback one is a local server that
-            # is not running: retrying only delays saying so.
-            hint = " (is the local endpoint running?)" if self._loopback else ""
-            raise RerankerEndpointError(
-                f"{error}{hint}",
-                endpoint_name=name,
-                error_code="ConnectionError",
-                retryable=not self._loopback,
-            ) from error
-        except BotoCoreError as error:
-            raise RerankerEndpointError(str(error), endpoint_name=name) from error
-        request_id = response.get("ResponseMetadata", {}).get("RequestId")
+    def _invoke_once(self, request: Request, read: Callable[[IO[bytes]], Any] | None) -> Any:
+        body, request_id = send(self.client, request.body, self._invoke_kwargs(), self._loopback)
+        if read is not None:
+            return self._read(read, body, request_id)
         return self._checked_scores(body, len(request.indices), request_id)
 
     def _checked_scores(self, body: bytes, expected: int, request_id: str | None) -> list[float]:
         """The scores in a response body, or an error naming what is wrong with them."""
+        scores = self._read(self.content_handler.transform_output, body, request_id)
+        problem = score_problem(scores, expected)
+        if problem:
+            raise RerankerEndpointError(
+                problem, endpoint_name=self.endpoint_name, request_id=request_id
+            )
+        return scores
+
+    def _read(self, read: Callable[[IO[bytes]], Any], body: bytes, request_id: str | None) -> Any:
         try:
-            scores = self.content_handler.transform_output(io.BytesIO(body))
+            return read(io.BytesIO(body))
         except Exception as error:  # a LangChain handler raises KeyError, TypeError...
             detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
             raise RerankerEndpointError(
@@ -386,12 +378,6 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 endpoint_name=self.endpoint_name,
                 request_id=request_id,
             ) from error
-        problem = score_problem(scores, expected)
-        if problem:
-            raise RerankerEndpointError(
-                problem, endpoint_name=self.endpoint_name, request_id=request_id
-            )
-        return scores
 
 
 def _reveal(secret: SecretStr | None) -> str | None:
