@@ -262,16 +262,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     # ------------------------------------------------------------------ internals
 
     def _prepare(
-        self, text_pairs: Sequence[Sequence[str]], instruction: str | None
+        self, text_pairs: Sequence[Sequence[str]], instruction: str | None, **body: Any
     ) -> tuple[int, list[Request]]:
+        """The requests for the pairs; ``body``: more keyword arguments for the handler."""
         pairs = as_pair_list(text_pairs)
         handler = self.content_handler
-        serialize = handler.transform_input
+        serialize = partial(handler.transform_input, **body) if body else handler.transform_input
         extra_tokens = 0
         instruction = self._instruction(instruction)
         if instruction is not None:
             # An instruction-aware model reads the instruction with every pair.
-            serialize = partial(handler.transform_input, instruction=instruction)
+            serialize = partial(serialize, instruction=instruction)
             extra_tokens = len(instruction) // CHARS_PER_TOKEN
         max_pairs = self.max_pairs_per_request
         handler_cap = getattr(handler, "max_pairs_per_request", None)

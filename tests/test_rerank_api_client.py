@@ -22,8 +22,6 @@ DOCUMENTS = ["stocks fell today", "a cat is a small feline", "dogs bark", "cats 
 
 
 def model_at(endpoint, **fields) -> SagemakerEndpointCrossEncoder:
-    # client=, not endpoint_url=: SagemakerRerank revalidates its model, and a model built
-    # from endpoint_url then fails its own client= check (a cross_encoder.py issue, not ours)
     return SagemakerEndpointCrossEncoder(
         endpoint_name=endpoint.endpoint_name, client=endpoint.runtime_client(), **fields
     )
