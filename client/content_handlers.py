@@ -37,6 +37,7 @@ from sagemaker_reranker.inference.reranker_contract import (
     RESULTS_KEY,
     SCORES_KEY,
     TEXTS_KEY,
+    TOP_N_KEY,
 )
 
 Pair = tuple[str, str]
@@ -208,7 +209,11 @@ class RerankHandler(ContentHandler):
     one_query_per_request: bool = field(default=True, init=False)
     supports_instruction: bool = field(default=True, init=False)
 
-    def transform_input(self, pairs: Sequence[Pair], instruction: str | None = None) -> bytes:
+    def transform_input(
+        self, pairs: Sequence[Pair], instruction: str | None = None, top_n: int | None = None
+    ) -> bytes:
+        """``top_n`` asks the endpoint for the best ``top_n`` results only (read them with
+        ``ranked_output``; ``transform_output`` wants one per document)."""
         queries = {query for query, _ in pairs}
         if len(queries) > 1:
             raise ValueError(f"a rerank request takes one query, got {len(queries)}")
@@ -218,23 +223,47 @@ class RerankHandler(ContentHandler):
         }
         if instruction is not None:
             payload[INSTRUCTION_KEY] = instruction
+        if top_n is not None:
+            payload[TOP_N_KEY] = top_n
         return dumps(payload)
 
     def transform_output(self, body: Body) -> list[float]:
-        payload = loads(body)
-        results = payload.get(RESULTS_KEY) if isinstance(payload, dict) else None
-        if not isinstance(results, list):
-            shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-            raise ValueError(f"expected {{'{RESULTS_KEY}': [...]}} in the response, got {shape}")
-        return _in_input_order(results, "rerank", _raw_score)
+        return _in_input_order(_results(loads(body)), "rerank", _raw_score)
+
+    def ranked_output(self, body: Body, count: int, top_n: int) -> list[tuple[int, float]]:
+        """The answer to a ``top_n`` request about ``count`` documents: ``(index, raw score)``,
+        best first (equal scores by index), one per kept document."""
+        # scores imports splitting, which imports this module
+        from sagemaker_reranker.client.scores import score_problem
+
+        results = _results(loads(body))
+        expected = min(top_n, count)
+        if len(results) != expected:
+            raise ValueError(f"expected {expected} results (top_n={top_n}), got {len(results)}")
+        scores = _in_input_order(results, "rerank", _raw_score, count)
+        kept = [(index, score) for index, score in enumerate(scores) if score is not None]
+        problem = score_problem([score for _, score in kept], expected)
+        if problem:
+            raise ValueError(problem)
+        return sorted(kept, key=lambda item: (-item[1], item[0]))
 
 
-def _in_input_order(results: list, source: str, score_of) -> list:
-    """Ranked ``[{"index", ...}]`` results as scores in input order: every index once."""
-    scores: list = [None] * len(results)
+def _results(payload: Any) -> list:
+    results = payload.get(RESULTS_KEY) if isinstance(payload, dict) else None
+    if not isinstance(results, list):
+        shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"expected {{'{RESULTS_KEY}': [...]}} in the response, got {shape}")
+    return results
+
+
+def _in_input_order(results: list, source: str, score_of, count: int | None = None) -> list:
+    """Ranked ``[{"index", ...}]`` results as scores in input order, each index at most once;
+    ``count`` documents were sent (by default one per result, so every index appears)."""
+    count = len(results) if count is None else count
+    scores: list = [None] * count
     for item in results:
         index = item.get("index") if isinstance(item, dict) else None
-        if not isinstance(index, int) or not 0 <= index < len(results):
+        if not isinstance(index, int) or not 0 <= index < count:
             raise ValueError(f"bad or out-of-range index in {source} result {item!r}")
         if scores[index] is not None:
             raise ValueError(f"index {index} appears twice in the {source} response")

@@ -17,13 +17,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.utils import secret_from_env
 from pydantic import (
@@ -38,9 +37,9 @@ from pydantic import (
 
 from sagemaker_reranker.client.cold_start import ScaleFromZero
 from sagemaker_reranker.client.content_handlers import PairsHandler, accept_of, check_handler
-from sagemaker_reranker.client.errors import RerankerEndpointError, transport_error
+from sagemaker_reranker.client.errors import RerankerEndpointError
 from sagemaker_reranker.client.fanout import gather_or_first_error, results_or_first_error
-from sagemaker_reranker.client.reading import Deadline, read_body
+from sagemaker_reranker.client.reading import Deadline
 from sagemaker_reranker.client.runtime import (
     Credentials,
     check_endpoint_kwargs,
@@ -48,7 +47,8 @@ from sagemaker_reranker.client.runtime import (
     make_runtime_client,
     warn_about_injected_client,
 )
-from sagemaker_reranker.client.scores import assemble, checked_scores, ranked
+from sagemaker_reranker.client.scores import assemble, checked_scores, ranked, read_response
+from sagemaker_reranker.client.sending import send
 from sagemaker_reranker.client.splitting import (
     CHARS_PER_TOKEN,
     TOKENS_PER_PAIR_CAP,
@@ -146,6 +146,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     _loopback: bool = PrivateAttr(default=False)
     _warned_instruction: bool = PrivateAttr(default=False)
     _cold: ScaleFromZero = PrivateAttr(default_factory=ScaleFromZero)
+    _validated: bool = PrivateAttr(default=False)
 
     @field_validator("content_handler")
     @classmethod
@@ -154,6 +155,10 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
 
     @model_validator(mode="after")
     def _make_client(self) -> SagemakerEndpointCrossEncoder:
+        # A model holding this one as a field (SagemakerRerank) runs this again on the built
+        # instance, whose client it made itself: checking it as a given one would refuse it.
+        if self._validated:
+            return self
         self._keep_environment_credentials_where_boto3_would()
         if self.client is not None:
             ignored = [
@@ -192,6 +197,7 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         if twice:
             raise ValueError(f"{', '.join(twice)} set both as a field and in endpoint_kwargs")
         check_endpoint_kwargs(self.endpoint_kwargs or {})
+        self._validated = True
         return self
 
     def _keep_environment_credentials_where_boto3_would(self) -> None:
@@ -268,16 +274,17 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
     # ------------------------------------------------------------------ internals
 
     def _prepare(
-        self, text_pairs: Sequence[Sequence[str]], instruction: str | None
+        self, text_pairs: Sequence[Sequence[str]], instruction: str | None, **body: Any
     ) -> tuple[int, list[Request]]:
+        """The requests for the pairs; ``body``: more keyword arguments for the handler."""
         pairs = as_pair_list(text_pairs)
         handler = self.content_handler
-        serialize = handler.transform_input
+        serialize = partial(handler.transform_input, **body) if body else handler.transform_input
         extra_tokens = 0
         instruction = self._instruction(instruction)
         if instruction is not None:
             # An instruction-aware model reads the instruction with every pair.
-            serialize = partial(handler.transform_input, instruction=instruction)
+            serialize = partial(serialize, instruction=instruction)
             extra_tokens = len(instruction) // CHARS_PER_TOKEN
         max_pairs = self.max_pairs_per_request
         handler_cap = getattr(handler, "max_pairs_per_request", None)
@@ -335,17 +342,19 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
         }
         return {key: value for key, value in kwargs.items() if value is not None}
 
-    def _invoke(self, request: Request, deadline: Deadline) -> list[float]:
-        """One request, retried while throttled and while its component scales from zero,
-        within the call's deadline."""
+    def _invoke(
+        self, request: Request, deadline: Deadline, read: Callable[[IO[bytes]], Any] | None = None
+    ) -> Any:
+        """One request, retried while throttled or its component scales from zero, within the
+        call's deadline; ``read`` makes the result of the body (default: the checked scores)."""
         attempt, cold = 1, self._cold.waiter(self.scale_from_zero_timeout, self._invoke_kwargs())
         while True:
             if deadline.expired():
                 raise deadline.error(self.endpoint_name)
             try:
-                scores = self._invoke_once(request, deadline)
+                result = self._invoke_once(request, deadline, read)
                 self._cold.served()
-                return scores
+                return result
             except RerankerEndpointError as error:
                 if error.no_capacity:
                     pause = cold.pause(error)
@@ -369,17 +378,21 @@ class SagemakerEndpointCrossEncoder(BaseModel, BaseCrossEncoder):
                 time.sleep(delay)
                 attempt += 1
 
-    def _invoke_once(self, request: Request, deadline: Deadline) -> list[float]:
-        name = self.endpoint_name
-        try:
-            response = self.client.invoke_endpoint(Body=request.body, **self._invoke_kwargs())
-            body = read_body(response, self.max_response_bytes, deadline, name)
-        except ClientError as error:
-            raise RerankerEndpointError.from_client_error(error, name) from error
-        except BotoCoreError as error:
-            raise transport_error(error, name, self._loopback) from error
-        request_id = response.get("ResponseMetadata", {}).get("RequestId")
-        where = {"endpoint_name": name, "request_id": request_id}
+    def _invoke_once(
+        self, request: Request, deadline: Deadline, read: Callable[[IO[bytes]], Any] | None
+    ) -> Any:
+        invoke_kwargs = self._invoke_kwargs()
+        body, request_id = send(
+            self.client,
+            request.body,
+            invoke_kwargs,
+            self._loopback,
+            self.max_response_bytes,
+            deadline,
+        )
+        where = {"endpoint_name": self.endpoint_name, "request_id": request_id}
+        if read is not None:
+            return read_response(read, body, where)
         return checked_scores(self.content_handler, body, len(request.indices), where)
 
 

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from sagemaker_reranker.client.errors import RerankerEndpointError
 from sagemaker_reranker.client.splitting import Request
 
 
-def checked_scores(handler: Any, body: bytes, expected: int, where: dict) -> list[float]:
-    """The scores ``handler`` reads in a response body, or an error naming what is wrong with
-    them (``where``: the error's ``endpoint_name`` and ``request_id``)."""
+def read_response(read: Callable[[IO[bytes]], Any], body: bytes, where: dict) -> Any:
+    """What ``read`` makes of a response body, or an error saying it could not (``where``:
+    the error's ``endpoint_name`` and ``request_id``)."""
     try:
-        scores = handler.transform_output(io.BytesIO(body))
+        return read(io.BytesIO(body))
     except Exception as error:  # a LangChain handler raises KeyError, TypeError...
         detail = str(error) if isinstance(error, ValueError) else f"{error!r}"
         raise RerankerEndpointError(f"unreadable response: {detail}", **where) from error
+
+
+def checked_scores(handler: Any, body: bytes, expected: int, where: dict) -> list[float]:
+    """The scores ``handler`` reads in a response body, or an error naming what is wrong with
+    them."""
+    scores = read_response(handler.transform_output, body, where)
     problem = score_problem(scores, expected)
     if problem:
         raise RerankerEndpointError(problem, **where)

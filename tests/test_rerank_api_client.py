@@ -22,8 +22,6 @@ DOCUMENTS = ["stocks fell today", "a cat is a small feline", "dogs bark", "cats 
 
 
 def model_at(endpoint, **fields) -> SagemakerEndpointCrossEncoder:
-    # client=, not endpoint_url=: SagemakerRerank revalidates its model, and a model built
-    # from endpoint_url then fails its own client= check (a cross_encoder.py issue, not ours)
     return SagemakerEndpointCrossEncoder(
         endpoint_name=endpoint.endpoint_name, client=endpoint.runtime_client(), **fields
     )
@@ -83,3 +81,28 @@ def test_rerank_handler_request_shape():
     }
     with pytest.raises(ValueError, match="one query"):
         RerankHandler().transform_input([("q1", "a"), ("q2", "b")])
+
+
+def test_rerank_handler_sends_top_n_only_when_asked():
+    pairs = [(QUERY, "a"), (QUERY, "b")]
+    assert "top_n" not in json.loads(RerankHandler().transform_input(pairs))
+    assert json.loads(RerankHandler().transform_input(pairs, top_n=1))["top_n"] == 1
+
+
+def test_rerank_handler_ranked_output_orders_best_first():
+    body = {"results": [{"index": 3, "raw_score": 2.0}, {"index": 0, "raw_score": 2.0}]}
+    assert RerankHandler().ranked_output(json.dumps(body).encode(), 5, 2) == [(0, 2.0), (3, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("results", "problem"),
+    [
+        ([{"index": 0, "raw_score": 1}], "expected 2 results"),
+        ([{"index": 0, "raw_score": 1}] * 2, "twice"),
+        ([{"index": 0, "raw_score": 1}, {"index": 5, "raw_score": 1}], "out-of-range index"),
+        ([{"index": 0, "raw_score": 1}, {"index": 1, "raw_score": "x"}], "not a number"),
+    ],
+)
+def test_rerank_handler_ranked_output_names_a_bad_answer(results, problem):
+    with pytest.raises(ValueError, match=problem):
+        RerankHandler().ranked_output(json.dumps({"results": results}).encode(), 5, 2)
