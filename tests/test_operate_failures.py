@@ -30,6 +30,7 @@ from sagemaker_reranker.deploy.aws.alarms import AlarmOptions
 from sagemaker_reranker.deploy.aws.leftovers import Created, undo
 from sagemaker_reranker.deploy.aws.session import Aws, DeployError
 from sagemaker_reranker.deploy.cli.endpoint import _prepare
+from sagemaker_reranker.deploy.packaging.verify import Trust
 
 CPU = "ml.m5.xlarge"
 cli = Cli()
@@ -194,6 +195,7 @@ def spec_for(archive: Path, **options: Any):
         "model_data": str(archive),
         "role": ROLE,
         "bucket": None,
+        "trust": Trust(),
         "instance_type": CPU,
         **options,
     }
