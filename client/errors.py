@@ -17,6 +17,8 @@ from dataclasses import KW_ONLY, dataclass, replace
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from sagemaker_reranker.inference.reranker_contract import NO_CAPACITY_PREFIX
+
 # Statuses that mean "too busy now, try again later"; never a verdict on the request itself.
 THROTTLING_STATUSES = frozenset({429, 503})
 THROTTLING_CODES = frozenset(
@@ -28,9 +30,6 @@ THROTTLING_CODES = frozenset(
         "ModelNotReadyException",
     }
 )
-# How the runtime refuses a call to an inference component that has no copy (scaled to zero,
-# its first copy still starting): a ValidationError whose message begins with this.
-NO_CAPACITY = "Inference Component has no capacity"
 _WRAPPED = re.compile(r"^\((\d{3}),\s*(['\"])(.*)", re.DOTALL)
 
 
@@ -60,7 +59,7 @@ class RerankerEndpointError(RuntimeError):
     @property
     def no_capacity(self) -> bool:
         """The runtime's answer while an inference component scales from zero."""
-        return self.error_code == "ValidationError" and self.message.startswith(NO_CAPACITY)
+        return self.error_code == "ValidationError" and self.message.startswith(NO_CAPACITY_PREFIX)
 
     def __str__(self) -> str:
         where = f"endpoint {self.endpoint_name!r}" if self.endpoint_name else "endpoint"

@@ -17,7 +17,7 @@ from typing import Any
 
 from sagemaker_reranker.client.errors import RerankerEndpointError
 
-CHUNK = 64 * 1024
+READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def read_body(
     chunks: list[bytes] = []
     size = 0
     try:
-        while chunk := body.read(CHUNK):
+        while chunk := body.read(READ_CHUNK):
             size += len(chunk)
             if size > limit:
                 raise too_large(limit, endpoint_name, request_id)

@@ -20,6 +20,15 @@ INFERENCE_COMPONENT = "X-Amzn-SageMaker-Inference-Component"
 MAX_CUSTOM_ATTRIBUTES = 1024  # characters InvokeEndpoint accepts in CustomAttributes
 MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's real-time payload limit
 INVOCATION_TIMEOUT = 60.0  # seconds a container has to answer on AWS
+# The runtime's refusal while an inference component has no copy (scaled to zero, its first
+# copy still starting): a 400 ValidationError whose message begins with NO_CAPACITY_PREFIX
+# (AWS's "Scale an endpoint to zero instances" announcement quotes the whole text).
+NO_CAPACITY_PREFIX = "Inference Component has no capacity"
+NO_CAPACITY = (
+    f"{NO_CAPACITY_PREFIX} to process this request. ApplicationAutoScaling may be in-progress "
+    "(if configured) or try to increase the capacity by invoking "
+    "UpdateInferenceComponentRuntimeConfig API."
+)
 
 # --- Requests ----------------------------------------------------------------------------
 PAIR_KEYS = ("pairs", "text_pairs")  # {"pairs": [[q, d], ...]}, the stock LangChain handler's

@@ -13,9 +13,9 @@ import pytest
 
 from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.client.errors import RerankerEndpointError
-from sagemaker_reranker.deploy.local.components import NO_CAPACITY
 from sagemaker_reranker.deploy.local.endpoint import LocalEndpoint
 from sagemaker_reranker.deploy.local.net import port_open
+from sagemaker_reranker.inference.reranker_contract import NO_CAPACITY
 
 IDLE = 8.0  # well over the client's longest pause between tries (cold_start.MAX_POLL)
 PAIRS = [

@@ -37,11 +37,6 @@ NO_HEADER = (
     "inference components. Please include Inference Component Name header or consider using "
     "SageMaker models."
 )
-NO_CAPACITY = (
-    "Inference Component has no capacity to process this request. ApplicationAutoScaling may "
-    "be in-progress (if configured) or try to increase the capacity by invoking "
-    "UpdateInferenceComponentRuntimeConfig API."
-)
 
 
 def unknown_component(name: str) -> str:

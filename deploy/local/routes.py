@@ -25,7 +25,6 @@ from urllib.parse import unquote
 from sagemaker_reranker.deploy.local.backend import BackendResponse, Invocation, InvocationTimeout
 from sagemaker_reranker.deploy.local.components import (
     COMPONENT_HEADER,
-    NO_CAPACITY,
     NO_HEADER,
     Hosted,
     unknown_component,
@@ -40,7 +39,12 @@ from sagemaker_reranker.deploy.local.request_reading import (
     header_safe,
 )
 from sagemaker_reranker.deploy.platform import CONTAINER, VARIANT
-from sagemaker_reranker.inference.reranker_contract import CUSTOM_ATTRIBUTES, JSON, RERANK_PATHS
+from sagemaker_reranker.inference.reranker_contract import (
+    CUSTOM_ATTRIBUTES,
+    JSON,
+    NO_CAPACITY,
+    RERANK_PATHS,
+)
 
 if TYPE_CHECKING:
     from sagemaker_reranker.deploy.local.server import LocalServer
