@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sagemaker_reranker.client import RerankerEndpointError, SagemakerEndpointCrossEncoder
-from sagemaker_reranker.client.reading import CHUNK
+from sagemaker_reranker.client.reading import READ_CHUNK
 
 PAIRS = [("q", "a"), ("q", "b"), ("q", "c")]
 LIMIT = 256 * 1024
@@ -36,15 +36,15 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     def _declared_huge(self) -> None:
         self._head(200, length=1 << 30)
-        self._send(b" " * CHUNK, times=64)
+        self._send(b" " * READ_CHUNK, times=64)
 
     def _streamed_huge(self) -> None:  # chunked: no length to refuse up front
         self._head(200, chunked=True)
         for _ in range(4096):  # at most 256 MiB, unless the client stops reading
             if self.stop.is_set():
                 return
-            self.wfile.write(b"%x\r\n%s\r\n" % (CHUNK, b" " * CHUNK))
-            self.sent["bytes"] += CHUNK
+            self.wfile.write(b"%x\r\n%s\r\n" % (READ_CHUNK, b" " * READ_CHUNK))
+            self.sent["bytes"] += READ_CHUNK
 
     def _trickle(self) -> None:
         body = json.dumps({"scores": [0.0] * len(PAIRS)}).encode()
