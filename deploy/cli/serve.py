@@ -301,10 +301,10 @@ def serve_command(
 
 
 def _run(endpoint: LocalEndpoint, keep_alive: bool, source: str, component: str | None) -> None:
-    # The one line before "Serving ...": loading takes seconds, and the server's own
-    # lines during it (the /ping polls) are debug.
-    click.echo(f"loading {source}…", err=True)
-    endpoint.start()
+    # The one line before "Serving ...", once the archive is unpacked (a refused archive is
+    # one error line): loading takes seconds, and the server's own lines (the /ping polls)
+    # are debug.
+    endpoint.start(on_loading=lambda: click.echo(f"loading {source}…", err=True))
     healthy, reason = endpoint.health()
     if not healthy:
         click.secho(f"error: the model failed to load: {shown(reason)}", fg="red", err=True)

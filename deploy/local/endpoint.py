@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -157,12 +158,16 @@ class LocalEndpoint:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start the server and wait until it answers a real invocation (or reports failure)."""
+    def start(self, on_loading: Callable[[], None] | None = None) -> None:
+        """Start the server and wait until it answers a real invocation (or reports failure);
+        ``on_loading`` is called once the model is unpacked and starts loading."""
         started = time.perf_counter()
         self._workdir = Path(tempfile.mkdtemp(prefix="reranker-local-"))
         try:
-            self._spawn(self._prepare())
+            settings = self._prepare()
+            if on_loading is not None:
+                on_loading()
+            self._spawn(settings)
             self._wait_ready()
         except BaseException:
             self.stop()
