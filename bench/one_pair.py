@@ -4,8 +4,8 @@ Run from the repository root: ``python -m bench.one_pair`` (after ``make bench``
 ``bench/.models/minilm``, or it builds it). In one process, interleaved in shuffled rounds:
 
 - **ours**: ``transform_fn`` of the handler as it is;
-- **prototype**: the same handler with ``bench/patches/one-pair.diff`` applied in memory
-  (``apply_prototype``: the same code, bound to one loaded reranker);
+- **prototype**: the same handler with the prototype applied in memory (``apply_prototype``:
+  one tokenizer call, passes under 256 tokens on one thread, bound to one loaded reranker);
 - **ort-padded** / **ort-sorted**: ONNX Runtime (``bench/onnx_peer.py``), same threads;
 - with ``--stages``, the handler's stages on their own: tokenizing (``tokenize``), planning
   (``plan`` less ``tokenize``), the packed and the padded forward on one thread and on all.
