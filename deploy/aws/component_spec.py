@@ -26,7 +26,12 @@ from typing import Any
 from sagemaker_reranker.deploy.aws.component_scaling import COMPONENT_TAG
 from sagemaker_reranker.deploy.aws.instances import describe_instance, instance_vcpus
 from sagemaker_reranker.deploy.aws.session import DeployError
-from sagemaker_reranker.deploy.aws.sizing import RUNTIME_RESERVE, ModelFootprint, dtype_bytes
+from sagemaker_reranker.deploy.aws.sizing import (
+    RUNTIME_RESERVE,
+    ModelFootprint,
+    cpu_env,
+    dtype_bytes,
+)
 from sagemaker_reranker.deploy.aws.spec import (
     DIGEST_LENGTH,
     ENDPOINT_TAG,
@@ -83,7 +88,7 @@ def component_env(spec: DeploySpec) -> dict[str, str]:
     env = dict(spec.env)
     if spec.instance_type and instance_kind(spec.instance_type) == "cpu":
         cores = min(CPU_CORES_PER_COPY, instance_vcpus(spec.instance_type))
-        env.update(SAGEMAKER_MODEL_SERVER_WORKERS="1", OMP_NUM_THREADS=str(cores))
+        env.update(cpu_env(cores, workers=1))  # threads, MKL and wait policy kept in step
     return env
 
 
