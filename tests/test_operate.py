@@ -14,8 +14,10 @@ from typing import Any
 import boto3
 import pytest
 from aws_fixtures import NAME, ROLE, Cli, MotoOptions
+from botocore.exceptions import ClientError
 from click.testing import CliRunner, Result
 from moto.cloudwatch.models import cloudwatch_backends
+from moto.s3.models import s3_backends
 from moto_shims import (
     ACCOUNT,
     backend,
@@ -182,6 +184,13 @@ def test_iam_policy_grants_exactly_the_alarm_metric_and_log_actions():
         "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/rr*"
     ]
     assert by_sid["AlarmTopic"]["Action"] == ["sns:GetTopicAttributes"]
+    # gc deletes archives only under the tool's own key prefix, in the account's bucket.
+    archives = by_sid["ModelArchiveObjects"]
+    assert "s3:DeleteObject" in archives["Action"]
+    assert archives["Resource"] == [
+        "arn:aws:s3:::sagemaker-eu-west-1-123456789012/sagemaker-reranker/*"
+    ]
+    assert archives["Condition"] == {"StringEquals": {"s3:ResourceAccount": "123456789012"}}
 
 
 # ------------------------------------------------------------------ status --metrics
@@ -303,6 +312,16 @@ def age(minutes: float) -> None:
         item.creation_time = item.creation_time - timedelta(minutes=minutes)
     for alarm in cloudwatch_backends[ACCOUNT]["us-east-1"].alarms.values():
         alarm.configuration_updated_timestamp -= timedelta(minutes=minutes)
+    for bucket in s3_backends[ACCOUNT]["aws"].buckets.values():
+        for key in bucket.keys.values():
+            key.last_modified -= timedelta(minutes=minutes)
+
+
+def archives() -> list[str]:
+    """The archives in the default bucket, as s3:// URIs."""
+    bucket = f"sagemaker-us-east-1-{ACCOUNT}"
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])
+    return [f"s3://{bucket}/{item['Key']}" for item in listed]
 
 
 def test_leftovers_of_an_interrupted_deploy_are_listed_and_collected(
@@ -323,25 +342,30 @@ def test_leftovers_of_an_interrupted_deploy_are_listed_and_collected(
     boto3.client("sagemaker").delete_endpoint(EndpointName="live")  # deleted by other means
     listed = json.loads(cli("list", "--leftovers", "--json").stdout)
     names = sorted((row["kind"], row["endpoint"]) for row in listed)
+    # Both deploys uploaded the same bytes: one archive, read only by left-over models.
     assert names == sorted(
         [("endpoint_config", "cut"), ("model", "cut")]
         + [("endpoint_config", "live"), ("model", "live")]
         + [("alarm", "live")] * 4
+        + [("archive", "-")]
     )
+    (archive,) = archives()
+    assert listed[-1]["name"] == archive
     text = cli("list", "--leftovers")
     assert text.stdout.splitlines()[0].split() == ["KIND", "NAME", "ENDPOINT", "AGE"]
     before = resources()
     young = cli("gc", "--yes")
-    assert "leaving 8 leftover(s) younger than 10m alone" in young.stderr
+    assert "leaving 9 leftover(s) younger than 10m alone" in young.stderr
     assert young.stdout.strip() == "nothing to collect" and resources() == before
     age(30)
     dry = cli("gc", "--dry-run")
     assert dry.exit_code == 0 and resources() == before
     assert "would delete endpoint_config:cut-" in dry.stdout
+    assert f"would delete archive:{archive}" in dry.stdout and archives() == [archive]
     refused = cli("gc")
     assert refused.exit_code == 1
     assert last_line(refused) == (
-        "Error: refusing to delete 8 leftover(s) without confirmation: pass --yes "
+        "Error: refusing to delete 9 leftover(s) without confirmation: pass --yes "
         "(see them first with --dry-run)"
     )
     monkeypatch.setattr(cli_options, "stdin_is_tty", lambda: True)
@@ -350,7 +374,7 @@ def test_leftovers_of_an_interrupted_deploy_are_listed_and_collected(
     collected = cli("gc", input="y\n")
     assert collected.exit_code == 0, collected.output
     assert resources() == {"models": [], "configs": [], "endpoints": []}
-    assert alarms() == {}
+    assert alarms() == {} and archives() == []
     assert cli("list", "--leftovers").stdout.strip() == "no leftovers"
 
 
@@ -364,3 +388,80 @@ def test_what_an_endpoint_uses_is_never_a_leftover(moto, tiny_archive):
     assert json.loads(cli("list", "--leftovers", "--json").stdout) == []
     assert cli("gc", "--yes", "--min-age", "0s").stdout.strip() == "nothing to collect"
     assert "someone-elses" in resources()["models"]
+
+
+def test_an_archive_goes_only_when_no_model_reads_it(moto, tiny_archive, monkeypatch):
+    assert deploy(tiny_archive, "--instance-type", CPU, name="first").exit_code == 0
+    (archive,) = archives()
+    sm = boto3.client("sagemaker")
+    sm.create_model(  # made by other means from the same archive: it keeps it in use
+        ModelName="by-hand",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "x", "ModelDataUrl": archive},
+    )
+    deleted = cli("delete", "first", "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert "`sagemaker-reranker gc` removes archives no model reads" in deleted.stderr
+    age(30)
+    assert json.loads(cli("list", "--leftovers", "--json").stdout) == []
+    sm.delete_model(ModelName="by-hand")
+    (row,) = json.loads(cli("list", "--leftovers", "--json").stdout)
+    assert (row["kind"], row["name"], row["endpoint"]) == ("archive", archive, "-")
+
+    # A model that cannot be read (IAM scoped to other names) might read any archive.
+    sm.create_model(ModelName="not-mine", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x"})
+    original = aws_module.Aws.read
+
+    def denied(self, service, operation, **params):
+        if operation == "describe_model" and params["ModelName"] == "not-mine":
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "no"}}
+            raise ClientError(error, operation)
+        return original(self, service, operation, **params)
+
+    monkeypatch.setattr(aws_module.Aws, "read", denied)
+    hidden = cli("gc", "--yes", "--min-age", "0s")
+    assert hidden.stdout.strip() == "nothing to collect" and archives() == [archive]
+    assert (
+        f"archives in s3://sagemaker-us-east-1-{ACCOUNT} left out: cannot read model not-mine "
+        "(AccessDeniedException)" in hidden.stderr
+    )
+    monkeypatch.setattr(aws_module.Aws, "read", original)
+    collected = cli("gc", "--yes")
+    assert collected.stdout.strip() == f"deleted archive:{archive}" and archives() == []
+
+
+def test_an_archive_stays_while_a_younger_leftover_model_reads_it(moto, tiny_archive, monkeypatch):
+    original = aws_module.Aws.write
+
+    def interrupted(self, service, operation, **params):
+        if operation == "create_endpoint":
+            raise KeyboardInterrupt
+        return original(self, service, operation, **params)
+
+    monkeypatch.setattr(aws_module.Aws, "write", interrupted)
+    assert deploy(tiny_archive, "--instance-type", CPU, name="cut").exit_code != 0
+    monkeypatch.setattr(aws_module.Aws, "write", original)
+    (archive,) = archives()
+    for bucket in s3_backends[ACCOUNT]["aws"].buckets.values():
+        for key in bucket.keys.values():
+            key.last_modified -= timedelta(hours=1)  # the archive is old, its model is not
+    listed = json.loads(cli("list", "--leftovers", "--json").stdout)
+    assert sorted(row["kind"] for row in listed) == ["archive", "endpoint_config", "model"]
+    kept = cli("gc", "--yes")
+    assert "leaving 3 leftover(s) younger than 10m alone" in kept.stderr
+    assert archives() == [archive]
+    age(30)
+    assert cli("gc", "--yes").exit_code == 0 and archives() == []
+    assert resources()["models"] == []
+
+
+def test_leftover_archives_in_another_bucket(moto, tiny_archive):
+    boto3.client("s3").create_bucket(Bucket="my-archives")
+    assert deploy(tiny_archive, "--instance-type", CPU, "--bucket", "my-archives").exit_code == 0
+    assert cli("delete", NAME, "--yes").exit_code == 0
+    age(30)
+    assert json.loads(cli("list", "--leftovers", "--json").stdout) == []  # the default bucket
+    (row,) = json.loads(cli("list", "--leftovers", "--bucket", "my-archives", "--json").stdout)
+    assert row["name"].startswith("s3://my-archives/sagemaker-reranker/")
+    assert cli("gc", "--yes", "--bucket", "my-archives").exit_code == 0
+    assert boto3.client("s3").list_objects_v2(Bucket="my-archives").get("Contents") is None

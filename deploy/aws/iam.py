@@ -120,7 +120,7 @@ def operator_policy(
             ),
             _statement(
                 "ModelArchiveObjects",
-                ["s3:GetObject", "s3:PutObject"],
+                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                 [f"{bucket_arn}/{KEY_PREFIX}/*"],
                 **_owned(account),
             ),

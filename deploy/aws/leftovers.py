@@ -2,9 +2,13 @@
 
 Models and endpoint configs are named ``{endpoint}-{digest}`` and tagged
 ``sagemaker-reranker:endpoint``; alarms are named ``sagemaker-reranker-{endpoint}-{kind}`` and
-carry the same tag. A run records what it created (:class:`Created`) so a failure removes
-exactly that, and never what an endpoint serves from — which matters when two runs race with
-the same inputs and so the same names.
+carry the same tag. Archives are content-addressed, ``sagemaker-reranker/{sha256}/model.tar.gz``
+in the upload bucket, and shared by every model made from the same bytes: one is left over
+when no model reads it, or only models that are themselves left over.
+
+A run records what it created (:class:`Created`) so a failure removes exactly that, and never
+what an endpoint serves from — which matters when two runs race with the same inputs and so
+the same names.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
+from sagemaker_reranker.deploy.aws.artifacts import KEY_PREFIX, default_bucket, owner_args
 from sagemaker_reranker.deploy.aws.session import Aws, is_not_found
 from sagemaker_reranker.deploy.aws.spec import DIGEST_LENGTH, ENDPOINT_TAG
 
@@ -31,6 +36,7 @@ LISTINGS = (
     ("model", "list_models", "Models", "Model"),
 )
 OURS_RE = re.compile(rf"-[0-9a-f]{{{DIGEST_LENGTH}}}$")
+ARCHIVE_KEY_RE = re.compile(rf"^{KEY_PREFIX}/[0-9a-f]{{64}}/model\.tar\.gz$")
 
 
 @dataclass
@@ -159,10 +165,12 @@ def prune(aws: Aws, name: str, keep: set[str]) -> list[str]:
 class Leftover:
     """A tagged resource no endpoint uses."""
 
-    kind: str  # endpoint_config, model or alarm
-    name: str
-    endpoint: str  # the endpoint it was made for (from its tag)
+    kind: str  # endpoint_config, model, alarm or archive
+    name: str  # an archive's s3:// URI
+    endpoint: str  # the endpoint it was made for (from its tag); "-" for an archive
     created: datetime | None
+    freed_by: tuple[str, ...] = ()
+    """An archive's readers that are left over too: it is unused once they are gone."""
 
     def age_seconds(self, now: datetime) -> float | None:
         return None if self.created is None else (now - self.created).total_seconds()
@@ -206,8 +214,9 @@ def _alarm_dimension(alarm: dict[str, Any], name: str) -> str | None:
     return next((d["Value"] for d in dimensions if d["Name"] == name), None)
 
 
-def find(aws: Aws) -> list[Leftover]:
-    """Tagged models, endpoint configs and alarms of this tool that no endpoint uses."""
+def find(aws: Aws, bucket: str | None = None) -> list[Leftover]:
+    """Tagged models, endpoint configs and alarms of this tool that no endpoint uses, and the
+    archives in ``bucket`` (the default bucket when None) that no other model reads."""
     endpoints, used = _used_everywhere(aws)
     found: list[Leftover] = []
     for kind, operation, key, prefix in LISTINGS:
@@ -233,15 +242,87 @@ def find(aws: Aws) -> list[Leftover]:
             if owner is not None:
                 created = _created(alarm.get("AlarmConfigurationUpdatedTimestamp"))
                 found.append(Leftover("alarm", alarm["AlarmName"], owner, created))
-    order = {"endpoint_config": 0, "model": 1, "alarm": 2}
+    models = {item.name for item in found if item.kind == "model"}
+    found += _archives(aws, bucket or default_bucket(aws), models)
+    order = {"endpoint_config": 0, "model": 1, "alarm": 2, "archive": 3}
     return sorted(found, key=lambda item: (order[item.kind], item.endpoint, item.name))
 
 
+class ArchivesUnknown(Exception):
+    """Some model could not be read, so no archive can be shown unused."""
+
+
+def _model_archives(aws: Aws) -> dict[str, set[str]]:
+    """Every model in the region by the ``s3://`` archives it reads."""
+    readers: dict[str, set[str]] = {}
+    for page in _paginate(aws, "sagemaker", "list_models"):
+        for item in page["Models"]:
+            name = item["ModelName"]
+            try:
+                model = aws.read("sagemaker", "describe_model", ModelName=name)
+            except ClientError as error:
+                if is_not_found(error):  # deleted since the listing
+                    continue
+                code = error.response.get("Error", {}).get("Code", "")
+                raise ArchivesUnknown(f"cannot read model {name} ({code})") from None
+            containers = [model.get("PrimaryContainer") or {}, *model.get("Containers", [])]
+            for container in containers:
+                source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+                for uri in (container.get("ModelDataUrl"), source.get("S3Uri")):
+                    if uri:
+                        readers.setdefault(uri, set()).add(name)
+    return readers
+
+
+def _archives(aws: Aws, bucket: str, leftover_models: set[str]) -> list[Leftover]:
+    """Archives under ``KEY_PREFIX`` in ``bucket`` that only left-over models (or none) read.
+
+    With any model unreadable (IAM scoped to other names) nothing is listed: an archive it
+    might read cannot be shown unused.
+    """
+    owner = owner_args(aws, bucket)
+    try:
+        aws.read("s3", "head_bucket", Bucket=bucket, **owner)
+    except ClientError as error:
+        if is_not_found(error):
+            return []
+        code = error.response.get("Error", {}).get("Code", "")
+        aws.reporter.note(f"archives in s3://{bucket} left out: cannot read the bucket ({code})")
+        return []
+    try:
+        readers = _model_archives(aws)
+    except ArchivesUnknown as why:
+        aws.reporter.note(f"archives in s3://{bucket} left out: {why}")
+        return []
+    found = []
+    listing = _paginate(aws, "s3", "list_objects_v2", Bucket=bucket, Prefix=f"{KEY_PREFIX}/")
+    for page in listing:
+        for item in page.get("Contents", []):
+            uri = f"s3://{bucket}/{item['Key']}"
+            models = readers.get(uri, set())
+            if ARCHIVE_KEY_RE.match(item["Key"]) and models <= leftover_models:
+                created = _created(item.get("LastModified"))
+                found.append(Leftover("archive", uri, "-", created, tuple(sorted(models))))
+    return found
+
+
+def collectable(leftovers: list[Leftover], min_age: float, now: datetime) -> list[Leftover]:
+    """The leftovers at least ``min_age`` seconds old; an archive only with its readers."""
+    old = [item for item in leftovers if (item.age_seconds(now) or 0) >= min_age]
+    going = {item.name for item in old if item.kind == "model"}
+    return [item for item in old if set(item.freed_by) <= going]
+
+
 def collect(aws: Aws, leftovers: list[Leftover]) -> list[str]:
-    """Delete ``leftovers`` (configs before the models they name, alarms in one call)."""
+    """Delete ``leftovers``: configs before the models they name, archives after the models
+    that read them, alarms 100 to a call."""
     removed = []
     for item in leftovers:
-        if item.kind != "alarm" and delete_quietly(aws, item.kind, item.name):
+        if item.kind == "archive":
+            bucket, key = item.name.removeprefix("s3://").split("/", 1)
+            aws.write("s3", "delete_object", Bucket=bucket, Key=key, **owner_args(aws, bucket))
+            removed.append(f"archive:{item.name}")
+        elif item.kind != "alarm" and delete_quietly(aws, item.kind, item.name):
             removed.append(f"{item.kind}:{item.name}")
     alarms = [item.name for item in leftovers if item.kind == "alarm"]
     for start in range(0, len(alarms), 100):  # DeleteAlarms takes at most 100 names

@@ -353,4 +353,9 @@ def delete_command(
     removed = outcome["removed"]
     verb = "would delete" if aws.dry_run else "deleted"
     lines = [f"{verb} {item}" for item in removed] or [f"nothing named {name} to delete"]
+    if any(item.startswith("model:") for item in removed):
+        # Archives are shared by content: another endpoint may serve from the same bytes.
+        aws.reporter.note(
+            "the model archive stays in S3: `sagemaker-reranker gc` removes archives no model reads"
+        )
     return outcome, lines

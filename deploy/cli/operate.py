@@ -17,6 +17,11 @@ from sagemaker_reranker.deploy.aws.status import list_endpoints, status
 from sagemaker_reranker.deploy.cli.options import BadInput, Result, aws_command, confirm
 from sagemaker_reranker.deploy.redaction import shown
 
+BUCKET_OPTION = click.option(
+    "--bucket",
+    help="The bucket `deploy --bucket` uploaded archives to (default: the SageMaker default "
+    "bucket, sagemaker-{region}-{account}).",
+)
 # gc leaves alone what is younger: it may belong to a deploy or update still running.
 DEFAULT_MIN_AGE = "10m"
 
@@ -144,13 +149,17 @@ def status_command(aws: Aws, name: str, with_metrics: bool, since: str) -> Resul
     "--leftovers",
     "show_leftovers",
     is_flag=True,
-    help="Instead: models, endpoint configs and alarms of this tool that no endpoint uses.",
+    help="Instead: models, endpoint configs, alarms and archives of this tool that nothing uses.",
 )
-def list_command(aws: Aws, name_contains: str | None, show_leftovers: bool) -> Result:
+@BUCKET_OPTION
+def list_command(
+    aws: Aws, name_contains: str | None, show_leftovers: bool, bucket: str | None
+) -> Result:
     """List the endpoints in the region with their status, or what is left over.
 
-    Leftovers are what an interrupted or failed deploy/update, or a delete by other means,
-    left behind: `gc` removes them.
+    Leftovers are what an interrupted or failed deploy/update, a delete, or a delete by other
+    means left behind: models, endpoint configs and alarms no endpoint uses, and archives in
+    S3 no other model reads. `gc` removes them.
 
     \b
     Examples:
@@ -159,13 +168,15 @@ def list_command(aws: Aws, name_contains: str | None, show_leftovers: bool) -> R
     """
     if show_leftovers:
         now = datetime.now(timezone.utc)
-        found = leftovers.find(aws)
+        found = leftovers.find(aws, bucket)
         rows = [item.to_dict(now) for item in found]
         if not rows:
             return rows, ["no leftovers"]
-        lines = [f"{'KIND':<17}{'NAME':<56}{'ENDPOINT':<32}AGE"]
+        width = max(56, *(len(row["name"]) + 2 for row in rows))
+        lines = [f"{'KIND':<17}{'NAME':<{width}}{'ENDPOINT':<32}AGE"]
         lines += [
-            f"{row['kind']:<17}{row['name']:<56}{row['endpoint']:<32}{_age(row['age_seconds'])}"
+            f"{row['kind']:<17}{row['name']:<{width}}{row['endpoint']:<32}"
+            f"{_age(row['age_seconds'])}"
             for row in rows
         ]
         return rows, lines
@@ -175,6 +186,12 @@ def list_command(aws: Aws, name_contains: str | None, show_leftovers: bool) -> R
     lines = [f"{'ENDPOINT':<40}{'STATUS':<16}CREATED"]
     lines += [f"{row['endpoint']:<40}{row['status']:<16}{row['created']}" for row in rows]
     return rows, lines
+
+
+def _made_for(item: leftovers.Leftover) -> str:
+    if item.kind != "archive":
+        return f" (endpoint {item.endpoint})"
+    return f" (read by {', '.join(item.freed_by)}, also going)" if item.freed_by else ""
 
 
 def _age(seconds: int | None) -> str:
@@ -194,8 +211,12 @@ def _age(seconds: int | None) -> str:
     show_default=True,
     help="Leave younger leftovers alone: they may belong to a deploy still running (0s: none).",
 )
-def gc_command(aws: Aws, yes: bool, min_age: str) -> Result:
-    """Delete what `list --leftovers` shows: models, configs and alarms no endpoint uses.
+@BUCKET_OPTION
+def gc_command(aws: Aws, yes: bool, min_age: str, bucket: str | None) -> Result:
+    """Delete what `list --leftovers` shows: models, configs, alarms and archives nothing uses.
+
+    An archive goes only with the left-over models that read it, never while a younger one
+    still does.
 
     Run it with --dry-run first. Asks before deleting unless --yes; without a terminal
     (scripts, CI) --yes is required.
@@ -207,8 +228,8 @@ def gc_command(aws: Aws, yes: bool, min_age: str) -> Result:
     """
     age = 0 if min_age.strip() in ("0", "0s") else _seconds("--min-age", min_age)
     now = datetime.now(timezone.utc)
-    found = leftovers.find(aws)
-    old = [item for item in found if (item.age_seconds(now) or 0) >= age]
+    found = leftovers.find(aws, bucket)
+    old = leftovers.collectable(found, age, now)
     young = len(found) - len(old)
     if young:
         aws.reporter.note(f"leaving {young} leftover(s) younger than {min_age} alone")
@@ -220,7 +241,7 @@ def gc_command(aws: Aws, yes: bool, min_age: str) -> Result:
         "(see them first with --dry-run)",
         yes,
         aws.dry_run,
-        shown=[f"  {item.kind} {item.name} (endpoint {item.endpoint})" for item in old],
+        shown=[f"  {item.kind} {item.name}{_made_for(item)}" for item in old],
     )
     removed = leftovers.collect(aws, old)
     verb = "would delete" if aws.dry_run else "deleted"
