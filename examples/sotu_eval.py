@@ -4,12 +4,13 @@ Packages the model as ``make demo`` does (``BAAI/bge-reranker-base`` unless ``--
 ``MODEL`` says otherwise; offline, the MiniLM-L6 encoder with an untrained head, labelled as
 such), then runs ``sagemaker-reranker eval`` on ``examples/data/sotu-eval`` with a BM25
 first stage of 20 candidates per query, one query at a time, writing the report and plot to
-``--out``. Run
+``--out``, beside the archive it evaluated (``model.tar.gz``, which the report names). Run
 ``python -m sagemaker_reranker.examples.sotu_eval``.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +26,10 @@ def run(model: str, out: Path, top_k: int = TOP_K) -> int:
     from sagemaker_reranker.deploy.cli import main as cli
 
     with tempfile.TemporaryDirectory(prefix="reranker-eval-") as scratch:
-        archive, label = package_model(model, Path(scratch))
+        packaged, label = package_model(model, Path(scratch))
+        # The report names the archive it scored: it lives on with the report, not in scratch.
+        out.mkdir(parents=True, exist_ok=True)
+        archive = shutil.move(packaged, out / "model.tar.gz")
         print(f"reranker: {label}", flush=True)
         short = label if label == model else OFFLINE_LABEL
         # Local mode answers one request at a time: one query in flight keeps the latency

@@ -22,6 +22,7 @@ from sagemaker_reranker.client import SagemakerEndpointCrossEncoder
 from sagemaker_reranker.deploy.cli import main
 from sagemaker_reranker.deploy.local.net import port_open
 from sagemaker_reranker.evaluation.runs import ranked, read_run
+from sagemaker_reranker.examples import demo, sotu_eval
 from sagemaker_reranker.examples.sotu_eval import SOTU_EVAL as SOTU
 from sagemaker_reranker.examples.speech import speech_chunks
 
@@ -349,6 +350,22 @@ def test_example_set_matches_the_speech_and_is_graded() -> None:
     assert {grade for _, _, grade in rows} == {"0", "1", "2"}
     assert {docid for _, docid, _ in rows} <= {doc["_id"] for doc in corpus}
     assert all(any(q == qid and g == "2" for q, _, g in rows) for qid in judged)
+
+
+def test_make_eval_report_names_the_archive_it_keeps(tmp_path: Path, monkeypatch) -> None:
+    """``make eval`` offline (the tiny stand-in, to keep the suite fast): the archive it
+    scored is kept in ``--out``, and that is the path the report names."""
+    monkeypatch.setattr(demo, "OFFLINE_MODEL", "tiny")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "eval"
+    assert (
+        sotu_eval.main(["--model", "BAAI/bge-reranker-base", "--out", str(out), "--top-k", "2"])
+        == 0
+    )
+    markdown = (out / "report.md").read_text()
+    named = re.findall(r"\(model-data `([^`]+)`\)", markdown)
+    assert named == [str(out / "model.tar.gz")]
+    assert Path(named[0]).is_file()
 
 
 def test_example_set_first_stage(tmp_path: Path) -> None:
