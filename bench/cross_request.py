@@ -1,4 +1,4 @@
-"""Would batching across requests help many small concurrent requests on CPU?
+"""Would batching across requests help many small concurrent requests (CPU, or a GPU)?
 
 Run from the repository root: ``python -m bench.cross_request``. The model server can hand
 several queued requests to one handler call; its best case is that the handler then scores
@@ -10,7 +10,8 @@ chunks) scored
 - **together**: one ``score`` call over all their pairs (the planner cuts the passes), the
   upper bound of what server-side batching could gain, queueing delay not counted;
 
-at the process's torch threads (``--threads``). Times are never asserted.
+at the process's torch threads (``--threads``), on the device the handler picks (a GPU where
+one is visible: ``make gpu-check`` runs it there). Times are never asserted.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
     _, batches = reranker.plan(together)
     report = {
+        "device": str(reranker.device),
+        "dtype": str(next(reranker.model.parameters()).dtype),
         "clients": args.clients,
         "pairs": len(together),
         "threads": torch.get_num_threads(),
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_after": os.getloadavg(),
     }
     print(
-        f"{args.clients} requests, {len(together)} pairs, {report['threads']} threads: "
+        f"{args.clients} requests, {len(together)} pairs, {report['device']}, "
+        f"{report['threads']} threads: "
         f"separate {1e3 * medians['separate']:.1f} ms, together {1e3 * medians['together']:.1f}"
         f" ms ({report['separate_over_together']:.2f}x; passes {report['passes_together']}); "
         f"max abs diff {difference:.1e}"

@@ -5,8 +5,9 @@ unless ``.venv`` already sees CUDA, runs ``tests/test_gpu.py`` (encoders and the
 packed vs padded within fp16 tolerance, the same top 3 as fp32; one worker per visible GPU,
 each loaded onto its ``gpu_id``) and the benchmark with fewer
 runs per cell (encoders, and Qwen3-Reranker-0.6B's widths against the model card's
-computation), writing ``bench/results/<gpu name>.md``. Sized for under 8 minutes on one GPU
-once installed.
+computation), writing ``bench/results/<gpu name>.md``, and last the cross-request batching
+cell (``bench/cross_request.py``: 16 small requests scored one by one against one call over
+all their pairs), written beside it. Sized for under 8 minutes on one GPU once installed.
 
 Without a CUDA device it says so and runs the same check's CPU path (fp32, tiny models, results
 in a temp folder), so the check itself is exercised everywhere. Standard library only: it
@@ -36,6 +37,8 @@ GPU_BENCH = [
     "1",
 ]
 CPU_BENCH = ["--models", "tiny,tiny-qwen3", "--repeats", "1", "--cell-seconds", "2"]
+GPU_CROSS_REQUEST = ["--model", "minilm", "--rounds", "10"]
+CPU_CROSS_REQUEST = ["--model", "tiny", "--rounds", "2"]
 
 
 def run(command: list, **options) -> int:
@@ -83,6 +86,7 @@ def main() -> int:
             return 2
         env["RERANKER_GPU_CHECK_DEVICE"] = "cuda"
         bench, out = GPU_BENCH, ROOT / "bench" / "results"
+        cross = [*GPU_CROSS_REQUEST, "--json", out / "gpu-cross-request.json"]
     else:
         print("gpu-check: no CUDA device here; running the check's CPU path (fp32, tiny models)")
         if run(["make", "install"]) != 0:
@@ -90,9 +94,11 @@ def main() -> int:
         python = ROOT / ".venv" / "bin" / "python"
         env["RERANKER_GPU_CHECK_DEVICE"] = "cpu"
         bench, out = CPU_BENCH, Path(tempfile.mkdtemp(prefix="gpu-check-"))
+        cross = [*CPU_CROSS_REQUEST, "--json", out / "cross-request.json"]
     tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"]
     failed = run(tests, env=env)
     failed |= run([python, "-m", "bench.run", *bench, "--out", out], env=env)
+    failed |= run([python, "-m", "bench.cross_request", *cross], env=env)
     verdict = "FAILED" if failed else "passed"
     print(f"gpu-check {verdict} in {time.perf_counter() - started:.0f} s; tables in {out}")
     return 1 if failed else 0
