@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from handler import reranker_decoder, reranker_encoder, reranker_loading
+from handler import reranker_decoder, reranker_encoder, reranker_loading, reranker_packed_decoder
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -210,3 +210,52 @@ def test_decoders_with_sliding_windows_keep_the_padded_forward():
     config = Qwen2Config(use_sliding_window=True, sliding_window=16, **DECODER_WIDTHS)
     model = AutoModelForCausalLM.from_config(config)
     assert not reranker_decoder.PackedDecoder.supports(model)
+
+
+@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_a_kept_start_serves_the_next_pass_as_hugging_face_would(kind, monkeypatch):
+    """Pass 1 records its common start; pass 2 (more rows, and then one row alone) starting
+    the same reuses it instead of computing it; a pass starting otherwise records afresh;
+    a start too large to keep is computed in every pass. Each against Hugging Face."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(DECODERS[kind]()).eval()
+    base = model.base_model
+    decoder = reranker_decoder.PackedDecoder(base)
+    cpu = torch.device("cpu")
+    own = [row["input_ids"] for row in random_rows([30, 1, 9, 17], 300, False)]
+    first, second = [SHARED_START + row for row in own[:2]], [SHARED_START + row for row in own[2:]]
+    other = [[5, *SHARED_START, *row] for row in own[:2]]
+
+    def reference(rows):
+        return torch.stack(
+            [base(input_ids=torch.tensor([row])).last_hidden_state[0, -1] for row in rows]
+        )
+
+    def check(rows):
+        with torch.inference_mode():
+            packed, alone = decoder(rows, cpu), reference(rows)
+        assert torch.allclose(packed, alone, atol=TOLERANCE, rtol=0), (packed - alone).abs().max()
+
+    check(first)
+    kept = decoder.kept
+    assert kept is not None and kept.ids == tuple(SHARED_START)
+    assert len(kept.keys) == len(kept.values) == model.config.num_hidden_layers
+    assert kept.keys[0].shape[0] == len(SHARED_START)
+    passes = []  # (shared, whether this pass computed it) per pass
+
+    class Recorded(reranker_packed_decoder.PackedLayout):
+        def __init__(self, rows, shared, device, computed=True):
+            passes.append((shared, computed))
+            super().__init__(rows, shared, device, computed)
+
+    monkeypatch.setattr(reranker_packed_decoder, "PackedLayout", Recorded)
+    check(second)
+    check(second[:1])  # one row alone shares nothing, yet starts with the kept start
+    assert passes == [(len(SHARED_START), False)] * 2 and decoder.kept is kept
+    check(other)
+    assert passes[-1] == (len(SHARED_START) + 1, True) and decoder.kept.ids == (5, *SHARED_START)
+    monkeypatch.setattr(reranker_packed_decoder, "PREFIX_STATES_BYTES", 16)
+    check(first)
+    check(second)
+    assert passes[-2:] == [(len(SHARED_START), True)] * 2
+    assert decoder.kept.ids == (5, *SHARED_START)  # nothing new kept
