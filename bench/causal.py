@@ -23,6 +23,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from bench.machine import decoder_flops
 from bench.reference import ModelCardYesNoReranker
 from bench.timing import cell_summary, timed_rounds
@@ -79,15 +81,24 @@ def load_pair_of_systems(model_dir: Path):
 
 
 def flops(card, ours, config, pairs) -> tuple[dict, dict]:
-    """(the card's, ours) FLOPs for ``pairs``, with the vocabulary-wide head's part."""
-    shared_prefix = import_handler("reranker_decoder").shared_prefix
+    """(the card's, ours) FLOPs for ``pairs``, with the vocabulary-wide head's part. Ours
+    follows the packed decoder's passes: a pass whose rows start with the start the pass
+    before kept (``PrefixStates``) does not compute it again."""
+    packed = import_handler("reranker_packed_decoder")
     width = card.batch(pairs)["input_ids"].shape[1]
-    card_flops = decoder_flops(config, [([width] * len(pairs), 0)], card=True)
+    card_flops = decoder_flops(config, [([width] * len(pairs), 0, False)], card=True)
     encoded, batches = ours.plan(pairs)
-    passes = []
+    passes, kept, device = [], None, torch.device("cpu")
     for batch in batches:
         rows = [encoded[i]["input_ids"] for i in batch]
-        passes.append(([len(row) for row in rows], shared_prefix(rows)))
+        lengths = [len(row) for row in rows]
+        if kept is not None and kept.starts(rows, device):
+            passes.append((lengths, len(kept.ids), True))
+            continue
+        shared = packed.shared_prefix(rows)
+        passes.append((lengths, shared, False))
+        fits = shared * ours.packed.bytes_per_token() <= packed.PREFIX_STATES_BYTES
+        kept = packed.PrefixStates(tuple(rows[0][:shared]), device) if shared and fits else None
     return card_flops, decoder_flops(config, passes, card=False) | {"passes": passes}
 
 
@@ -102,6 +113,9 @@ def bench_causal(
         config = ours.model.config
 
         def our_scores(pairs, handler=handler, ours=ours):
+            # Every run a new request: the start kept by the run before does not carry over.
+            if ours.packed is not None:
+                ours.packed.kept = None
             body = json.dumps({"pairs": pairs}).encode()
             return json.loads(handler.transform_fn(ours, body, JSON, JSON))["scores"]
 

@@ -119,16 +119,20 @@ def encoder_flops(config, batches: list[list[int]], packed: bool = False) -> flo
     return float(total)
 
 
-def decoder_flops(config, batches: list[tuple[list[int], int]], card: bool) -> dict[str, float]:
+def decoder_flops(
+    config, batches: list[tuple[list[int], int, bool]], card: bool
+) -> dict[str, float]:
     """Forward FLOPs of a Llama-family decoder scoring rows at their last token, and the part
     spent in the vocabulary-wide head: ``{"total": ..., "head": ...}``.
 
-    ``batches``: (row lengths, tokens shared by every row) per forward pass. A token costs
+    ``batches``: (row lengths, tokens shared by every row, whether those came computed from an
+    earlier pass) per forward pass. A token costs
     4 h q + 4 h k in the Q, K, V and output projections (q, k: query and key-value widths,
     heads x head size) and 6 h f in the gated feed-forward; attention 4 q W per query row
     over W keys. ``card`` (the model card's computation): every row padded to the batch's
     longest, every layer for every position, and the head (2 h V, V the vocabulary) at every
-    position. Ours (``PackedDecoder``): the shared start once, each row's own tokens, the last
+    position. Ours (``PackedDecoder``): the shared start once (not at all when kept from an
+    earlier pass), each row's own tokens, the last
     layer's queries, output and feed-forward for the last token only, one head row (2 h).
     Embeddings, norms, rotary, softmax and activations are left out (memory-bound).
     """
@@ -138,7 +142,7 @@ def decoder_flops(config, batches: list[tuple[list[int], int]], card: bool) -> d
     k = config.num_key_value_heads * head_dim
     per_token = 4 * h * q + 4 * h * k + 6 * h * f
     total = head = 0.0
-    for lengths, shared in batches:
+    for lengths, shared, kept in batches:
         rows = len(lengths)
         if card:
             width = max(lengths)
@@ -148,8 +152,9 @@ def decoder_flops(config, batches: list[tuple[list[int], int]], card: bool) -> d
             continue
         own = [length - shared for length in lengths]
         width = max(own)
-        tokens = shared + sum(own)
-        attention = 4 * q * (rows * width * (shared + width) + shared * shared)
+        computed = 0 if kept else shared
+        tokens = computed + sum(own)
+        attention = 4 * q * (rows * width * (shared + width) + computed * shared)
         total += (layers - 1) * (tokens * per_token + attention)
         total += tokens * 4 * h * k + rows * (4 * h * q + 6 * h * f + 4 * q * (shared + width))
         head += rows * 2 * h

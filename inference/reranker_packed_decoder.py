@@ -72,7 +72,7 @@ class PackedDecoder:
         shared = len(kept.ids) if reused else shared_prefix(rows)
         layout = PackedLayout(rows, shared, device, computed=not reused)
         keeping = None
-        if not reused and shared and shared * self._bytes_per_token() <= PREFIX_STATES_BYTES:
+        if not reused and shared and shared * self.bytes_per_token() <= PREFIX_STATES_BYTES:
             keeping = PrefixStates(tuple(rows[0][:shared]), device)
         states = kept if reused else keeping
         hidden = self.base.embed_tokens(layout.ids)
@@ -86,7 +86,7 @@ class PackedDecoder:
             self.kept = keeping
         return self.base.norm(hidden)
 
-    def _bytes_per_token(self) -> int:
+    def bytes_per_token(self) -> int:
         """Bytes of one token's keys and values in every layer."""
         weight = self.fused[0].qkv_weight
         return 2 * len(self.layers) * self.kv_heads * self.head_dim * weight.element_size()
