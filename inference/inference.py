@@ -12,8 +12,8 @@ flatly, as the toolkit puts ``code/`` on the import path:
 - ``reranker_engine.py``: what every family shares: tokenize once, token-budgeted
   micro-batches (the batch planner), input order;
 - ``reranker_encoder.py``: cross-encoders' (query, document) pairs and their packed forward;
-- ``reranker_decoder.py``: Qwen3-Reranker's prompt, the one head row LLM rerankers need, and
-  the packed forward of Llama-family decoders;
+- ``reranker_decoder.py``: Qwen3-Reranker's prompt and the one head row LLM rerankers need;
+- ``reranker_packed_decoder.py``: the packed forward of Llama-family decoders;
 - ``reranker_settings.py``: the environment variables below and their defaults.
 
 Only torch, transformers, sagemaker_inference and the standard library are imported.
