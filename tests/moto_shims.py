@@ -125,6 +125,12 @@ def slow_changes(create: float = 0.0, update: float = 0.0, delete: float = 0.0) 
     change_seconds.update(create=create, update=update, delete=delete)
 
 
+def finish_changes() -> None:
+    """Every create, update and delete in flight is done at the next call."""
+    for name, (_, *rest) in list(_in_flight.items()):
+        _in_flight[name] = (0.0, *rest)
+
+
 def _settle(store: Any) -> None:
     now = time.monotonic()
     for name, (deadline, action, config_name, reason) in list(_in_flight.items()):

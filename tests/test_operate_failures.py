@@ -19,6 +19,7 @@ from click.testing import Result
 from moto_shims import (
     backend,
     fail_next_update,
+    finish_changes,
     set_endpoint_status,
     slow_changes,
     update_calls,
@@ -140,17 +141,22 @@ def test_rolled_back_update_removes_the_new_config(moto, tiny_archive):
 
 def test_interrupted_update_resumes_and_leaves_one_live_config(moto, tiny_archive, monkeypatch):
     assert deploy(tiny_archive, "--instance-type", CPU).exit_code == 0
-    slow_changes(update=1.5)
+    # Updating until the resumed run waits, however slow this machine is.
+    slow_changes(update=3600)
     original = endpoints.wait_until_settled
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
+    def done_while_waiting(*args, **kwargs):
+        finish_changes()
+        return original(*args, **kwargs)
+
     monkeypatch.setattr(endpoints, "wait_until_settled", ctrl_c)
     cut = update(tiny_archive, "--instance-type", CPU, "--env", "A=1")
     assert cut.exit_code != 0
     assert len(resources()["configs"]) == 2  # old serving, new pending
-    monkeypatch.setattr(endpoints, "wait_until_settled", original)
+    monkeypatch.setattr(endpoints, "wait_until_settled", done_while_waiting)
     resumed = update(tiny_archive, "--instance-type", CPU, "--env", "A=1", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert "resuming the wait" in resumed.stderr
