@@ -96,6 +96,23 @@ def serve_moto(monkeypatch: pytest.MonkeyPatch, options: MotoOptions) -> Iterato
     assert not port_open(host, port)
 
 
+@contextmanager
+def ctrl_c_at(monkeypatch: pytest.MonkeyPatch, operation: str) -> Iterator[None]:
+    """Inside the block, a run is interrupted (Ctrl-C) when it makes the AWS call ``operation``."""
+    original = aws_session.Aws.write
+
+    def interrupted(self, service, name, **params):
+        if name == operation:
+            raise KeyboardInterrupt
+        return original(self, service, name, **params)
+
+    monkeypatch.setattr(aws_session.Aws, "write", interrupted)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(aws_session.Aws, "write", original)
+
+
 class Cli:
     """The CLI in-process through click: never a traceback, none of ``secrets`` shown."""
 

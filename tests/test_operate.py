@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_fixtures import NAME, ROLE, Cli, MotoOptions
+from aws_fixtures import NAME, ROLE, Cli, MotoOptions, ctrl_c_at
 from botocore.exceptions import ClientError
 from click.testing import CliRunner, Result
 from moto.cloudwatch.models import cloudwatch_backends
@@ -328,17 +328,8 @@ def test_leftovers_of_an_interrupted_deploy_are_listed_and_collected(
     moto, tiny_archive, monkeypatch
 ):
     assert deploy(tiny_archive, "--instance-type", CPU, name="live").exit_code == 0
-    original = aws_module.Aws.write
-
-    def interrupted(self, service, operation, **params):
-        if operation == "create_endpoint":
-            raise KeyboardInterrupt  # Ctrl-C after the model and config were created
-        return original(self, service, operation, **params)
-
-    monkeypatch.setattr(aws_module.Aws, "write", interrupted)
-    cut = deploy(tiny_archive, "--instance-type", CPU, name="cut")
-    assert cut.exit_code != 0
-    monkeypatch.setattr(aws_module.Aws, "write", original)
+    with ctrl_c_at(monkeypatch, "create_endpoint"):  # after the model and config were made
+        assert deploy(tiny_archive, "--instance-type", CPU, name="cut").exit_code != 0
     boto3.client("sagemaker").delete_endpoint(EndpointName="live")  # deleted by other means
     listed = json.loads(cli("list", "--leftovers", "--json").stdout)
     names = sorted((row["kind"], row["endpoint"]) for row in listed)
@@ -431,16 +422,8 @@ def test_an_archive_goes_only_when_no_model_reads_it(moto, tiny_archive, monkeyp
 
 
 def test_an_archive_stays_while_a_younger_leftover_model_reads_it(moto, tiny_archive, monkeypatch):
-    original = aws_module.Aws.write
-
-    def interrupted(self, service, operation, **params):
-        if operation == "create_endpoint":
-            raise KeyboardInterrupt
-        return original(self, service, operation, **params)
-
-    monkeypatch.setattr(aws_module.Aws, "write", interrupted)
-    assert deploy(tiny_archive, "--instance-type", CPU, name="cut").exit_code != 0
-    monkeypatch.setattr(aws_module.Aws, "write", original)
+    with ctrl_c_at(monkeypatch, "create_endpoint"):
+        assert deploy(tiny_archive, "--instance-type", CPU, name="cut").exit_code != 0
     (archive,) = archives()
     for bucket in s3_backends[ACCOUNT]["aws"].buckets.values():
         for key in bucket.keys.values():

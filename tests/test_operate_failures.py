@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_fixtures import NAME, ROLE, Cli, MotoOptions
+from aws_fixtures import NAME, ROLE, Cli, MotoOptions, ctrl_c_at
 from click.testing import Result
 from moto_shims import (
     backend,
@@ -167,16 +167,8 @@ def test_interrupted_update_resumes_and_leaves_one_live_config(moto, tiny_archiv
 
 def test_update_cut_before_the_switch_is_cleaned_by_the_next(moto, tiny_archive, monkeypatch):
     assert deploy(tiny_archive, "--instance-type", CPU).exit_code == 0
-    original = aws_module.Aws.write
-
-    def ctrl_c(self, service, operation, **params):
-        if operation == "update_endpoint":
-            raise KeyboardInterrupt
-        return original(self, service, operation, **params)
-
-    monkeypatch.setattr(aws_module.Aws, "write", ctrl_c)
-    assert update(tiny_archive, "--instance-type", CPU, "--env", "A=1").exit_code != 0
-    monkeypatch.setattr(aws_module.Aws, "write", original)
+    with ctrl_c_at(monkeypatch, "update_endpoint"):
+        assert update(tiny_archive, "--instance-type", CPU, "--env", "A=1").exit_code != 0
     assert len(resources()["configs"]) == 2  # a leftover: list --leftovers shows it
     other = update(tiny_archive, "--instance-type", CPU, "--env", "B=2", "--json")
     assert other.exit_code == 0, other.output
