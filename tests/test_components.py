@@ -248,8 +248,13 @@ def test_add_second_same_twice_update_status_delete_one_delete_all_gc(moto, tiny
     gone = components_state()
     assert gone["components"] == {} and gone["endpoints"] == [] and gone["models"] == []
     assert gone["configs"] == []
+    # What is left is the two archives, which no model reads any more.
+    bucket = boto3.client("s3").list_buckets()["Buckets"][0]["Name"]
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    archives = sorted(f"archive:s3://{bucket}/{item['Key']}" for item in listed)
+    assert len(archives) == 2
     collected = cli("gc", "--yes", "--min-age", "0s", "--json")
-    assert json.loads(collected.stdout)["removed"] == []
+    assert sorted(json.loads(collected.stdout)["removed"]) == archives
 
 
 def test_failed_rolling_update_leaves_the_old_model_serving(moto, tiny_archive, tmp_path):

@@ -86,18 +86,19 @@ def test_status_metrics_logs_follow_and_gc_through_the_cli(env, tiny_archive, tm
     client(env, "sagemaker").delete_endpoint(EndpointName="rr")  # deleted by other means
     listed = run(env, tmp_path, "list", "--leftovers", "--json")
     assert sorted(row["kind"] for row in json.loads(listed.stdout)) == (
-        ["alarm"] * 4 + ["endpoint_config", "model"]
+        ["alarm"] * 4 + ["archive", "endpoint_config", "model"]
     )
     no_tty = run(env, tmp_path, "gc", "--min-age", "0s")
     assert no_tty.returncode == 1
     assert no_tty.stderr.strip().splitlines() == [
-        "Error: refusing to delete 6 leftover(s) without confirmation: pass --yes "
+        "Error: refusing to delete 7 leftover(s) without confirmation: pass --yes "
         "(see them first with --dry-run)"
     ]
     dry = run(env, tmp_path, "gc", "--min-age", "0s", "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.count("would delete") == 6
+    assert dry.returncode == 0 and dry.stdout.count("would delete") == 7
     collected = run(env, tmp_path, "gc", "--min-age", "0s", "--yes")
-    assert collected.returncode == 0 and collected.stdout.count("deleted") == 6
+    assert collected.returncode == 0 and collected.stdout.count("deleted") == 7
+    assert "deleted archive:s3://" in collected.stdout
     assert run(env, tmp_path, "list", "--leftovers").stdout.strip() == "no leftovers"
 
 
