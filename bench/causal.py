@@ -23,8 +23,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from bench.machine import decoder_flops
 from bench.reference import ModelCardYesNoReranker
 from bench.timing import cell_summary, timed_rounds
@@ -84,21 +82,15 @@ def flops(card, ours, config, pairs) -> tuple[dict, dict]:
     """(the card's, ours) FLOPs for ``pairs``, with the vocabulary-wide head's part. Ours
     follows the packed decoder's passes: a pass whose rows start with the start the pass
     before kept (``PrefixStates``) does not compute it again."""
-    packed = import_handler("reranker_packed_decoder")
     width = card.batch(pairs)["input_ids"].shape[1]
     card_flops = decoder_flops(config, [([width] * len(pairs), 0, False)], card=True)
     encoded, batches = ours.plan(pairs)
-    passes, kept, device = [], None, torch.device("cpu")
+    passes, kept = [], None
     for batch in batches:
         rows = [encoded[i]["input_ids"] for i in batch]
-        lengths = [len(row) for row in rows]
-        if kept is not None and kept.starts(rows, device):
-            passes.append((lengths, len(kept.ids), True))
-            continue
-        shared = packed.shared_prefix(rows)
-        passes.append((lengths, shared, False))
-        fits = shared * ours.packed.bytes_per_token() <= packed.PREFIX_STATES_BYTES
-        kept = packed.PrefixStates(tuple(rows[0][:shared]), device) if shared and fits else None
+        shared, reused, keeping = ours.packed.start(rows, ours.device, kept)
+        passes.append(([len(row) for row in rows], shared, reused))
+        kept = keeping or kept
     return card_flops, decoder_flops(config, passes, card=False) | {"passes": passes}
 
 

@@ -68,12 +68,8 @@ class PackedDecoder:
 
     def __call__(self, rows: list[list[int]], device: torch.device) -> torch.Tensor:
         kept = self.kept
-        reused = kept is not None and kept.starts(rows, device)
-        shared = len(kept.ids) if reused else shared_prefix(rows)
+        shared, reused, keeping = self.start(rows, device, kept)
         layout = PackedLayout(rows, shared, device, computed=not reused)
-        keeping = None
-        if not reused and shared and shared * self.bytes_per_token() <= PREFIX_STATES_BYTES:
-            keeping = PrefixStates(tuple(rows[0][:shared]), device)
         states = kept if reused else keeping
         hidden = self.base.embed_tokens(layout.ids)
         cos, sin = self.base.rotary_emb(hidden[None], layout.positions[None])
@@ -86,10 +82,20 @@ class PackedDecoder:
             self.kept = keeping
         return self.base.norm(hidden)
 
-    def bytes_per_token(self) -> int:
-        """Bytes of one token's keys and values in every layer."""
+    def start(
+        self, rows: list[list[int]], device: torch.device, kept: PrefixStates | None
+    ) -> tuple[int, bool, PrefixStates | None]:
+        """How a pass over ``rows`` treats their common start: (its tokens, whether they come
+        from ``kept``, the states to record for the next pass when it computes them)."""
+        if kept is not None and kept.starts(rows, device):
+            return len(kept.ids), True, None
+        shared = shared_prefix(rows)
         weight = self.fused[0].qkv_weight
-        return 2 * len(self.layers) * self.kv_heads * self.head_dim * weight.element_size()
+        # Keys and values of one token in every layer.
+        token_bytes = 2 * len(self.layers) * self.kv_heads * self.head_dim * weight.element_size()
+        if not shared or shared * token_bytes > PREFIX_STATES_BYTES:
+            return shared, False, None
+        return shared, False, PrefixStates(tuple(rows[0][:shared]), device)
 
     def _layer(self, index: int, hidden, layout, rotation, states, last_only: bool):
         """One decoder layer over packed tokens; ``last_only`` outputs each row's last token.

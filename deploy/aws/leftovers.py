@@ -21,7 +21,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagemaker_reranker.deploy.aws.alarms import ALARM_PREFIX
-from sagemaker_reranker.deploy.aws.artifacts import KEY_PREFIX, default_bucket, owner_args
+from sagemaker_reranker.deploy.aws.artifacts import (
+    KEY_PREFIX,
+    default_bucket,
+    owner_args,
+    parse_s3_uri,
+)
 from sagemaker_reranker.deploy.aws.session import Aws, is_not_found
 from sagemaker_reranker.deploy.aws.spec import DIGEST_LENGTH, ENDPOINT_TAG
 
@@ -295,7 +300,9 @@ def _archives(aws: Aws, bucket: str, leftover_models: set[str]) -> list[Leftover
         aws.reporter.note(f"archives in s3://{bucket} left out: {why}")
         return []
     found = []
-    listing = _paginate(aws, "s3", "list_objects_v2", Bucket=bucket, Prefix=f"{KEY_PREFIX}/")
+    listing = _paginate(
+        aws, "s3", "list_objects_v2", Bucket=bucket, Prefix=f"{KEY_PREFIX}/", **owner
+    )
     for page in listing:
         for item in page.get("Contents", []):
             uri = f"s3://{bucket}/{item['Key']}"
@@ -319,7 +326,7 @@ def collect(aws: Aws, leftovers: list[Leftover]) -> list[str]:
     removed = []
     for item in leftovers:
         if item.kind == "archive":
-            bucket, key = item.name.removeprefix("s3://").split("/", 1)
+            bucket, key = parse_s3_uri(item.name)
             aws.write("s3", "delete_object", Bucket=bucket, Key=key, **owner_args(aws, bucket))
             removed.append(f"archive:{item.name}")
         elif item.kind != "alarm" and delete_quietly(aws, item.kind, item.name):
